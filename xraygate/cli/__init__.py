@@ -1,0 +1,19 @@
+"""The ``xraygate`` command line. Each area adds its commands as a Typer sub-app here."""
+
+from __future__ import annotations
+
+import typer
+
+from xraygate.cli import core as core_cli
+
+app = typer.Typer(
+    name="xraygate",
+    help="AI triage of chest X-rays: DICOM in, FHIR R4 and HL7 v2 out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+core_cli.register(app)
+
+
+def main() -> None:
+    app()

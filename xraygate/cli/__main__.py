@@ -1,0 +1,3 @@
+from xraygate.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Settings, read from ``XRAYGATE_*`` environment variables (and an optional ``.env`` file).
+
+One cached :func:`get_settings` serves the whole process; tests call ``get_settings.cache_clear()``
+after changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
+
+    # --- storage and database -------------------------------------------------------------
+    data_dir: Path = Field(Path("./var"), description="Directory for embedded database and files.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite at <data_dir>/xraygate.db."
+    )
+    storage_url: str | None = Field(
+        None, description="Object store: a path, or s3://bucket/prefix; default <data_dir>/objects."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint URL (MinIO, Ceph, AWS).")
+    s3_region: str = Field("us-east-1", description="S3 region name.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key (else boto3 chain).")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret key.")
+    min_free_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Refuse C-STORE (0xA700) when the local store has less free space.",
+    )
+
+    # --- DICOM SCP ---------------------------------------------------------------------
+    ae_title: str = Field("XRAYGATE", description="Our DICOM application entity title.")
+    dicom_host: str = Field("0.0.0.0", description="Address the DICOM SCP listens on.")
+    dicom_port: int = Field(11112, description="DICOM SCP port.")
+    allowed_calling_aets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated calling AE titles allowed to associate; empty = any.",
+    )
+    require_called_aet: bool = Field(False, description="Reject associations not addressed to us.")
+    max_associations: int = Field(16, description="Maximum concurrent inbound associations.")
+    max_pdu_size: int = Field(1048576, description="Maximum PDU size we receive (bytes).")
+    network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
+    tls_key_file: Path | None = Field(None, description="PEM private key for DICOM TLS.")
+    tls_ca_file: Path | None = Field(
+        None, description="PEM CA bundle: require client certificates signed by it."
+    )
+
+    # --- HTTP gateway --------------------------------------------------------------------
+    http_host: str = Field("0.0.0.0", description="Address the HTTP gateway listens on.")
+    http_port: int = Field(8080, description="HTTP gateway port (FHIR API, admin, pages).")
+
+    # --- work queue ----------------------------------------------------------------------
+    workers: int = Field(1, description="Worker threads started by `xraygate serve`/`worker`.")
+    queue_lease_seconds: float = Field(
+        300.0, description="A claimed job not finished in this time is reclaimed."
+    )
+    queue_max_attempts: int = Field(5, description="Attempts before a job is dead-lettered.")
+    queue_backoff_seconds: float = Field(2.0, description="First retry delay; doubles each try.")
+    queue_backoff_max_seconds: float = Field(600.0, description="Upper bound of the retry delay.")
+    queue_poll_seconds: float = Field(0.2, description="Idle worker poll interval.")
+
+    log_level: str = Field("INFO", description="Python log level.")
+    log_json: bool = Field(False, description="Emit structured JSON logs.")
+
+    @field_validator("allowed_calling_aets", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'xraygate.db').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return str((self.data_dir / "objects").resolve())
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where incoming datasets are spooled: inside the data dir, so renames stay atomic."""
+        return self.data_dir / "tmp"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

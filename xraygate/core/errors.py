@@ -1,0 +1,100 @@
+"""The one exception tree of xraygate.
+
+Adapters translate library errors with ``raise ... from exc``.
+
+::
+
+    XraygateError
+    ├── ConfigurationError        a setting is missing or inconsistent
+    ├── StorageError              the object store failed
+    │   ├── ObjectNotFound        no object under that key
+    │   └── StorageFull           not enough free space to accept data
+    ├── DatabaseError             the index or queue database failed
+    ├── QueueError                the work queue refused an operation
+    │   └── LeaseLost             the job's lease expired and another worker may own it
+    ├── IngestError               an incoming DICOM object was refused (carries a Status)
+    ├── InferenceError            preprocessing or the model failed
+    │   ├── NotApplicable         the image is not one the model may read
+    │   └── ModelRegistryError    a model version is missing, invalid or does not match its sha256
+    ├── DeliveryError             sending a result failed
+    │   ├── RetryableDelivery     the peer may accept later (timeout, 5xx, HL7 AE)
+    │   └── PermanentDelivery     the peer refused for good (4xx, HL7 AR)
+    └── DeidentificationError     a file could not be de-identified safely
+"""
+
+from __future__ import annotations
+
+
+class XraygateError(Exception):
+    """Base of every error raised by xraygate. ``permanent`` errors are not retried."""
+
+    permanent: bool = False
+
+
+class ConfigurationError(XraygateError):
+    """A setting is missing or inconsistent."""
+
+
+class StorageError(XraygateError):
+    """The object store failed."""
+
+
+class ObjectNotFound(StorageError):
+    """No object exists under the key."""
+
+
+class StorageFull(StorageError):
+    """Not enough free space to accept data."""
+
+
+class DatabaseError(XraygateError):
+    """The index or queue database failed."""
+
+
+class QueueError(XraygateError):
+    """The work queue refused an operation."""
+
+
+class LeaseLost(QueueError):
+    """The job's lease expired; another worker may own it now."""
+
+
+class IngestError(XraygateError):
+    """An incoming DICOM object was refused. ``status`` is the DICOM status to answer."""
+
+    def __init__(self, status: int, comment: str) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment
+
+
+class InferenceError(XraygateError):
+    """Preprocessing or the model failed."""
+
+
+class NotApplicable(InferenceError):
+    """The image is not one the model may read (the reason is the message)."""
+
+    permanent = True
+
+
+class ModelRegistryError(InferenceError):
+    """A model version is missing, invalid, or does not match its recorded sha256."""
+
+
+class DeliveryError(XraygateError):
+    """Sending a result to an EHR, HL7 engine or other target failed."""
+
+
+class RetryableDelivery(DeliveryError):
+    """The peer may accept later: timeout, connection drop, HTTP 5xx, HL7 AE."""
+
+
+class PermanentDelivery(DeliveryError):
+    """The peer refused for good: HTTP 4xx, HL7 AR. Retrying will not help."""
+
+    permanent = True
+
+
+class DeidentificationError(XraygateError):
+    """A file could not be de-identified safely; it must not be exported."""

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the whole pipeline, defined once here and updated where things happen.
+
+The gateway serves them at ``/metrics``. Names follow Prometheus conventions (``_total`` for
+counters, base units).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INSTANCES_RECEIVED = Counter(
+    "xraygate_instances_received_total", "DICOM instances accepted by the SCP", ["sop_class"]
+)
+INSTANCES_REFUSED = Counter(
+    "xraygate_instances_refused_total", "C-STORE requests refused, by DICOM status", ["status"]
+)
+BYTES_RECEIVED = Counter("xraygate_bytes_received_total", "Bytes of DICOM objects stored")
+ASSOCIATIONS = Counter("xraygate_associations_total", "DICOM associations by outcome", ["outcome"])
+QUEUE_DEPTH = Gauge("xraygate_queue_depth", "Jobs waiting, by kind and state", ["kind", "state"])
+QUEUE_OLDEST_AGE = Gauge(
+    "xraygate_queue_oldest_age_seconds", "Age of the oldest pending job, by kind", ["kind"]
+)
+JOBS_FINISHED = Counter(
+    "xraygate_jobs_finished_total", "Job attempts by kind and outcome", ["kind", "outcome"]
+)
+INFERENCE_SECONDS = Histogram(
+    "xraygate_inference_seconds",
+    "Time to preprocess and score one image",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+STUDIES_SCORED = Counter("xraygate_studies_scored_total", "Study results by category", ["category"])
+DELIVERIES = Counter(
+    "xraygate_deliveries_total", "Result deliveries by channel and outcome", ["channel", "outcome"]
+)
+DEID_EXPORTS = Counter(
+    "xraygate_deid_exports_total", "De-identified exports by outcome", ["outcome"]
+)
+FEEDBACK = Counter(
+    "xraygate_feedback_total", "Clinician feedback by agreement with the model", ["agreement"]
+)

@@ -1,0 +1,32 @@
+"""Database models. Each area owns one module; importing this package registers every table.
+
+- :mod:`.index`: the DICOM index (Patient / Study / Series / Instance), written by the SCP.
+- :mod:`.jobs`: the durable work queue's ``Job`` table.
+- :mod:`.results`: model versions and inference results.
+"""
+
+from xraygate.core.models.base import utcnow
+from xraygate.core.models.index import Instance, Patient, Series, Study
+from xraygate.core.models.jobs import Job, JobState
+from xraygate.core.models.results import (
+    Category,
+    InstanceResult,
+    ModelState,
+    ModelVersion,
+    StudyResult,
+)
+
+__all__ = [
+    "Category",
+    "Instance",
+    "InstanceResult",
+    "Job",
+    "JobState",
+    "ModelState",
+    "ModelVersion",
+    "Patient",
+    "Series",
+    "Study",
+    "StudyResult",
+    "utcnow",
+]

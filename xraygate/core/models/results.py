@@ -1,0 +1,102 @@
+"""Inference results and the model registry's index (written by ``inference/``).
+
+Stable contract read by ``fhir/``, ``hl7/``, ``anonymizer/`` and ``gateway/``: fields are never
+renamed or removed; new ones are added nullable.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from xraygate.core.models.base import utcnow
+
+
+class Category(StrEnum):
+    HIGH = "high"  # escalate to staff
+    INDETERMINATE = "indeterminate"
+    LOW = "low"
+    NOT_APPLICABLE = "not-applicable"  # no image the model may read
+
+
+class ModelState(StrEnum):
+    CANDIDATE = "candidate"  # imported, not used
+    SHADOW = "shadow"  # scored and stored, never emitted
+    ACTIVE = "active"  # exactly one: its results are emitted
+    RETIRED = "retired"
+
+
+class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    version: str = Field(max_length=50)
+    sha256: str = Field(max_length=64, description="sha256 of the model artifact")
+    object_key: str = Field(max_length=400, description="artifact key in the object store")
+    manifest: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=ModelState.CANDIDATE, max_length=16)
+    auroc: float | None = None
+    imported_at: datetime = Field(default_factory=utcnow)
+    activated_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+class InstanceResult(SQLModel, table=True):
+    """One image read (or refused) by one model version."""
+
+    __tablename__ = "instance_results"
+    __table_args__ = (
+        UniqueConstraint("sop_instance_uid", "model_version", name="uq_instance_result"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_pk: int = Field(foreign_key="instances.id", index=True)
+    sop_instance_uid: str = Field(max_length=64)
+    study_instance_uid: str = Field(max_length=64, index=True)
+    model_version: str = Field(max_length=160, description="name:version")
+    model_sha256: str = Field(max_length=64)
+    input_sha256: str = Field(max_length=64, description="sha256 of the DICOM object read")
+    applicable: bool
+    reason: str = Field(default="", max_length=500, description="why not applicable")
+    score: float | None = Field(default=None, description="pneumonia probability in [0, 1]")
+    shadow: bool = False
+    timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StudyResult(SQLModel, table=True):
+    """A study's triage by one model version, derived from its instance results."""
+
+    __tablename__ = "study_results"
+    __table_args__ = (
+        UniqueConstraint("study_instance_uid", "model_version", name="uq_study_result"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_pk: int = Field(foreign_key="studies.id", index=True)
+    study_instance_uid: str = Field(max_length=64)
+    model_version: str = Field(max_length=160, description="name:version")
+    model_sha256: str = Field(max_length=64)
+    score: float | None = Field(default=None, description="study score in [0, 1]")
+    category: str = Field(max_length=16, index=True)
+    reason: str = Field(default="", max_length=500)
+    thresholds: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False), description="high/low"
+    )
+    instance_uids: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False), description="images read"
+    )
+    shadow: bool = False
+    revision: int = Field(default=1, description="bumped when new images change the result")
+    demo_model: bool = Field(default=True, description="result of a demonstration model")
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,360 @@
+"""The object store: where DICOM objects, models and exports live.
+
+:class:`ObjectStore` is the protocol; :class:`LocalStore` (a directory, the embedded default) and
+:class:`S3Store` (any S3 endpoint: MinIO, Ceph RGW, AWS) implement it. Only this module imports
+boto3. Keys are ``/``-separated relative paths. Objects are written whole or not at all: the local
+store writes a temp file, fsyncs it and renames it into place; S3 PUTs are atomic by nature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlparse
+
+from xraygate.core.config import Settings
+from xraygate.core.errors import ConfigurationError, ObjectNotFound, StorageError, StorageFull
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise StorageError(f"invalid object key {key!r}")
+    return key
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Where bytes live. Implementations raise only :class:`StorageError` subclasses."""
+
+    url: str
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> StoredObject:
+        """Store the file at ``path`` under ``key``; ``move`` lets the store consume the file."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def download(self, key: str, dest: Path) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def free_bytes(self) -> int | None:
+        """Free space where the store writes, or None when unbounded (S3)."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageError when the store cannot be reached (readiness)."""
+        ...
+
+
+class LocalStore:
+    """Objects as files below a root directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = str(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def _fsync_dir(self, directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> StoredObject:
+        dest = self._path(key)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            size, sha = file_digest(path)
+            if move and path.stat().st_dev == dest.parent.stat().st_dev:
+                staged = path
+            else:
+                fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".incoming-")
+                os.close(fd)
+                staged = Path(tmp)
+                shutil.copyfile(path, staged)
+            with staged.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            staged.replace(dest)
+            self._fsync_dir(dest.parent)
+            if move and path.exists():
+                path.unlink()
+        except OSError as exc:
+            raise _os_error(exc, key) from exc
+        return StoredObject(key, size, sha)
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        dest = self._path(key)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".incoming-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            Path(tmp).replace(dest)
+            self._fsync_dir(dest.parent)
+        except OSError as exc:
+            raise _os_error(exc, key) from exc
+        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {key}: {exc.strerror}") from exc
+
+    def open(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def download(self, key: str, dest: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), dest)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        except OSError as exc:
+            raise _os_error(exc, key) from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and not path.name.startswith(".incoming-"):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+    def free_bytes(self) -> int | None:
+        return shutil.disk_usage(self.root).free
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"object store root is not writable: {self.root}")
+
+
+def _os_error(exc: OSError, key: str) -> StorageError:
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"no space left writing {key}")
+    return StorageError(f"cannot write {key}: {exc.strerror}")
+
+
+class S3Store:
+    """Objects in an S3 bucket below an optional prefix, through boto3."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        create_bucket: bool = True,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client: S3Client = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}
+            ),
+        )
+        if create_bucket:
+            self._ensure_bucket()
+
+    def _ensure_bucket(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self._client.create_bucket(Bucket=self.bucket)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"cannot create bucket {self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 endpoint unreachable: {exc}") from exc
+
+    def _key(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFound(key) from exc
+            raise StorageError(f"S3 {what} {key} failed: {code}") from exc
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(f"S3 {what} {key} failed: {type(exc).__name__}") from exc
+
+    def put_file(self, key: str, path: Path, *, move: bool = False) -> StoredObject:
+        size, sha = file_digest(path)
+        self._call(
+            "upload",
+            key,
+            self._client.upload_file,
+            str(path),
+            self.bucket,
+            self._key(key),
+            ExtraArgs={"Metadata": {"sha256": sha}},
+        )
+        if move:
+            path.unlink(missing_ok=True)
+        return StoredObject(key, size, sha)
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        sha = hashlib.sha256(data).hexdigest()
+        self._call(
+            "put",
+            key,
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            Metadata={"sha256": sha},
+        )
+        return StoredObject(key, len(data), sha)
+
+    def get_bytes(self, key: str) -> bytes:
+        resp = self._call(
+            "get", key, self._client.get_object, Bucket=self.bucket, Key=self._key(key)
+        )
+        body: bytes = self._call("read", key, resp["Body"].read)
+        return body
+
+    def download(self, key: str, dest: Path) -> None:
+        self._call(
+            "download", key, self._client.download_file, self.bucket, self._key(key), str(dest)
+        )
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(
+                "head", key, self._client.head_object, Bucket=self.bucket, Key=self._key(key)
+            )
+        except ObjectNotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        self._call(
+            "delete", key, self._client.delete_object, Bucket=self.bucket, Key=self._key(key)
+        )
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        pages = self._call(
+            "list", prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"][strip:]
+
+    def free_bytes(self) -> int | None:
+        return None
+
+    def check(self) -> None:
+        self._call("head bucket", self.bucket, self._client.head_bucket, Bucket=self.bucket)
+
+
+def open_store(
+    url: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> ObjectStore:
+    """A store from a URL: a filesystem path (or file://) or s3://bucket/prefix."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigurationError(f"storage URL has no bucket: {url}")
+        return S3Store(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=endpoint_url,
+            region=region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+        )
+    if parsed.scheme in ("", "file"):
+        return LocalStore(Path(parsed.path if parsed.scheme else url))
+    raise ConfigurationError(f"unsupported storage URL scheme {parsed.scheme!r}")
+
+
+def store_from_settings(settings: Settings) -> ObjectStore:
+    return open_store(
+        settings.resolved_storage_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+    )

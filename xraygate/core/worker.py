@@ -1,0 +1,88 @@
+"""The worker loop: claim a job, run its handler, commit results and completion together.
+
+A handler does its slow work (decode, predict, send) outside any transaction and returns a
+*commit* function, or None. The loop then opens one transaction that runs the commit function
+(store results, enqueue follow-ups) and marks the job done; if anything fails, nothing of it is
+kept and the job is retried per the queue's policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+
+from sqlmodel import Session
+
+from xraygate.core.db import write_session
+from xraygate.core.errors import LeaseLost, XraygateError
+from xraygate.core.queue import ClaimedJob, JobQueue
+
+log = logging.getLogger(__name__)
+
+Commit = Callable[[Session], None]
+Handler = Callable[[ClaimedJob], Commit | None]
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs jobs of the kinds it has handlers for."""
+
+    def __init__(
+        self, queue: JobQueue, handlers: Mapping[str, Handler], worker_id: str | None = None
+    ) -> None:
+        self.queue = queue
+        self.handlers = dict(handlers)
+        self.worker_id = worker_id or new_worker_id()
+
+    def run_once(self) -> bool:
+        """Claim and run one job. Returns False when none was available."""
+        job = self.queue.claim(self.worker_id, self.handlers)
+        if job is None:
+            return False
+        self.process(job)
+        return True
+
+    def process(self, job: ClaimedJob) -> None:
+        try:
+            commit = self.handlers[job.kind](job)
+            with write_session(self.queue.engine) as session:
+                if commit is not None:
+                    commit(session)
+                self.queue.complete(session, job)
+        except LeaseLost:
+            log.warning("job %s lost its lease; another worker owns it", job.id)
+        except Exception as exc:  # a worker must survive any handler failure
+            permanent = isinstance(exc, XraygateError) and exc.permanent
+            reason = f"{type(exc).__name__}: {exc}"
+            try:
+                state = self.queue.fail(job, reason, permanent=permanent)
+            except LeaseLost:
+                log.warning("job %s lost its lease while failing", job.id)
+                return
+            log.warning(
+                "job %s (%s) attempt %s failed -> %s: %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                state.value,
+                type(exc).__name__,
+            )
+
+    def run(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
+        """Loop until ``stop`` is set, sleeping ``poll_seconds`` when idle."""
+        log.info("worker %s started for %s", self.worker_id, sorted(self.handlers))
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+            except XraygateError as exc:
+                log.error("worker %s: %s", self.worker_id, exc)
+                busy = False
+            if not busy:
+                stop.wait(poll_seconds)

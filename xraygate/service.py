@@ -1,0 +1,122 @@
+"""The whole service wired in one place, top to bottom.
+
+    settings -> database (migrated) -> object store -> work queue
+        -> DICOM SCP        writes objects + index rows + ``infer`` jobs
+        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / deidentify
+        -> HTTP gateway     FHIR API, admin API, pages, metrics
+
+Services never call each other: they meet only in the database and the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from sqlalchemy import func, select
+
+from xraygate.core import db
+from xraygate.core.config import Settings
+from xraygate.core.logging import configure_logging
+from xraygate.core.models import Instance, Patient, Series, Study
+from xraygate.core.queue import JobQueue
+from xraygate.core.storage import ObjectStore, store_from_settings
+from xraygate.core.worker import Handler, Worker
+
+log = logging.getLogger("xraygate.service")
+
+
+def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
+    """Every job kind the workers of this build can run, by kind."""
+    handlers: dict[str, Handler] = {}
+    return handlers
+
+
+def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
+    """Run the chosen parts until SIGINT/SIGTERM."""
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db.upgrade(settings.resolved_database_url)
+    store = store_from_settings(settings)
+    queue = JobQueue.from_settings(settings)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    scp_server = None
+    if scp:
+        from xraygate.dicom_scp.server import start_scp
+
+        scp_server = start_scp(settings, store, queue)
+        log.info(
+            "DICOM SCP %s listening on %s:%s",
+            settings.ae_title,
+            settings.dicom_host,
+            scp_server.port,
+        )
+    if workers:
+        handlers = job_handlers(settings, store, queue)
+        for _ in range(max(1, settings.workers)):
+            worker = Worker(queue, handlers)
+            thread = threading.Thread(
+                target=worker.run, args=(stop, settings.queue_poll_seconds), daemon=True
+            )
+            thread.start()
+            threads.append(thread)
+    try:
+        if http:
+            _serve_http(settings)
+        else:
+            _wait_for_signal(stop)
+    finally:
+        stop.set()
+        if scp_server is not None:
+            scp_server.shutdown()
+        for thread in threads:
+            thread.join(timeout=30)
+        log.info("stopped")
+
+
+def _serve_http(settings: Settings) -> None:
+    import uvicorn
+
+    from xraygate.gateway.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    def _handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handle)
+    signal.signal(signal.SIGTERM, _handle)
+    while not stop.wait(1.0):
+        pass
+
+
+def status_counts(settings: Settings) -> dict[str, int]:
+    """Counts for ``xraygate status``: index rows and jobs by state."""
+    url = settings.resolved_database_url
+    db.upgrade(url)
+    engine = db.get_engine(url)
+    counts: dict[str, int] = {}
+    with db.read_session(engine) as session:
+        for name, model in (
+            ("patients", Patient),
+            ("studies", Study),
+            ("series", Series),
+            ("instances", Instance),
+        ):
+            counts[name] = int(session.scalar(select(func.count()).select_from(model)) or 0)
+    for state, number in JobQueue(engine).counts().items():
+        counts[f"jobs_{state}"] = number
+    return counts
