@@ -112,3 +112,62 @@ def sqlite_settings(
     db.upgrade(s.resolved_database_url)
     yield s
     get_settings.cache_clear()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3 endpoint over HTTP on loopback: moto's server in a subprocess."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_settings(
+    tmp_path: Path, sqlite_url: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """SQLite index + an S3 object store (fresh bucket) on the loopback moto endpoint."""
+    monkeypatch.setenv("XRAYGATE_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("XRAYGATE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("XRAYGATE_STORAGE_URL", f"s3://xg-{uuid.uuid4().hex[:10]}/objects")
+    monkeypatch.setenv("XRAYGATE_S3_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("XRAYGATE_S3_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("XRAYGATE_S3_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("XRAYGATE_MIN_FREE_BYTES", "0")
+    get_settings.cache_clear()
+    s = get_settings()
+    db.upgrade(s.resolved_database_url)
+    yield s
+    get_settings.cache_clear()

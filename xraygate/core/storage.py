@@ -308,7 +308,7 @@ class S3Store:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
-        full = self._key(prefix) if prefix else (f"{self.prefix}/" if self.prefix else "")
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         pages = self._call(
             "list", prefix, lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full))
