@@ -113,9 +113,9 @@ class JobQueue:
             insert(Job)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["kind", "dedupe_key"])
+            .returning(col(Job.id))
         )
-        result = session.execute(stmt)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return session.execute(stmt).first() is not None
 
     # -- 2. claim -------------------------------------------------------------------------
     def claim(self, worker_id: str, kinds: Iterable[str] | None = None) -> ClaimedJob | None:

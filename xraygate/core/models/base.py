@@ -6,5 +6,5 @@ from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
-    """Naive UTC now: every timestamp in the database is naive UTC (SQLite keeps no zone)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Timezone-aware UTC now: every timestamp column is a SQLModel ``UTCDateTime``."""
+    return datetime.now(UTC)

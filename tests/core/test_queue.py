@@ -1,0 +1,187 @@
+"""The durable work queue on SQLite and on the local PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from xraygate.core import db
+from xraygate.core.config import Settings
+from xraygate.core.errors import LeaseLost, QueueError
+from xraygate.core.models import Job, JobState, utcnow
+from xraygate.core.queue import JobQueue, RetryPolicy
+from xraygate.core.worker import Worker
+
+
+def make_queue(settings: Settings, **kw: float) -> JobQueue:
+    engine = db.get_engine(settings.resolved_database_url)
+    policy = RetryPolicy(max_attempts=3, backoff_seconds=0.05, backoff_max_seconds=1.0)
+    return JobQueue(engine, lease_seconds=kw.get("lease", 30.0), policy=policy)
+
+
+def add(queue: JobQueue, kind: str, key: str, priority: int = 0) -> bool:
+    with db.write_session(queue.engine) as session:
+        return queue.enqueue(session, kind, key, study_uid="1.2.3", priority=priority)
+
+
+def test_enqueue_is_idempotent_per_kind_and_key(settings: Settings) -> None:
+    queue = make_queue(settings)
+    assert add(queue, "infer", "a") is True
+    assert add(queue, "infer", "a") is False
+    assert add(queue, "emit-fhir", "a") is True
+    assert queue.counts()[JobState.PENDING] == 2
+
+
+def test_enqueue_rolls_back_with_its_transaction(settings: Settings) -> None:
+    queue = make_queue(settings)
+    with pytest.raises(RuntimeError), db.write_session(queue.engine) as session:
+        queue.enqueue(session, "infer", "lost")
+        raise RuntimeError("the index row failed")
+    assert queue.counts()[JobState.PENDING] == 0
+
+
+def test_claim_takes_highest_priority_then_oldest(settings: Settings) -> None:
+    queue = make_queue(settings)
+    add(queue, "infer", "low-1")
+    add(queue, "infer", "high", priority=10)
+    add(queue, "infer", "low-2")
+    order = []
+    while (job := queue.claim("w1")) is not None:
+        order.append(job.dedupe_key)
+        with db.write_session(queue.engine) as session:
+            queue.complete(session, job)
+    assert order == ["high", "low-1", "low-2"]
+    assert queue.counts()[JobState.DONE] == 3
+
+
+def test_claim_filters_kinds(settings: Settings) -> None:
+    queue = make_queue(settings)
+    add(queue, "emit-hl7", "x")
+    assert queue.claim("w1", ["infer"]) is None
+    job = queue.claim("w1", ["emit-hl7"])
+    assert job is not None and job.kind == "emit-hl7" and job.attempts == 1
+
+
+def test_failure_retries_with_backoff_then_dead_letters(settings: Settings) -> None:
+    queue = make_queue(settings)
+    add(queue, "infer", "bad")
+    states = []
+    for _ in range(3):
+        job = None
+        deadline = time.monotonic() + 5
+        while job is None and time.monotonic() < deadline:
+            job = queue.claim("w1")
+            if job is None:
+                time.sleep(0.02)
+        assert job is not None
+        states.append(queue.fail(job, "decoder exploded"))
+    assert states == [JobState.PENDING, JobState.PENDING, JobState.DEAD]
+    dead = queue.jobs(state=JobState.DEAD)
+    assert len(dead) == 1 and dead[0].last_error == "decoder exploded" and dead[0].attempts == 3
+    queue.retry(dead[0].id or 0)
+    job = queue.claim("w1")
+    assert job is not None and job.attempts == 1
+    with pytest.raises(QueueError):
+        queue.retry(job.id)
+
+
+def test_backoff_delays_the_next_attempt(settings: Settings) -> None:
+    queue = make_queue(settings)
+    queue.policy = RetryPolicy(max_attempts=5, backoff_seconds=60, backoff_max_seconds=600)
+    add(queue, "infer", "slow")
+    job = queue.claim("w1")
+    assert job is not None
+    queue.fail(job, "try later")
+    assert queue.claim("w1") is None
+    assert queue.policy.delay(1) == 60 and queue.policy.delay(2) == 120
+    assert queue.policy.delay(10) == 600
+
+
+def test_permanent_failure_dead_letters_at_once(settings: Settings) -> None:
+    queue = make_queue(settings)
+    add(queue, "emit-hl7", "ar")
+    job = queue.claim("w1")
+    assert job is not None
+    assert queue.fail(job, "AR: unknown patient", permanent=True) == JobState.DEAD
+
+
+def test_expired_lease_is_reclaimed_and_old_owner_loses_it(settings: Settings) -> None:
+    queue = make_queue(settings, lease=0.2)
+    add(queue, "infer", "k")
+    first = queue.claim("worker-that-dies")
+    assert first is not None
+    assert queue.claim("w2") is None  # lease still valid
+    time.sleep(0.3)
+    second = queue.claim("w2")
+    assert second is not None and second.id == first.id and second.attempts == 2
+    with pytest.raises(LeaseLost), db.write_session(queue.engine) as session:
+        queue.complete(session, first)
+    with db.write_session(queue.engine) as session:
+        queue.complete(session, second)
+    assert queue.counts()[JobState.DONE] == 1
+
+
+def test_job_whose_worker_always_dies_ends_dead(settings: Settings) -> None:
+    queue = make_queue(settings, lease=30)
+    add(queue, "infer", "poison")
+    with db.write_session(queue.engine) as session:
+        session.execute(
+            update(Job).values(
+                state=JobState.RUNNING.value,
+                attempts=3,
+                locked_by="gone",
+                lease_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    assert queue.claim("w1") is None
+    [job] = queue.jobs()
+    assert job.state == JobState.DEAD and "lease expired" in (job.last_error or "")
+
+
+def test_worker_commits_results_and_completion_together(settings: Settings) -> None:
+    queue = make_queue(settings)
+    add(queue, "infer", "one")
+    add(queue, "infer", "two")
+    calls: list[str] = []
+
+    def handler(job):  # type: ignore[no-untyped-def]
+        calls.append(job.dedupe_key)
+        if job.dedupe_key == "two":
+            raise ValueError("corrupt pixel data")
+
+        def commit(session):  # type: ignore[no-untyped-def]
+            queue.enqueue(session, "emit-fhir", f"{job.dedupe_key}:r1")
+
+        return commit
+
+    worker = Worker(queue, {"infer": handler}, worker_id="w1")
+    assert worker.run_once() and worker.run_once()
+    with db.read_session(queue.engine) as session:
+        jobs = {j.dedupe_key: j for j in session.exec(select(Job)).all()}
+    assert jobs["one"].state == JobState.DONE
+    assert jobs["one:r1"].state == JobState.PENDING and jobs["one:r1"].kind == "emit-fhir"
+    assert jobs["two"].state == JobState.PENDING and jobs["two"].attempts == 1
+    assert "ValueError: corrupt pixel data" in (jobs["two"].last_error or "")
+    assert "two:r1" not in jobs
+
+
+def test_failed_commit_keeps_nothing(settings: Settings) -> None:
+    queue = make_queue(settings)
+    add(queue, "infer", "one")
+
+    def handler(job):  # type: ignore[no-untyped-def]
+        def commit(session):  # type: ignore[no-untyped-def]
+            queue.enqueue(session, "emit-fhir", "partial")
+            raise RuntimeError("disk on fire")
+
+        return commit
+
+    Worker(queue, {"infer": handler}, worker_id="w1").run_once()
+    with db.read_session(queue.engine) as session:
+        keys = session.exec(select(col(Job.dedupe_key))).all()
+    assert keys == ["one"]
+    assert queue.jobs()[0].state == JobState.PENDING
