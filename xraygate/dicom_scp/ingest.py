@@ -1,0 +1,285 @@
+"""One received DICOM object -> object store + index rows + ``infer`` job.
+
+The order makes acknowledgement safe: the object is written (fsync, atomic rename) first, then
+the index rows and the job commit in one transaction, and only then does the SCP answer 0x0000.
+A crash in between leaves at most an unreferenced object and an unacknowledged C-STORE, which the
+sender repeats. Object keys carry the content hash, so a different object with the same SOP
+Instance UID never overwrites the one the index points to.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, col
+
+from xraygate.core import metrics
+from xraygate.core.config import Settings
+from xraygate.core.db import is_sqlite, read_session, write_session
+from xraygate.core.errors import DatabaseError, IngestError, StorageError, StorageFull
+from xraygate.core.logging import correlation_id
+from xraygate.core.models import Instance, Patient, Series, Study, utcnow
+from xraygate.core.queue import JobQueue
+from xraygate.core.storage import ObjectStore, file_digest
+from xraygate.dicom_scp.status import Status
+
+log = logging.getLogger(__name__)
+
+INFER = "infer"
+_UNDEFINED = 0xFFFFFFFF
+_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A dataset spooled to disk by the SCP, with what the C-STORE request said about it."""
+
+    path: Path
+    calling_aet: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    duplicate: bool = False
+    comment: str = ""
+
+
+def read_header(path: Path) -> Dataset:
+    """Parse the dataset without loading bulk values, and refuse a truncated one."""
+    try:
+        ds = dcmread(path, defer_size=4096)
+        size = path.stat().st_size
+        for tag in list(ds.keys()):
+            raw = ds.get_item(tag)
+            if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED:
+                if raw.value_tell + raw.length > size:
+                    raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+            elif isinstance(raw, RawDataElement) and tag == 0x7FE00010:
+                _check_encapsulated_end(path, size)
+    except IngestError:
+        raise
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
+        comment = f"cannot parse data set: {type(exc).__name__}"
+        raise IngestError(Status.CANNOT_UNDERSTAND, comment) from exc
+    return ds
+
+
+def _check_encapsulated_end(path: Path, size: int) -> None:
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - 65536))
+        if _SEQ_DELIMITER not in fh.read():
+            raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
+
+
+def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
+    value = ds.get(keyword, "")
+    return str(value if value is not None else "")[:limit]
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def validate(ds: Dataset, received: Received) -> None:
+    """The data set must be the SOP instance the C-STORE request announced."""
+    if _text(ds, "SOPClassUID") != received.sop_class_uid:
+        raise IngestError(Status.DATASET_MISMATCH, "SOP Class UID differs from the request")
+    if _text(ds, "SOPInstanceUID") != received.sop_instance_uid:
+        raise IngestError(Status.DATASET_MISMATCH, "SOP Instance UID differs from the request")
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if not _text(ds, keyword):
+            raise IngestError(Status.DATASET_MISMATCH, f"{keyword} is missing")
+
+
+class Ingestor:
+    """Stores received objects and indexes them; safe to call from many threads."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, queue: JobQueue) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.engine: Engine = queue.engine
+
+    def ingest(self, received: Received) -> Outcome:
+        try:
+            return self._ingest(received)
+        except IngestError as exc:
+            metrics.INSTANCES_REFUSED.labels(status=f"0x{exc.status:04X}").inc()
+            log.warning("C-STORE refused with 0x%04X: %s", exc.status, exc.comment)
+            return Outcome(Status(exc.status), comment=exc.comment)
+
+    def _ingest(self, received: Received) -> Outcome:
+        self._check_space()
+        ds = read_header(received.path)
+        validate(ds, received)
+        size, sha = file_digest(received.path)
+        study_uid = _text(ds, "StudyInstanceUID")
+        cid = correlation_id(study_uid)
+        if self._known(received.sop_instance_uid, sha):
+            log.info("[%s] duplicate instance acknowledged, nothing new stored", cid)
+            return Outcome(Status.SUCCESS, duplicate=True)
+        key = self._object_key(ds, sha)
+        try:
+            self.store.put_file(key, received.path, move=True)
+        except StorageFull as exc:
+            raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "object store is full") from exc
+        except StorageError as exc:
+            raise IngestError(Status.OUT_OF_RESOURCES, "object store unavailable") from exc
+        try:
+            new = self._index(ds, received, key, size, sha)
+        except DatabaseError as exc:
+            raise IngestError(
+                Status.OUT_OF_RESOURCES_DATABASE, "index database unavailable"
+            ) from exc
+        metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
+        metrics.BYTES_RECEIVED.inc(size)
+        log.info("[%s] instance stored (%d bytes)%s", cid, size, "" if new else " (duplicate)")
+        return Outcome(Status.SUCCESS, duplicate=not new)
+
+    def _check_space(self) -> None:
+        free = self.store.free_bytes()
+        if free is not None and free < self.settings.min_free_bytes:
+            raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "not enough free space")
+
+    @staticmethod
+    def _object_key(ds: Dataset, sha: str) -> str:
+        study, series, sop = (
+            _text(ds, k) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+        )
+        return f"dicom/{study}/{series}/{sop}.{sha[:16]}.dcm"
+
+    def _known(self, sop_uid: str, sha: str) -> bool:
+        with read_session(self.engine) as session:
+            row = session.execute(
+                select(col(Instance.sha256)).where(col(Instance.sop_instance_uid) == sop_uid)
+            ).first()
+        return row is not None and row[0] == sha
+
+    def _index(self, ds: Dataset, rec: Received, key: str, size: int, sha: str) -> bool:
+        """Write patient/study/series/instance and the infer job in one transaction."""
+        with write_session(self.engine) as session:
+            patient_pk = self._upsert(session, Patient, "patient_key", _patient_values(ds))
+            study_pk = self._upsert(
+                session,
+                Study,
+                "study_instance_uid",
+                {**_study_values(ds), "patient_pk": patient_pk},
+            )
+            series_pk = self._upsert(
+                session, Series, "series_instance_uid", {**_series_values(ds), "study_pk": study_pk}
+            )
+            values = {
+                "sop_instance_uid": rec.sop_instance_uid,
+                "series_pk": series_pk,
+                "study_pk": study_pk,
+                "sop_class_uid": rec.sop_class_uid,
+                "transfer_syntax_uid": str(ds.file_meta.get("TransferSyntaxUID", "")),
+                "instance_number": _int(ds, "InstanceNumber"),
+                "object_key": key,
+                "size": size,
+                "sha256": sha,
+                "calling_aet": rec.calling_aet[:16],
+                "received_at": utcnow(),
+            }
+            if not self._store_instance(session, values):
+                return False
+            self.queue.enqueue(
+                session,
+                INFER,
+                f"{rec.sop_instance_uid}:{sha}",
+                study_uid=_text(ds, "StudyInstanceUID"),
+                instance_uid=rec.sop_instance_uid,
+            )
+            return True
+
+    def _insert(self, model: type[SQLModel], unique: str, values: dict[str, Any]) -> Any:
+        insert = sqlite.insert if is_sqlite(self.engine) else postgresql.insert
+        return insert(model).values(**values).on_conflict_do_nothing(index_elements=[unique])
+
+    def _upsert(
+        self, session: Session, model: type[SQLModel], unique: str, values: dict[str, Any]
+    ) -> int:
+        """The row's primary key, inserting it first if absent (race-free on both databases)."""
+        table = model.__table__  # type: ignore[attr-defined]
+        stmt = self._insert(model, unique, values).returning(table.c.id)
+        row = session.execute(stmt).first()
+        if row is None:
+            row = session.execute(
+                select(table.c.id).where(table.c[unique] == values[unique])
+            ).first()
+        assert row is not None
+        return int(row[0])
+
+    def _store_instance(self, session: Session, values: dict[str, Any]) -> bool:
+        """Insert the instance, or repoint it to new content. False when already indexed."""
+        stmt = self._insert(Instance, "sop_instance_uid", values).returning(col(Instance.id))
+        if session.execute(stmt).first() is not None:
+            return True
+        current = session.execute(
+            select(col(Instance.sha256))
+            .where(col(Instance.sop_instance_uid) == values["sop_instance_uid"])
+            .with_for_update()
+        ).first()
+        if current is not None and current[0] == values["sha256"]:
+            return False  # the same object arrived twice at once
+        instance = session.scalars(
+            select(Instance).where(col(Instance.sop_instance_uid) == values["sop_instance_uid"])
+        ).one()
+        for name, value in values.items():
+            setattr(instance, name, value)
+        session.add(instance)
+        return True
+
+
+def _patient_values(ds: Dataset) -> dict[str, Any]:
+    patient_id = _text(ds, "PatientID")
+    issuer = _text(ds, "IssuerOfPatientID")
+    key = f"{issuer}|{patient_id}" if patient_id else f"study|{_text(ds, 'StudyInstanceUID')}"
+    return {
+        "patient_key": key[:200],
+        "patient_id": patient_id,
+        "issuer": issuer,
+        "name": _text(ds, "PatientName", 200),
+        "birth_date": _text(ds, "PatientBirthDate", 8),
+        "sex": _text(ds, "PatientSex", 16),
+        "created_at": utcnow(),
+    }
+
+
+def _study_values(ds: Dataset) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "study_instance_uid": _text(ds, "StudyInstanceUID"),
+        "accession_number": _text(ds, "AccessionNumber"),
+        "study_date": _text(ds, "StudyDate", 8),
+        "study_time": _text(ds, "StudyTime", 16),
+        "description": _text(ds, "StudyDescription", 200),
+        "referring_physician": _text(ds, "ReferringPhysicianName", 200),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _series_values(ds: Dataset) -> dict[str, Any]:
+    return {
+        "series_instance_uid": _text(ds, "SeriesInstanceUID"),
+        "modality": _text(ds, "Modality", 16),
+        "body_part": _text(ds, "BodyPartExamined"),
+        "series_number": _int(ds, "SeriesNumber"),
+        "description": _text(ds, "SeriesDescription", 200),
+    }

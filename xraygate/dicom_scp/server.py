@@ -1,0 +1,158 @@
+"""The Storage SCP: a pynetdicom application entity with small event handlers.
+
+Incoming data sets are streamed by pynetdicom to a temporary file (never held whole in memory)
+inside ``<data_dir>/tmp``, on the same filesystem as a local object store, so storing is a rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import tempfile
+from typing import Any
+
+from pydicom import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pynetdicom import AE, _config, evt
+from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from xraygate.core import metrics
+from xraygate.core.config import Settings
+from xraygate.core.errors import ConfigurationError
+from xraygate.core.queue import JobQueue
+from xraygate.core.storage import ObjectStore
+from xraygate.dicom_scp.ingest import Ingestor, Received
+from xraygate.dicom_scp.status import Status
+
+log = logging.getLogger(__name__)
+
+TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    JPEG2000Lossless,
+    JPEG2000,
+    RLELossless,
+]
+
+
+def handle_store(event: Any, ingestor: Ingestor) -> Dataset:
+    """EVT_C_STORE: hand the spooled file to the ingestor and answer its status."""
+    request = event.request
+    received = Received(
+        path=event.dataset_path,
+        calling_aet=str(event.assoc.requestor.ae_title).strip(),
+        sop_class_uid=str(request.AffectedSOPClassUID),
+        sop_instance_uid=str(request.AffectedSOPInstanceUID),
+    )
+    outcome = ingestor.ingest(received)
+    response = Dataset()
+    response.Status = int(outcome.status)
+    if outcome.comment:
+        response.ErrorComment = outcome.comment[:64]
+    return response
+
+
+def handle_echo(_event: Any) -> int:
+    return int(Status.SUCCESS)
+
+
+def _count(outcome: str) -> Any:
+    def handler(_event: Any) -> None:
+        metrics.ASSOCIATIONS.labels(outcome=outcome).inc()
+
+    return handler
+
+
+def build_ae(settings: Settings) -> AE:
+    """The application entity with every storage SOP class and transfer syntax we accept."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.maximum_associations = settings.max_associations
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.network_timeout = settings.network_timeout
+    ae.require_calling_aet = list(settings.allowed_calling_aets)
+    ae.require_called_aet = settings.require_called_aet
+    ae.add_supported_context(Verification)
+    for context in AllStoragePresentationContexts:
+        if context.abstract_syntax is not None:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    return ae
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """A server TLS context from the tls_* settings; mutual TLS when a CA file is set."""
+    if settings.tls_cert_file is None:
+        return None
+    if settings.tls_key_file is None:
+        raise ConfigurationError("XRAYGATE_TLS_KEY_FILE is required with XRAYGATE_TLS_CERT_FILE")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        if settings.tls_ca_file is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(settings.tls_ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"cannot load DICOM TLS files: {exc}") from exc
+    return context
+
+
+class ScpServer:
+    """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+
+
+def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpServer:
+    """Start listening (in background threads) and return the running server."""
+    spool = settings.tmp_dir
+    spool.mkdir(parents=True, exist_ok=True)
+    # pynetdicom spools each received data set with NamedTemporaryFile in the default temp dir.
+    tempfile.tempdir = str(spool.resolve())
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    ingestor = Ingestor(settings, store, queue)
+    handlers: list[Any] = [
+        (evt.EVT_C_STORE, handle_store, [ingestor]),
+        (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_ACCEPTED, _count("accepted")),
+        (evt.EVT_REJECTED, _count("rejected")),
+        (evt.EVT_ABORTED, _count("aborted")),
+    ]
+    ae = build_ae(settings)
+    server = ae.start_server(
+        (settings.dicom_host, settings.dicom_port),
+        block=False,
+        evt_handlers=handlers,
+        ssl_context=tls_context(settings),
+    )
+    return ScpServer(server)
