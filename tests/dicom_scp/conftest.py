@@ -112,7 +112,7 @@ def dcmtk(tool: str) -> str:
     import shutil
     import subprocess
 
-    for directory in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin"]:
+    for directory in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin"]:
         path = shutil.which(tool, path=directory)
         if not path:
             continue

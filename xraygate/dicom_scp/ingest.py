@@ -60,18 +60,21 @@ def read_header(path: Path) -> Dataset:
     try:
         ds = dcmread(path, defer_size=4096)
         size = path.stat().st_size
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if syntax is not None and syntax.is_encapsulated:
+            _check_encapsulated_end(path, size)
         for tag in list(ds.keys()):
-            raw = ds.get_item(tag)
+            raw = ds.get_item(tag, keep_deferred=True)
             if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED:
                 if raw.value_tell + raw.length > size:
                     raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
-            elif isinstance(raw, RawDataElement) and tag == 0x7FE00010:
-                _check_encapsulated_end(path, size)
     except IngestError:
         raise
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
         comment = f"cannot parse data set: {type(exc).__name__}"
         raise IngestError(Status.CANNOT_UNDERSTAND, comment) from exc
+    if "SOPClassUID" not in ds:
+        raise IngestError(Status.CANNOT_UNDERSTAND, "no SOP Class UID in the data set")
     return ds
 
 

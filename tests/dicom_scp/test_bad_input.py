@@ -1,0 +1,143 @@
+"""Bad input gets the right DICOM status, and nothing accepted earlier is lost."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE, _config, build_context
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import encode
+
+from tests.dicom_scp.conftest import RunningScp, sample, start
+from xraygate.core.config import Settings
+from xraygate.core.errors import StorageFull
+from xraygate.dicom_scp.status import Status
+
+pytestmark = pytest.mark.integration
+
+
+def send_raw(port: int, path: Path, calling: str = "MODALITY1") -> int:
+    """Stream the file's bytes as they are (pynetdicom's chunked send), like a broken modality."""
+    meta = dcmread(path, stop_before_pixels=True).file_meta
+    ae = AE(ae_title=calling)
+    ae.add_requested_context(meta.MediaStorageSOPClassUID, [meta.TransferSyntaxUID])
+    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
+    assert assoc.is_established
+    previous = _config.STORE_SEND_CHUNKED_DATASET
+    _config.STORE_SEND_CHUNKED_DATASET = True
+    try:
+        status = int(assoc.send_c_store(path).Status)
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = previous
+        assoc.release()
+    return status
+
+
+def accepted_first(scp: RunningScp) -> Path:
+    good = sample("CT_small.dcm")
+    assert send_raw(scp.port, good) == Status.SUCCESS
+    return good
+
+
+def test_calling_ae_not_on_the_allowlist_is_rejected(settings: Settings) -> None:
+    settings.allowed_calling_aets = ["MODALITY1"]
+    running = start(settings)
+    try:
+        ae = AE(ae_title="INTRUDER")
+        ae.requested_contexts = [build_context(CTImageStorage)]
+        assoc = ae.associate("127.0.0.1", running.port, ae_title="XRAYGATE")
+        assert assoc.is_rejected
+        assert send_raw(running.port, sample("CT_small.dcm"), calling="MODALITY1") == 0
+    finally:
+        running.server.shutdown()
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "RG1_J2KR.dcm"])
+def test_truncated_dataset_cannot_be_understood(scp: RunningScp, tmp_path: Path, name: str) -> None:
+    good = accepted_first(scp)
+    data = sample(name).read_bytes()
+    cut = tmp_path / "truncated.dcm"
+    cut.write_bytes(data[: len(data) // 2])
+    assert send_raw(scp.port, cut) == Status.CANNOT_UNDERSTAND
+    assert len(scp.instances()) == 1
+    scp.assert_stored(good)
+    assert list(scp.settings.tmp_dir.iterdir()) == [], "spooled files are cleaned up"
+
+
+def test_garbage_dataset_cannot_be_understood(scp: RunningScp, tmp_path: Path) -> None:
+    good = accepted_first(scp)
+    src = sample("CT_small.dcm").read_bytes()
+    meta_end = 132 + 12 + int.from_bytes(src[140:144], "little")
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(src[:meta_end] + b"\x08\x00\x16\x00UI\xff\xff" + b"\x00" * 64)
+    assert send_raw(scp.port, garbage) == Status.CANNOT_UNDERSTAND
+    scp.assert_stored(good)
+
+
+def send_claiming(port: int, ds: Dataset, claimed_sop_class: str) -> int:
+    """A C-STORE whose request names ``claimed_sop_class`` whatever the data set holds."""
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(claimed_sop_class, [ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
+    assert assoc.is_established
+    [context] = assoc.accepted_contexts
+    request = C_STORE()
+    request.MessageID = 1
+    request.AffectedSOPClassUID = claimed_sop_class
+    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
+    request.Priority = 2
+    request.DataSet = io.BytesIO(encode(ds, False, True))
+    try:
+        assoc.dimse.send_msg(request, context.context_id)
+        _, response = assoc.dimse.get_msg(block=True)
+        return int(response.Status)
+    finally:
+        assoc.release()
+
+
+def test_dataset_not_matching_its_sop_class(scp: RunningScp) -> None:
+    good = accepted_first(scp)
+    ds = dcmread(sample("CT_small.dcm"))
+    ds.SOPInstanceUID = "1.2.3.4.5.6.7"
+    cr = "1.2.840.10008.5.1.4.1.1.1"  # the request says CR; the data set is a CT
+    assert send_claiming(scp.port, ds, cr) == Status.DATASET_MISMATCH
+    assert len(scp.instances()) == 1
+    scp.assert_stored(good)
+    assert send_claiming(scp.port, ds, str(ds.SOPClassUID)) == Status.SUCCESS
+
+
+def test_missing_study_uid_is_a_mismatch(scp: RunningScp, tmp_path: Path) -> None:
+    ds = dcmread(sample("CT_small.dcm"))
+    del ds.StudyInstanceUID
+    path = tmp_path / "nostudy.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert send_raw(scp.port, path) == Status.DATASET_MISMATCH
+
+
+def test_low_free_space_refuses_with_out_of_resources(scp: RunningScp) -> None:
+    good = accepted_first(scp)
+    scp.settings.min_free_bytes = 1 << 62
+    rg1 = sample("RG1_UNCR.dcm")
+    assert send_raw(scp.port, rg1) == Status.OUT_OF_RESOURCES_STORAGE_FULL
+    scp.settings.min_free_bytes = 0
+    scp.assert_stored(good)
+    assert send_raw(scp.port, rg1) == Status.SUCCESS, "the sender's retry succeeds"
+    scp.assert_stored(rg1)
+
+
+def test_disk_full_while_writing_refuses_and_keeps_earlier(
+    scp: RunningScp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = accepted_first(scp)
+
+    def full(*_a: object, **_k: object) -> None:
+        raise StorageFull("no space left")
+
+    monkeypatch.setattr(scp.store, "put_file", full)
+    assert send_raw(scp.port, sample("RG1_UNCR.dcm")) == Status.OUT_OF_RESOURCES_STORAGE_FULL
+    assert len(scp.instances()) == 1 and len(scp.jobs()) == 1
+    scp.assert_stored(good)
