@@ -65,9 +65,8 @@ def read_header(path: Path) -> Dataset:
             _check_encapsulated_end(path, size)
         for tag in list(ds.keys()):
             raw = ds.get_item(tag, keep_deferred=True)
-            if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED:
-                if raw.value_tell + raw.length > size:
-                    raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+            if _past_end(raw, size):
+                raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
     except IngestError:
         raise
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
@@ -76,6 +75,13 @@ def read_header(path: Path) -> Dataset:
     if "SOPClassUID" not in ds:
         raise IngestError(Status.CANNOT_UNDERSTAND, "no SOP Class UID in the data set")
     return ds
+
+
+def _past_end(raw: object, size: int) -> bool:
+    """A deferred element whose declared length runs past the end of the file."""
+    if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
+        return False
+    return bool(raw.value_tell + raw.length > size)
 
 
 def _check_encapsulated_end(path: Path, size: int) -> None:
