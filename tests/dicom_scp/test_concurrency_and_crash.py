@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from pynetdicom import AE
 from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE
 from sqlmodel import select
 
 from tests.dicom_scp.conftest import RunningScp, new_ct, sample
