@@ -1,0 +1,84 @@
+"""`xraygate serve` on embedded defaults, as the README's quick start runs it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.dicom_scp.conftest import dcmtk, sample
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "xraygate serve exited"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_serve_receives_with_storescu_and_reports(tmp_path: Path) -> None:
+    dicom_port, http_port = _free_port(), _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("XRAYGATE_")},
+        "XRAYGATE_DICOM_PORT": str(dicom_port),
+        "XRAYGATE_HTTP_PORT": str(http_port),
+        "XRAYGATE_HTTP_HOST": "127.0.0.1",
+        "XRAYGATE_DICOM_HOST": "127.0.0.1",
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "xraygate", "serve"], cwd=tmp_path, env=env)
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        _wait_http(f"{base}/healthz", proc)
+        ready = httpx.get(f"{base}/readyz", timeout=5).json()
+        assert ready["checks"]["database"] == "ok" and ready["checks"]["object_store"] == "ok"
+        sent = subprocess.run(
+            [
+                dcmtk("storescu"),
+                "-aec",
+                "XRAYGATE",
+                "127.0.0.1",
+                str(dicom_port),
+                str(sample("RG1_UNCR.dcm")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'xraygate_instances_received_total{sop_class="1.2.840.10008.5.1.4.1.1.1"} 1.0' in (
+            metrics
+        )
+        status = subprocess.run(
+            [sys.executable, "-m", "xraygate", "status"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert "instances: 1" in status.stdout and "studies: 1" in status.stdout
+        assert (tmp_path / "var" / "xraygate.db").is_file(), "embedded default data dir ./var"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

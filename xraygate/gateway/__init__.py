@@ -1,0 +1,1 @@
+"""The HTTP gateway (FastAPI): health and readiness probes, Prometheus metrics, and the APIs."""
