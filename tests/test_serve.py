@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -78,6 +79,22 @@ def test_serve_receives_with_storescu_and_reports(tmp_path: Path) -> None:
             timeout=60,
         )
         assert "instances: 1" in status.stdout and "studies: 1" in status.stdout
+        deadline = time.monotonic() + 60
+        while True:
+            results = subprocess.run(
+                [sys.executable, "-m", "xraygate", "results", "--json"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            scored = json.loads(results.stdout or "[]")
+            if scored or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert [r["category"] in ("high", "indeterminate", "low") for r in scored] == [True]
+        assert scored[0]["model_version"] == "xraygate-demo-cxr:1.0.0"
         assert (tmp_path / "var" / "xraygate.db").is_file(), "embedded default data dir ./var"
     finally:
         proc.terminate()

@@ -30,7 +30,10 @@ log = logging.getLogger("xraygate.service")
 
 def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     """Every job kind the workers of this build can run, by kind."""
+    from xraygate.inference.worker import make_handlers as inference_handlers
+
     handlers: dict[str, Handler] = {}
+    handlers.update(inference_handlers(settings, store, queue))
     return handlers
 
 

@@ -185,3 +185,36 @@ def test_failed_commit_keeps_nothing(settings: Settings) -> None:
         keys = session.exec(select(col(Job.dedupe_key))).all()
     assert keys == ["one"]
     assert queue.jobs()[0].state == JobState.PENDING
+
+
+def test_batch_handler_gets_a_batch_and_each_job_commits_or_fails_alone(
+    settings: Settings,
+) -> None:
+    from xraygate.core.worker import BatchHandler
+
+    queue = make_queue(settings)
+    for key in ("a", "b", "c", "d"):
+        add(queue, "infer", key)
+    seen: list[list[str]] = []
+
+    class Batch(BatchHandler):
+        batch_size = 3
+
+        def batch(self, jobs):  # type: ignore[no-untyped-def]
+            seen.append([j.dedupe_key for j in jobs])
+            out = []
+            for job in jobs:
+                if job.dedupe_key == "b":
+                    out.append(ValueError("bad pixels"))
+                else:
+                    out.append(lambda s, k=job.dedupe_key: queue.enqueue(s, "emit-fhir", k))
+            return out
+
+    worker = Worker(queue, {"infer": Batch()}, worker_id="w1")
+    assert worker.run_once() and worker.run_once()
+    assert seen == [["a", "b", "c"], ["d"]]
+    jobs = {(j.kind, j.dedupe_key): j for j in queue.jobs()}
+    assert jobs[("infer", "b")].state == JobState.PENDING
+    assert "bad pixels" in (jobs[("infer", "b")].last_error or "")
+    assert {k for kind, k in jobs if kind == "emit-fhir"} == {"a", "c", "d"}
+    assert all(jobs[("infer", k)].state == JobState.DONE for k in ("a", "c", "d"))

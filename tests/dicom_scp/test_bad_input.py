@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 from pydicom import Dataset, dcmread
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pydicom.uid import CTImageStorage
 from pynetdicom import AE, _config, build_context
-from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import encode
 
 from tests.dicom_scp.conftest import RunningScp, sample, start
 from xraygate.core.config import Settings
@@ -78,36 +75,24 @@ def test_garbage_dataset_cannot_be_understood(scp: RunningScp, tmp_path: Path) -
     scp.assert_stored(good)
 
 
-def send_claiming(port: int, ds: Dataset, claimed_sop_class: str) -> int:
-    """A C-STORE whose request names ``claimed_sop_class`` whatever the data set holds."""
-    ae = AE(ae_title="MODALITY1")
-    ae.add_requested_context(claimed_sop_class, [ExplicitVRLittleEndian])
-    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
-    assert assoc.is_established
-    [context] = assoc.accepted_contexts
-    request = C_STORE()
-    request.MessageID = 1
-    request.AffectedSOPClassUID = claimed_sop_class
-    request.AffectedSOPInstanceUID = ds.SOPInstanceUID
-    request.Priority = 2
-    request.DataSet = io.BytesIO(encode(ds, False, True))
-    try:
-        assoc.dimse.send_msg(request, context.context_id)
-        _, response = assoc.dimse.get_msg(block=True)
-        return int(response.Status)
-    finally:
-        assoc.release()
+def file_claiming(ds: Dataset, claimed_sop_class: str, path: Path) -> Path:
+    """A file whose meta (and so the C-STORE request) names ``claimed_sop_class``."""
+    ds.file_meta.MediaStorageSOPClassUID = claimed_sop_class
+    ds.save_as(path)  # as is: enforce_file_format would reset the meta from the data set
+    return path
 
 
-def test_dataset_not_matching_its_sop_class(scp: RunningScp) -> None:
+def test_dataset_not_matching_its_sop_class(scp: RunningScp, tmp_path: Path) -> None:
     good = accepted_first(scp)
     ds = dcmread(sample("CT_small.dcm"))
-    ds.SOPInstanceUID = "1.2.3.4.5.6.7"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.7"
     cr = "1.2.840.10008.5.1.4.1.1.1"  # the request says CR; the data set is a CT
-    assert send_claiming(scp.port, ds, cr) == Status.DATASET_MISMATCH
+    assert send_raw(scp.port, file_claiming(ds, cr, tmp_path / "a.dcm")) == Status.DATASET_MISMATCH
     assert len(scp.instances()) == 1
     scp.assert_stored(good)
-    assert send_claiming(scp.port, ds, str(ds.SOPClassUID)) == Status.SUCCESS
+    ok = file_claiming(ds, str(ds.SOPClassUID), tmp_path / "b.dcm")
+    assert send_raw(scp.port, ok) == Status.SUCCESS
+    scp.assert_stored(ok)
 
 
 def test_missing_study_uid_is_a_mismatch(scp: RunningScp, tmp_path: Path) -> None:

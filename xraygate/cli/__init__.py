@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from xraygate.cli import core as core_cli
+from xraygate.cli import model as model_cli
 
 app = typer.Typer(
     name="xraygate",
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 core_cli.register(app)
+model_cli.register(app)
 
 
 def main() -> None:

@@ -74,10 +74,77 @@ class Settings(BaseSettings):
     queue_backoff_max_seconds: float = Field(600.0, description="Upper bound of the retry delay.")
     queue_poll_seconds: float = Field(0.2, description="Idle worker poll interval.")
 
+    # --- inference ---------------------------------------------------------------------
+    infer_modalities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["CR", "DX", "DR"],
+        description="Comma-separated modalities the model may read.",
+    )
+    infer_chest_terms: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["CHEST", "THORAX", "LUNG", "CXR", "TORAX"],
+        description="Body part / description terms that mean chest.",
+    )
+    infer_accept_missing_view: bool = Field(
+        True, description="Score images without ViewPosition (lateral views are always refused)."
+    )
+    model_policy: str = Field(
+        "active",
+        description="Which model emits results: 'active' (the one activated) or 'best-auroc' "
+        "(the validated version with the highest AUROC).",
+    )
+    infer_batch_size: int = Field(16, description="Images predicted together by one worker.")
+    bundled_demo_model: bool = Field(
+        True, description="Register and activate the bundled demo model when none is registered."
+    )
+
+    # --- results out: FHIR, HL7 v2, escalation (fhir/, hl7/, gateway/fhir_api.py) ------------
+    fhir_system_base: str = Field(
+        "https://xraygate.example.org/fhir",
+        description="Base URL of our FHIR code system and identifier systems (set it to a URL "
+        "your organisation controls); the pneumonia risk code is <base>/CodeSystem/ai-findings.",
+    )
+    fhir_base_url: str | None = Field(
+        None,
+        description="Public base URL of the FHIR API for Bundle links; default from the request.",
+    )
+    local_timezone: str = Field(
+        "UTC", description="IANA time zone of DICOM StudyDate/StudyTime (they carry none)."
+    )
+    fhir_push_url: str | None = Field(
+        None, description="EHR FHIR base URL to POST transaction Bundles to; push off when unset."
+    )
+    fhir_push_auth_header: str = Field(
+        "Authorization", description="Header carrying the FHIR push credential."
+    )
+    fhir_push_auth_token: str | None = Field(
+        None, description="Value of that header, e.g. 'Bearer <token>'; none when unset."
+    )
+    fhir_push_timeout: float = Field(10.0, description="FHIR push timeout in seconds.")
+    hl7_host: str | None = Field(None, description="MLLP host for ORU^R01; HL7 off when unset.")
+    hl7_port: int | None = Field(None, description="MLLP port; HL7 off when unset.")
+    hl7_timeout: float = Field(30.0, description="Seconds to wait to connect and for the ACK.")
+    hl7_sending_application: str = Field("XRAYGATE", description="MSH-3 sending application.")
+    hl7_sending_facility: str = Field("RADIOLOGY", description="MSH-4 sending facility.")
+    hl7_receiving_application: str = Field("EHR", description="MSH-5 receiving application.")
+    hl7_receiving_facility: str = Field("HOSPITAL", description="MSH-6 receiving facility.")
+    hl7_processing_id: str = Field("P", description="MSH-11: P production, T training, D debug.")
+    escalation_hl7_host: str | None = Field(
+        None, description="Extra MLLP host that also receives high-risk ORUs (escalation)."
+    )
+    escalation_hl7_port: int | None = Field(None, description="Port of the escalation host.")
+    escalation_webhook_url: str | None = Field(
+        None, description="URL that receives a JSON POST for each high-risk result."
+    )
+    delivery_max_attempts: int = Field(
+        20, description="Delivery attempts (HL7, FHIR push, webhook) before dead-lettering."
+    )
+    delivery_stream_lease_seconds: float = Field(
+        120.0, description="Lease on a patient's ordered delivery stream while sending."
+    )
+
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(False, description="Emit structured JSON logs.")
 
-    @field_validator("allowed_calling_aets", mode="before")
+    @field_validator("allowed_calling_aets", "infer_modalities", "infer_chest_terms", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -127,6 +127,14 @@ class JobQueue:
             # A job whose workers keep dying (lease expired every time) ends in the dead letters.
             self._finish_failed(job, "lease expired on every attempt (worker crashed)", dead=True)
 
+    def claim_many(self, worker_id: str, kinds: Iterable[str], limit: int) -> list[ClaimedJob]:
+        """Lease up to ``limit`` available jobs (each claim is its own short transaction)."""
+        kinds = list(kinds)
+        jobs: list[ClaimedJob] = []
+        while len(jobs) < limit and (job := self.claim(worker_id, kinds)) is not None:
+            jobs.append(job)
+        return jobs
+
     def _claim_one(self, worker_id: str, kinds: list[str] | None) -> ClaimedJob | None:
         now = utcnow()
         available = or_(

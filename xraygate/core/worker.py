@@ -27,6 +27,24 @@ Commit = Callable[[Session], None]
 Handler = Callable[[ClaimedJob], Commit | None]
 
 
+class BatchHandler:
+    """A handler that can also work on several jobs of its kind at once (e.g. one model call).
+
+    ``batch`` returns, per job and in order, a Commit, None, or the exception that job raised.
+    """
+
+    batch_size: int = 1
+
+    def __call__(self, job: ClaimedJob) -> Commit | None:
+        outcome = self.batch([job])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def batch(self, jobs: list[ClaimedJob]) -> list[Commit | BaseException | None]:
+        raise NotImplementedError
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -42,38 +60,63 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
 
     def run_once(self) -> bool:
-        """Claim and run one job. Returns False when none was available."""
+        """Claim and run one job (or a batch of its kind). False when none was available."""
         job = self.queue.claim(self.worker_id, self.handlers)
         if job is None:
             return False
-        self.process(job)
+        handler = self.handlers[job.kind]
+        if isinstance(handler, BatchHandler) and handler.batch_size > 1:
+            more = self.queue.claim_many(self.worker_id, [job.kind], handler.batch_size - 1)
+            self.process_batch(handler, [job, *more])
+        else:
+            self.process(job)
         return True
 
     def process(self, job: ClaimedJob) -> None:
         try:
-            commit = self.handlers[job.kind](job)
+            outcome: Commit | BaseException | None = self.handlers[job.kind](job)
+        except Exception as exc:  # a worker must survive any handler failure
+            outcome = exc
+        self._finish(job, outcome)
+
+    def process_batch(self, handler: BatchHandler, jobs: list[ClaimedJob]) -> None:
+        try:
+            outcomes = handler.batch(jobs)
+        except Exception as exc:
+            outcomes = [exc] * len(jobs)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            self._finish(job, outcome)
+
+    def _finish(self, job: ClaimedJob, outcome: Commit | BaseException | None) -> None:
+        """Commit the job's results and completion in one transaction, or record the failure."""
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
             with write_session(self.queue.engine) as session:
-                if commit is not None:
-                    commit(session)
+                if outcome is not None:
+                    outcome(session)
                 self.queue.complete(session, job)
         except LeaseLost:
             log.warning("job %s lost its lease; another worker owns it", job.id)
         except Exception as exc:  # a worker must survive any handler failure
-            permanent = isinstance(exc, XraygateError) and exc.permanent
-            reason = f"{type(exc).__name__}: {exc}"
-            try:
-                state = self.queue.fail(job, reason, permanent=permanent)
-            except LeaseLost:
-                log.warning("job %s lost its lease while failing", job.id)
-                return
-            log.warning(
-                "job %s (%s) attempt %s failed -> %s: %s",
-                job.id,
-                job.kind,
-                job.attempts,
-                state.value,
-                type(exc).__name__,
-            )
+            self._fail(job, exc)
+
+    def _fail(self, job: ClaimedJob, exc: Exception) -> None:
+        permanent = isinstance(exc, XraygateError) and exc.permanent
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            state = self.queue.fail(job, reason, permanent=permanent)
+        except LeaseLost:
+            log.warning("job %s lost its lease while failing", job.id)
+            return
+        log.warning(
+            "job %s (%s) attempt %s failed -> %s: %s",
+            job.id,
+            job.kind,
+            job.attempts,
+            state.value,
+            type(exc).__name__,
+        )
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
         """Loop until ``stop`` is set, sleeping ``poll_seconds`` when idle."""

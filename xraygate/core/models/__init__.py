@@ -3,9 +3,17 @@
 - :mod:`.index`: the DICOM index (Patient / Study / Series / Instance), written by the SCP.
 - :mod:`.jobs`: the durable work queue's ``Job`` table.
 - :mod:`.results`: model versions and inference results.
+- :mod:`.delivery`: stored FHIR resources and the delivery outbox.
 """
 
 from xraygate.core.models.base import utcnow
+from xraygate.core.models.delivery import (
+    Channel,
+    DeliveryStream,
+    FhirResource,
+    OutboxMessage,
+    OutboxState,
+)
 from xraygate.core.models.index import Instance, Patient, Series, Study
 from xraygate.core.models.jobs import Job, JobState
 from xraygate.core.models.results import (
@@ -18,12 +26,17 @@ from xraygate.core.models.results import (
 
 __all__ = [
     "Category",
+    "Channel",
+    "DeliveryStream",
+    "FhirResource",
     "Instance",
     "InstanceResult",
     "Job",
     "JobState",
     "ModelState",
     "ModelVersion",
+    "OutboxMessage",
+    "OutboxState",
     "Patient",
     "Series",
     "Study",

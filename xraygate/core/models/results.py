@@ -10,8 +10,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, UniqueConstraint, select
+from sqlmodel import Field, Session, SQLModel, col
 
 from xraygate.core.models.base import utcnow
 
@@ -100,3 +100,53 @@ class StudyResult(SQLModel, table=True):
     demo_model: bool = Field(default=True, description="result of a demonstration model")
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+# --- registry state transitions (shared by the inference CLI and the admin API) -------------
+
+
+def find_version(session: Session, name: str, version: str) -> ModelVersion:
+    from xraygate.core.errors import ModelRegistryError
+
+    row = session.scalars(
+        select(ModelVersion).where(
+            col(ModelVersion.name) == name, col(ModelVersion.version) == version
+        )
+    ).first()
+    if row is None:
+        raise ModelRegistryError(f"no model version {name}:{version}")
+    return row
+
+
+def set_state(session: Session, name: str, version: str, state: ModelState) -> ModelVersion:
+    """Move a version to ``state``; activating one retires the previously active one."""
+    row = find_version(session, name, version)
+    if state == ModelState.ACTIVE:
+        for other in session.scalars(
+            select(ModelVersion).where(col(ModelVersion.state) == ModelState.ACTIVE)
+        ):
+            if other.id != row.id:
+                other.state = ModelState.RETIRED
+                session.add(other)
+        row.activated_at = utcnow()
+    row.state = state
+    session.add(row)
+    session.flush()
+    return row
+
+
+def rollback(session: Session) -> ModelVersion:
+    """Re-activate the version that was active before the current one."""
+    from xraygate.core.errors import ModelRegistryError
+
+    history = list(
+        session.scalars(
+            select(ModelVersion)
+            .where(col(ModelVersion.activated_at).is_not(None))
+            .order_by(col(ModelVersion.activated_at).desc())
+        )
+    )
+    if len(history) < 2:
+        raise ModelRegistryError("no earlier active version to roll back to")
+    previous = history[1]
+    return set_state(session, previous.name, previous.version, ModelState.ACTIVE)

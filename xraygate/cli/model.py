@@ -1,0 +1,250 @@
+"""Model registry and results commands: ``xraygate model ...`` and ``xraygate results``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import select
+from sqlmodel import col
+
+from xraygate.cli.core import fail
+from xraygate.core import db
+from xraygate.core.config import Settings, get_settings
+from xraygate.core.errors import XraygateError
+from xraygate.core.models import ModelState, ModelVersion, Study, StudyResult
+from xraygate.core.models.results import find_version, rollback, set_state
+from xraygate.core.storage import store_from_settings
+
+model_app = typer.Typer(help="Model versions: list, import, activate, evaluate, compare, train.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(model_app, name="model")
+    app.command("results")(results)
+
+
+def _engine(settings: Settings) -> Any:
+    db.upgrade(settings.resolved_database_url)
+    return db.get_engine(settings.resolved_database_url)
+
+
+def _split(ref: str) -> tuple[str, str]:
+    name, sep, version = ref.partition(":")
+    if not sep:
+        raise fail(f"give the model as NAME:VERSION, not {ref!r}")
+    return name, version
+
+
+@model_app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Registered versions with state, AUROC and artifact sha256."""
+    engine = _engine(get_settings())
+    with db.read_session(engine) as session:
+        rows = list(session.scalars(select(ModelVersion).order_by(col(ModelVersion.id))))
+    data = [
+        {
+            "model": r.label,
+            "state": r.state,
+            "auroc": r.auroc,
+            "sha256": r.sha256,
+            "demo": bool(r.manifest.get("demo")),
+        }
+        for r in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for item in data:
+        demo = "  [DEMO - not for clinical use]" if item["demo"] else ""
+        typer.echo(
+            f"{item['model']:<32} {item['state']:<10} auroc={item['auroc']} "
+            f"sha256={str(item['sha256'])[:12]}{demo}"
+        )
+
+
+@model_app.command("import")
+def import_(directory: Annotated[Path, typer.Argument(help="Folder with manifest.json.")]) -> None:
+    """Register a model version (as a candidate) after verifying manifest and sha256."""
+    from xraygate.inference.registry import import_model
+
+    settings = get_settings()
+    try:
+        row = import_model(_engine(settings), store_from_settings(settings), directory)
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"imported {row.label} ({row.state})")
+
+
+def _transition(ref: str, state: ModelState) -> None:
+    name, version = _split(ref)
+    engine = _engine(get_settings())
+    try:
+        with db.write_session(engine) as session:
+            row = set_state(session, name, version, state)
+            label, new_state = row.label, row.state
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"{label} is now {new_state}")
+
+
+@model_app.command("activate")
+def activate(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
+    """Make a version the one whose results are emitted (the previous one is retired)."""
+    _transition(ref, ModelState.ACTIVE)
+
+
+@model_app.command("shadow")
+def shadow(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
+    """Score with a version on live traffic without emitting its results."""
+    _transition(ref, ModelState.SHADOW)
+
+
+@model_app.command("retire")
+def retire(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
+    """Stop using a version."""
+    _transition(ref, ModelState.RETIRED)
+
+
+@model_app.command("rollback")
+def rollback_cmd() -> None:
+    """Re-activate the version that was active before the current one."""
+    engine = _engine(get_settings())
+    try:
+        with db.write_session(engine) as session:
+            label = rollback(session).label
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"rolled back: {label} is active")
+
+
+@model_app.command("evaluate")
+def evaluate_cmd(
+    ref: Annotated[str | None, typer.Argument(help="NAME:VERSION [default: emitting]")] = None,
+    data: Annotated[Path | None, typer.Option(help="NORMAL/ + PNEUMONIA/ folder.")] = None,
+) -> None:
+    """AUROC, sensitivity/specificity at the high threshold and calibration on a test set
+    (default: the held-out synthetic set, never used in training)."""
+    from xraygate.inference.evaluation import evaluate_version
+    from xraygate.inference.registry import emitting_version
+
+    settings = get_settings()
+    engine = _engine(settings)
+    try:
+        if ref is None:
+            version = emitting_version(engine, settings.model_policy)
+            if version is None:
+                raise fail("no active model")
+        else:
+            with db.read_session(engine) as session:
+                version = find_version(session, *_split(ref))
+        metrics = evaluate_version(settings, store_from_settings(settings), version, data)
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"model: {version.label}")
+    for key, value in metrics.model_dump().items():
+        typer.echo(f"{key}: {value}")
+
+
+@model_app.command("compare")
+def compare(
+    candidate: Annotated[str, typer.Argument(help="Shadow NAME:VERSION")],
+    baseline: Annotated[str | None, typer.Argument(help="NAME:VERSION [default: active]")] = None,
+) -> None:
+    """Compare a shadow version's stored study results with the active version's."""
+    from xraygate.inference.evaluation import compare_results
+    from xraygate.inference.registry import emitting_version
+
+    settings = get_settings()
+    engine = _engine(settings)
+    if baseline is None:
+        active = emitting_version(engine, settings.model_policy)
+        if active is None:
+            raise fail("no active model")
+        baseline = active.label
+    report = compare_results(engine, candidate, baseline)
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
+
+
+@model_app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Argument(help="Folder with NORMAL/ and PNEUMONIA/ images.")],
+    name: Annotated[str, typer.Option(help="Model name.")] = "site-cxr",
+    version: Annotated[str, typer.Option(help="Version string.")] = "1",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    out: Annotated[Path | None, typer.Option(help="Keep the artifact here.")] = None,
+) -> None:
+    """Train a model from a site's labelled images and import it as a candidate."""
+    from xraygate.inference.manifest import InputSpec
+    from xraygate.inference.registry import import_model
+    from xraygate.inference.training.data import load_directory
+    from xraygate.inference.training.train import TrainConfig, save, train
+
+    settings = get_settings()
+    spec = InputSpec(height=128, width=128)
+    try:
+        images, labels, skipped = load_directory(data, spec)
+        for line in skipped:
+            typer.echo(f"skipped {line}", err=True)
+        model, metrics = train(images, labels, spec, TrainConfig(epochs=epochs))
+        target = out or Path(tempfile.mkdtemp(prefix="xraygate-model-"))
+        save(
+            model,
+            target,
+            name=name,
+            version=version,
+            spec=spec,
+            metrics=metrics,
+            training_data=f"{len(labels)} images from {data.name}",
+            intended_use="Site-trained pneumonia triage model; validate before clinical use.",
+            demo=False,
+        )
+        row = import_model(_engine(settings), store_from_settings(settings), target)
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"trained and imported {row.label} (candidate), auroc={metrics.auroc}")
+
+
+def results(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(help="Most recent N studies.")] = 50,
+) -> None:
+    """Study results, newest first: score, category, model version or the reason."""
+    engine = _engine(get_settings())
+    with db.read_session(engine) as session:
+        rows = session.execute(
+            select(StudyResult, col(Study.accession_number))
+            .join(Study, col(Study.id) == col(StudyResult.study_pk))
+            .order_by(col(StudyResult.updated_at).desc())
+            .limit(limit)
+        ).all()
+    data = [
+        {
+            "study_instance_uid": r.study_instance_uid,
+            "accession_number": acc,
+            "score": r.score,
+            "category": r.category,
+            "model_version": r.model_version,
+            "shadow": r.shadow,
+            "revision": r.revision,
+            "reason": r.reason,
+            "demo_model": r.demo_model,
+            "updated_at": r.updated_at.isoformat(),
+        }
+        for r, acc in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for item in data:
+        score = "-" if item["score"] is None else f"{item['score'] * 100:5.1f}%"
+        extra = item["reason"] or ("shadow" if item["shadow"] else "")
+        demo = " [demo model]" if item["demo_model"] else ""
+        typer.echo(
+            f"{item['updated_at'][:19]} {item['accession_number'] or '-':<12} {score:>7} "
+            f"{item['category']:<14} {item['model_version']}{demo} {extra}"
+        )

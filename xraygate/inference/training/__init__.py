@@ -1,0 +1,1 @@
+"""Model building: a synthetic chest-radiograph generator, the training pipeline, evaluation."""
