@@ -108,3 +108,23 @@ def test_lateral_and_for_processing_are_not_applicable() -> None:
     strict = Settings(infer_accept_missing_view=False)
     del described.ViewPosition
     assert applicability.check(described, strict).reason == "view position missing"
+
+
+def test_voi_lut_sequence_and_modality_lut_sequence_are_applied() -> None:
+    from pydicom.dataset import Dataset as Item
+
+    ds = load("CT_small.dcm")
+    del ds.RescaleSlope, ds.RescaleIntercept
+    lut = Item()
+    lut.LUTDescriptor = [4096, 0, 12]
+    lut.LUTData = list(range(4095, -1, -1))  # an inverting VOI LUT
+    ds.VOILUTSequence = [lut]
+    inverted = preprocess(ds, SPEC)
+    del ds.VOILUTSequence
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    plain = preprocess(ds, SPEC)
+    assert np.abs((1 - plain) - inverted).max() < 0.01
+    zero = load("CT_small.dcm")
+    zero.RescaleSlope = 0
+    with pytest.raises(PixelDataError, match="RescaleSlope is 0"):
+        preprocess(zero, SPEC)

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.command()(send)
     app.command()(sample)
+    app.command("settings-doc")(settings_doc)
     app.add_typer(db_app, name="db")
 
 
@@ -123,3 +124,16 @@ def sample(
     if path is None:
         raise fail(f"no sample named {name}")
     typer.echo(str(path))
+
+
+def settings_doc(
+    readme: Annotated[Path | None, typer.Option(help="Rewrite this README's table.")] = None,
+) -> None:
+    """Print the configuration table (markdown), or update it inside a README."""
+    from xraygate.core.settings_doc import render_readme, settings_table
+
+    if readme is None:
+        typer.echo(settings_table())
+        return
+    readme.write_text(render_readme(readme.read_text()))
+    typer.echo(f"updated {readme}")

@@ -125,15 +125,19 @@ def rollback_cmd() -> None:
 def evaluate_cmd(
     ref: Annotated[str | None, typer.Argument(help="NAME:VERSION [default: emitting]")] = None,
     data: Annotated[Path | None, typer.Option(help="NORMAL/ + PNEUMONIA/ folder.")] = None,
+    record: Annotated[
+        bool, typer.Option(help="Store the measured AUROC (used by the best-auroc policy).")
+    ] = True,
 ) -> None:
     """AUROC, sensitivity/specificity at the high threshold and calibration on a test set
     (default: the held-out synthetic set, never used in training)."""
     from xraygate.inference.evaluation import evaluate_version
-    from xraygate.inference.registry import emitting_version
+    from xraygate.inference.registry import emitting_version, ensure_default_model
 
     settings = get_settings()
     engine = _engine(settings)
     try:
+        ensure_default_model(settings, engine, store_from_settings(settings))
         if ref is None:
             version = emitting_version(engine, settings.model_policy)
             if version is None:
@@ -142,6 +146,11 @@ def evaluate_cmd(
             with db.read_session(engine) as session:
                 version = find_version(session, *_split(ref))
         metrics = evaluate_version(settings, store_from_settings(settings), version, data)
+        if record:
+            with db.write_session(engine) as session:
+                row = find_version(session, version.name, version.version)
+                row.auroc = metrics.auroc
+                session.add(row)
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"model: {version.label}")

@@ -5,11 +5,12 @@ Steps, all parameterised by the model manifest's ``input`` spec:
 
 1. decode the stored values (pydicom with the pylibjpeg / gdcm plugins; any accepted syntax);
 2. reduce to the model's size by area averaging (fast, and anti-aliased), on the raw values;
-3. apply Modality LUT (rescale slope/intercept), then the VOI window from the header, or, where
-   the header has none, a percentile window;
+3. apply the Modality LUT (sequence, or rescale slope/intercept), then the VOI LUT sequence or
+   window from the header, or, where the header has none, a percentile window;
 4. invert MONOCHROME1 so that every image reads as MONOCHROME2.
 
-Averaging before the (linear) rescale and window keeps the cost of a 7 MB radiograph to one pass.
+Averaging before the LUTs keeps the cost of a 7 MB radiograph to one pass; images are reduced to
+the model's (square) input without keeping the aspect ratio, as the training images were.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from numpy.typing import NDArray
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
 from xraygate.core.errors import InferenceError
 from xraygate.inference.manifest import InputSpec
@@ -77,13 +79,29 @@ def _first(value: object) -> float | None:
     return float(value)  # type: ignore[arg-type]
 
 
+def modality(values: NDArray[np.float32], ds: Dataset) -> NDArray[np.float32]:
+    """Modality LUT: a Modality LUT Sequence if present, else rescale slope and intercept."""
+    if "ModalityLUTSequence" in ds:
+        mapped = apply_modality_lut(np.rint(values).astype(np.int64), ds)
+        return np.asarray(mapped, dtype=np.float32)
+    slope = _first(ds.get("RescaleSlope"))
+    intercept = _first(ds.get("RescaleIntercept"))
+    if slope == 0:
+        raise PixelDataError("RescaleSlope is 0: pixel values are meaningless")
+    scaled: NDArray[np.float32] = values * np.float32(1.0 if slope is None else slope)
+    return scaled + np.float32(intercept or 0.0)
+
+
 def window(values: NDArray[np.float32], ds: Dataset, spec: InputSpec) -> NDArray[np.float32]:
-    """Rescale, then window to [0, 1]: the header's VOI window if any, else percentiles."""
-    slope = _first(ds.get("RescaleSlope")) or 1.0
-    intercept = _first(ds.get("RescaleIntercept")) or 0.0
-    values = values * np.float32(slope) + np.float32(intercept)
+    """VOI to [0, 1]: the header's VOI LUT Sequence or window, else percentiles."""
+    use_header = spec.windowing == "voi-or-percentile"
+    if use_header and "VOILUTSequence" in ds:
+        lut = ds.VOILUTSequence[0]
+        bits = int(lut.LUTDescriptor[2])
+        mapped = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0)
+        return np.clip(np.asarray(mapped, dtype=np.float32) / ((1 << bits) - 1), 0.0, 1.0)
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if spec.windowing == "voi-or-percentile" and center is not None and width and width > 1:
+    if use_header and center is not None and width and width > 1:
         low = center - 0.5 - (width - 1) / 2
         high = center - 0.5 + (width - 1) / 2
     else:
@@ -100,7 +118,7 @@ def preprocess(ds: Dataset, spec: InputSpec) -> Image:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise PixelDataError(f"photometric interpretation {photometric} is not grayscale")
     small = area_resize(decode(ds), spec.height, spec.width)
-    image = window(small, ds, spec)
+    image = window(modality(small, ds), ds, spec)
     if photometric == "MONOCHROME1":
         image = 1.0 - image
     return image[..., np.newaxis]

@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session, write_session
-from xraygate.core.errors import ModelRegistryError
+from xraygate.core.errors import DatabaseError, ModelRegistryError
 from xraygate.core.models import ModelState, ModelVersion
 from xraygate.core.models.results import set_state
 from xraygate.core.storage import ObjectStore
@@ -74,7 +74,10 @@ def ensure_default_model(settings: Settings, engine: Engine, store: ObjectStore)
     with read_session(engine) as session:
         if session.scalars(select(ModelVersion)).first() is not None:
             return
-    row = import_model(engine, store, DEMO_DIR)
+    try:
+        row = import_model(engine, store, DEMO_DIR)
+    except DatabaseError:
+        return  # another worker process registered it at the same moment
     with write_session(engine) as session:
         set_state(session, row.name, row.version, ModelState.ACTIVE)
 
