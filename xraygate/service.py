@@ -30,10 +30,16 @@ log = logging.getLogger("xraygate.service")
 
 def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     """Every job kind the workers of this build can run, by kind."""
+    from xraygate.anonymizer.worker import make_handlers as deid_handlers
+    from xraygate.fhir.worker import make_handlers as fhir_handlers
+    from xraygate.hl7.worker import make_handlers as hl7_handlers
     from xraygate.inference.worker import make_handlers as inference_handlers
 
     handlers: dict[str, Handler] = {}
     handlers.update(inference_handlers(settings, store, queue))
+    handlers.update(deid_handlers(settings, store, queue))
+    handlers.update(fhir_handlers(settings, store, queue))
+    handlers.update(hl7_handlers(settings, store, queue))
     return handlers
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from xraygate.cli import core as core_cli
+from xraygate.cli import deid as deid_cli
 from xraygate.cli import model as model_cli
+from xraygate.cli import outbox as outbox_cli
 
 app = typer.Typer(
     name="xraygate",
@@ -14,7 +16,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 core_cli.register(app)
+deid_cli.register(app)
 model_cli.register(app)
+outbox_cli.register(app)
 
 
 def main() -> None:

@@ -141,6 +141,62 @@ class Settings(BaseSettings):
         120.0, description="Lease on a patient's ordered delivery stream while sending."
     )
 
+    # --- de-identification and retraining export (anonymizer/) ---------------------------
+    deid_options: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated PS3.15 Annex E options on top of the Basic Profile: "
+        "retain-safe-private, retain-uids, retain-device-identity, retain-institution-identity, "
+        "retain-patient-characteristics, retain-long-full-dates | retain-long-modified-dates, "
+        "clean-descriptors, clean-structured-content, clean-graphics.",
+    )
+    deid_secret: str | None = Field(
+        None,
+        description="Site secret keying pseudonymous UIDs, Patient IDs and date shifts; default: "
+        "generated once into <data_dir>/deid-secret.",
+    )
+    deid_date_shift_max_days: int = Field(
+        365, description="Modified Dates option: each patient's dates move back 1..N days."
+    )
+    deid_rules_file: Path | None = Field(
+        None,
+        description="JSON with pixel-cleaning rectangles per manufacturer/model and the "
+        "safe-private element list.",
+    )
+    deid_burned_in_modalities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["SC", "US", "OT"],
+        description="Modalities treated as carrying burned-in text when BurnedInAnnotation "
+        "is absent.",
+    )
+    export_enabled: bool = Field(True, description="Export de-identified studies for retraining.")
+    export_categories: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["indeterminate"],
+        description="Comma-separated triage categories exported for retraining.",
+    )
+    export_margin: float = Field(
+        0.05,
+        description="Also export low-confidence studies: score within this distance of a "
+        "triage threshold.",
+    )
+    export_corrected: bool = Field(
+        True, description="Export any study whose result a clinician corrected."
+    )
+    export_storage_url: str | None = Field(
+        None,
+        description="Export object store (a path or s3://bucket/prefix), separate from the "
+        "main store; default <data_dir>/export.",
+    )
+    export_s3_endpoint_url: str | None = Field(None, description="Export store S3 endpoint URL.")
+    export_s3_region: str = Field("us-east-1", description="Export store S3 region.")
+    export_s3_access_key_id: str | None = Field(None, description="Export store access key.")
+    export_s3_secret_access_key: str | None = Field(None, description="Export store secret key.")
+
+    @field_validator(
+        "deid_options", "deid_burned_in_modalities", "export_categories", mode="before"
+    )
+    @classmethod
+    def _deid_csv(cls, value: object) -> object:
+        return _split_csv(value)
+
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(False, description="Emit structured JSON logs.")
 

@@ -20,6 +20,8 @@ Adapters translate library errors with ``raise ... from exc``.
     │   ├── RetryableDelivery     the peer may accept later (timeout, 5xx, HL7 AE)
     │   └── PermanentDelivery     the peer refused for good (4xx, HL7 AR)
     └── DeidentificationError     a file could not be de-identified safely
+        ├── UnparseableInput      the file is not readable DICOM: quarantined, never exported
+        └── BurnedInText          pixels may carry burned-in text and no cleaning rule exists
 """
 
 from __future__ import annotations
@@ -98,3 +100,15 @@ class PermanentDelivery(DeliveryError):
 
 class DeidentificationError(XraygateError):
     """A file could not be de-identified safely; it must not be exported."""
+
+
+class UnparseableInput(DeidentificationError):
+    """The file is not readable DICOM; it is quarantined with the reason and never exported."""
+
+    permanent = True
+
+
+class BurnedInText(DeidentificationError):
+    """The pixels may carry burned-in text and no pixel-cleaning rule exists for the device."""
+
+    permanent = True

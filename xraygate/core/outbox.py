@@ -35,7 +35,14 @@ from xraygate.core import metrics
 from xraygate.core.db import is_sqlite, read_session, write_session
 from xraygate.core.errors import PermanentDelivery, QueueError, RetryableDelivery
 from xraygate.core.logging import correlation_id
-from xraygate.core.models import DeliveryStream, Job, OutboxMessage, OutboxState, utcnow
+from xraygate.core.models import (
+    DeliveryStream,
+    Job,
+    JobState,
+    OutboxMessage,
+    OutboxState,
+    utcnow,
+)
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.worker import Commit
 
@@ -309,9 +316,10 @@ def retry_message(queue: JobQueue, outbox_id: int) -> None:
         row.state = OutboxState.PENDING
         row.updated_at = utcnow()
         session.add(row)
-        job_id = session.scalars(
-            select(col(Job.id)).where(col(Job.dedupe_key) == job_dedupe_key(outbox_id))
+        job = session.scalars(
+            select(Job).where(col(Job.dedupe_key) == job_dedupe_key(outbox_id))
         ).first()
-    if job_id is None:
+    if job is None or job.id is None:
         raise QueueError(f"outbox message {outbox_id} has no send job")
-    queue.retry(job_id)
+    if job.state in (JobState.DEAD, JobState.DONE):
+        queue.retry(job.id)  # else its job is still pending or running and will send it

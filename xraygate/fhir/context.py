@@ -91,7 +91,7 @@ def dicom_datetime(da: str, tm: str, tz: ZoneInfo) -> datetime | None:
     if len(da) != 8 or not da.isdigit():
         return None
     try:
-        day = datetime.strptime(da, "%Y%m%d")  # noqa: DTZ007 (the zone is attached below)
+        day = datetime.strptime(da, "%Y%m%d")
         clock = _dicom_time(tm.strip())
     except ValueError:
         return None
@@ -137,9 +137,7 @@ def load_context(
             .order_by(col(Instance.instance_number), col(Instance.id))
         )
     )
-    series = [
-        SeriesRows(s, [i for i in instances if i.series_pk == s.id]) for s in series_rows
-    ]
+    series = [SeriesRows(s, [i for i in instances if i.series_pk == s.id]) for s in series_rows]
     name, _, version = result.model_version.partition(":")
     model = session.scalars(
         select(ModelVersion).where(

@@ -3,10 +3,17 @@
 - :mod:`.index`: the DICOM index (Patient / Study / Series / Instance), written by the SCP.
 - :mod:`.jobs`: the durable work queue's ``Job`` table.
 - :mod:`.results`: model versions and inference results.
+- :mod:`.deid`: clinician feedback, de-identified exports and quarantine.
 - :mod:`.delivery`: stored FHIR resources and the delivery outbox.
 """
 
 from xraygate.core.models.base import utcnow
+from xraygate.core.models.deid import (
+    DeidDecision,
+    DeidExport,
+    DeidQuarantine,
+    Feedback,
+)
 from xraygate.core.models.delivery import (
     Channel,
     DeliveryStream,
@@ -26,6 +33,10 @@ from xraygate.core.models.results import (
 
 __all__ = [
     "Category",
+    "DeidDecision",
+    "DeidExport",
+    "DeidQuarantine",
+    "Feedback",
     "Channel",
     "DeliveryStream",
     "FhirResource",

@@ -1,0 +1,157 @@
+"""A real MLLP listener on loopback for tests and benchmarks, with scripted misbehaviour.
+
+``script(n, control_id)`` picks what to do with the n-th message received (from 0): ``"AA"``,
+``"AE"``, ``"AR"``, ``"close-mid-frame"`` (send half an ACK frame, then close) or ``"drop"``
+(close without answering). Every received message is recorded in arrival order. ``stop()`` and
+``start()`` take the listener down and back on the same port.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message
+
+SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
+Script = Callable[[int, str], str]
+
+
+def control_id_of(message: str) -> str:
+    msh = message.split("\r", 1)[0].split("|")
+    return msh[9] if len(msh) > 9 else ""
+
+
+def pid3_of(message: str) -> str:
+    for seg in message.split("\r"):
+        if seg.startswith("PID|"):
+            return seg.split("|")[3]
+    return ""
+
+
+def ack_for(message: str, code: str, text: str = "") -> bytes:
+    cid = control_id_of(message)
+    ack = (
+        f"MSH|^~\\&|EHR|HOSPITAL|XRAYGATE|RADIOLOGY|20240514083340||ACK^R01^ACK|ACK{cid}|P|2.5.1\r"
+        f"MSA|{code}|{cid}|{text}\r"
+    )
+    return SB + ack.encode() + EB + CR
+
+
+@dataclass
+class Received:
+    raw: str
+    control_id: str
+    action: str
+
+
+@dataclass
+class MllpListener:
+    script: Script = field(default=lambda n, cid: "AA")
+    strict_parse: bool = False
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    parsed: list[object] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> MllpListener:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._server = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        srv, self._server = self._server, None
+        if srv is not None:
+            srv.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+
+    def __enter__(self) -> MllpListener:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- serving ------------------------------------------------------------------------------
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        try:
+            while True:
+                while EB + CR not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                end = buf.index(EB + CR)
+                frame, buf = buf[:end], buf[end + 2 :]
+                message = frame[frame.index(SB) + 1 :].decode()
+                if not self._answer(conn, message):
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def _answer(self, conn: socket.socket, message: str) -> bool:
+        cid = control_id_of(message)
+        with self._lock:
+            n = len(self.received)
+            action = self.script(n, cid)
+            self.received.append(Received(message, cid, action))
+        if self.strict_parse:
+            try:
+                self.parsed.append(
+                    parse_message(
+                        message, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True
+                    )
+                )
+            except Exception as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                conn.sendall(ack_for(message, "AR", "parse failed"))
+                return True
+        if action == "drop":
+            return False
+        if action == "close-mid-frame":
+            ack = ack_for(message, "AA")
+            conn.sendall(ack[: len(ack) // 2])
+            return False
+        conn.sendall(ack_for(message, action, "scripted" if action != "AA" else ""))
+        return True
+
+    # -- inspection -----------------------------------------------------------------------------
+    def accepted(self) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.action == "AA"]

@@ -1,0 +1,150 @@
+"""Export one study's images, de-identified, to the retraining store, with its manifest.
+
+Layout of the export store (``xraygate model train`` reads the NORMAL/ and PNEUMONIA/ folders
+once the bucket is copied locally, e.g. with ``xraygate export-pull DIR``)::
+
+    images/NORMAL/<pseudo study uid>_<pseudo sop uid>.dcm      clinician said: no pneumonia
+    images/PNEUMONIA/<pseudo study uid>_<pseudo sop uid>.dcm   clinician said: pneumonia
+    images/UNLABELED/<pseudo study uid>_<pseudo sop uid>.dcm   no clinician label yet
+    manifests/<pseudo study uid>.jsonl                         one JSON line per exported image
+
+A clinician's later finding re-runs the export: the same UIDs come out (keyed hash), the file
+moves to its label's folder and the manifest lines carry the new label. Raw objects that cannot
+be parsed are quarantined and never written here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+from xraygate.anonymizer.engine import Deidentifier, DeidResult
+from xraygate.anonymizer.policy import Label
+from xraygate.core.errors import BurnedInText, UnparseableInput
+from xraygate.core.models import DeidExport, Instance, StudyResult, utcnow
+from xraygate.core.storage import ObjectStore, StoredObject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    instance: Instance
+    status: str  # exported | skipped | quarantined
+    reason: str = ""
+    result: DeidResult | None = None
+    stored: StoredObject | None = None
+
+
+@dataclass
+class StudyExport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    manifest_key: str = ""
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+def image_key(label: Label, res: DeidResult) -> str:
+    return f"images/{label.folder}/{res.study_uid}_{res.sop_uid}.dcm"
+
+
+def export_study(
+    deid: Deidentifier,
+    source: ObjectStore,
+    target: ObjectStore,
+    result: StudyResult,
+    instances: list[Instance],
+    label: Label,
+    previous: dict[int, DeidExport],
+) -> StudyExport:
+    """De-identify and upload every instance; slow work, outside any transaction."""
+    export = StudyExport()
+    for inst in instances:
+        data = source.get_bytes(inst.object_key)  # StorageError: the job is retried
+        old = previous.get(inst.id or -1)
+        old_key = old.object_key if old is not None else ""
+        try:
+            res = deid.deidentify_bytes(data)
+        except (UnparseableInput, BurnedInText) as exc:
+            if old_key:
+                target.delete(old_key)  # an earlier export may not stay
+            status = "quarantined" if isinstance(exc, UnparseableInput) else "skipped"
+            export.outcomes.append(Outcome(inst, status, str(exc)[:500]))
+            continue
+        key = image_key(label, res)
+        stored = target.put_bytes(key, res.data)
+        if old_key and old_key != key:
+            target.delete(old_key)  # the label changed: the file moved folders
+        export.outcomes.append(Outcome(inst, "exported", result=res, stored=stored))
+    exported = [o for o in export.outcomes if o.status == "exported"]
+    if exported:
+        assert exported[0].result is not None
+        export.manifest_key = f"manifests/{exported[0].result.study_uid}.jsonl"
+        lines = [json.dumps(manifest_line(o, result, label), sort_keys=True) for o in exported]
+        target.put_bytes(export.manifest_key, ("\n".join(lines) + "\n").encode())
+    return export
+
+
+def manifest_line(outcome: Outcome, result: StudyResult, label: Label) -> dict[str, object]:
+    res, stored = outcome.result, outcome.stored
+    assert res is not None and stored is not None
+    return {
+        "pseudo_patient_id": res.patient_id,
+        "pseudo_study_uid": res.study_uid,
+        "pseudo_series_uid": res.series_uid,
+        "pseudo_sop_uid": res.sop_uid,
+        "object_key": stored.key,
+        "sha256": stored.sha256,
+        "size": stored.size,
+        "model_version": result.model_version,
+        "score": result.score,
+        "category": result.category,
+        "label_source": label.source,
+        "label": label.value,
+        "method_codes": list(res.codes),
+        "pixels_cleaned": res.pixels_cleaned,
+        "exported_at": utcnow().isoformat(),
+    }
+
+
+def export_row(
+    outcome: Outcome, result: StudyResult, label: Label, manifest_key: str, row: DeidExport | None
+) -> DeidExport:
+    """The index row of one instance's outcome (new, or the previous row updated)."""
+    inst = outcome.instance
+    assert inst.id is not None and result.id is not None
+    row = row or DeidExport(
+        instance_pk=inst.id,
+        study_pk=inst.study_pk,
+        study_result_id=result.id,
+        status=outcome.status,
+        model_version=result.model_version,
+        category=result.category,
+    )
+    row.study_result_id = result.id
+    row.status = outcome.status
+    row.reason = outcome.reason
+    row.model_version = result.model_version
+    row.score = result.score
+    row.category = result.category
+    row.label_source = label.source
+    row.label = label.value
+    row.updated_at = utcnow()
+    res, stored = outcome.result, outcome.stored
+    if res is None or stored is None:
+        row.object_key = row.manifest_key = ""
+    else:
+        row.pseudo_patient_id = res.patient_id
+        row.pseudo_study_uid = res.study_uid
+        row.pseudo_series_uid = res.series_uid
+        row.pseudo_sop_uid = res.sop_uid
+        row.object_key = stored.key
+        row.manifest_key = manifest_key
+        row.size = stored.size
+        row.sha256 = stored.sha256
+        row.method_codes = list(res.codes)
+        row.pixels_cleaned = res.pixels_cleaned
+        row.exported_at = utcnow()
+    return row

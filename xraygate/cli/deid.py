@@ -1,0 +1,141 @@
+"""De-identification commands: ``deid``, ``feedback`` and ``export-pull``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from xraygate.cli.core import fail
+from xraygate.core.config import get_settings
+from xraygate.core.errors import BurnedInText, UnparseableInput, XraygateError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deid")(deid)
+    app.command("feedback")(feedback)
+    app.command("export-pull")(export_pull)
+
+
+def _files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            raise fail(f"no such file or directory: {path}")
+
+
+def deid(
+    paths: Annotated[list[Path], typer.Argument(help="DICOM files or directories.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    profile: Annotated[str, typer.Option(help="Confidentiality profile.")] = "basic",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Annex E option, repeatable (e.g. retain-uids)."),
+    ] = None,
+    secret: Annotated[
+        str | None,
+        typer.Option(help="Secret for UIDs/IDs/date shifts [default: the site secret]."),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="JSON rules: pixel rectangles, safe private elements.")
+    ] = None,
+) -> None:
+    """De-identify files (PS3.15 Annex E) into OUT/<study>/<series>/<sop>.dcm.
+
+    Unreadable files are quarantined (listed in OUT/quarantine.jsonl, never written out) and make
+    the exit code 1; images with possible burned-in text and no cleaning rule are skipped.
+    """
+    from xraygate.anonymizer.engine import Deidentifier
+    from xraygate.anonymizer.site import deid_config
+
+    if profile.lower() != "basic":
+        raise fail(f"unknown profile {profile!r}: only 'basic' (plus --option) exists")
+    try:
+        config = deid_config(
+            get_settings(),
+            options=list(option) if option is not None else None,
+            secret=secret.encode() if secret else None,
+            rules_file=rules,
+        )
+        engine = Deidentifier(config)
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    done = skipped = 0
+    quarantined: list[dict[str, str]] = []
+    for path in _files(paths):
+        try:
+            res = engine.deidentify_file(path)
+        except UnparseableInput as exc:
+            quarantined.append({"file": str(path), "reason": str(exc)})
+            continue
+        except BurnedInText as exc:
+            skipped += 1
+            typer.echo(f"skipped {path}: {exc}", err=True)
+            continue
+        target = out / res.study_uid / res.series_uid / f"{res.sop_uid}.dcm"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        res.write(target)
+        done += 1
+    for entry in quarantined:
+        typer.echo(f"quarantined {entry['file']}: {entry['reason']}", err=True)
+    if quarantined:
+        lines = "".join(json.dumps(e) + "\n" for e in quarantined)
+        (out / "quarantine.jsonl").write_text(lines)
+    typer.echo(f"de-identified: {done}  skipped: {skipped}  quarantined: {len(quarantined)}")
+    if quarantined:
+        raise typer.Exit(code=1)
+
+
+def feedback(
+    study_uid: Annotated[str, typer.Argument(help="Study Instance UID.")],
+    finding: Annotated[str, typer.Option(help="confirm | reject (pneumonia).")],
+    by: Annotated[str, typer.Option("--by", help="Who gives the finding.")] = "",
+    comment: Annotated[str, typer.Option(help="Free-text comment.")] = "",
+) -> None:
+    """Record a clinician's finding for a study; the export manifest follows it."""
+    from xraygate.core import db
+    from xraygate.core.models.deid import Finding, record_feedback
+    from xraygate.core.queue import JobQueue
+
+    try:
+        parsed = Finding(finding.lower())
+    except ValueError:
+        raise fail("--finding must be confirm or reject") from None
+    settings = get_settings()
+    try:
+        db.upgrade(settings.resolved_database_url)
+        queue = JobQueue.from_settings(settings)
+        with db.write_session(queue.engine) as session:
+            row = record_feedback(session, queue, study_uid, parsed, author=by, comment=comment)
+            if row is None:
+                raise fail("unknown study")
+            agreement = row.agreement
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"recorded {parsed.value} ({agreement} with the model)")
+
+
+def export_pull(
+    dest: Annotated[Path, typer.Argument(help="Local folder for `xraygate model train`.")],
+) -> None:
+    """Copy the labelled images of the export store into DEST/NORMAL and DEST/PNEUMONIA."""
+    from xraygate.anonymizer.site import export_store
+
+    try:
+        store = export_store(get_settings())
+        count = 0
+        for label in ("NORMAL", "PNEUMONIA"):
+            (dest / label).mkdir(parents=True, exist_ok=True)
+            for key in store.list(f"images/{label}/"):
+                store.download(key, dest / label / key.rsplit("/", 1)[-1])
+                count += 1
+    except XraygateError as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(f"pulled {count} labelled images into {dest}; next: xraygate model train {dest}")

@@ -1,0 +1,423 @@
+"""FHIR R4 resources for one study result, as plain JSON dicts (validated in :mod:`.validate`).
+
+Graph (see ``shared/reference/fhir-imaging-ai-results.md``)::
+
+    DiagnosticReport --result--> Observation --derivedFrom--> ImagingStudy
+          |  \\--imagingStudy--> ImagingStudy            \\--device--> Device (model+version)
+          \\--subject--> Patient          Provenance --target--> DiagnosticReport, Observation
+
+The risk is ``Observation.valueQuantity`` in percent (UCUM ``%``), coded with our own code system
+``<fhir_system_base>/CodeSystem/ai-findings#pneumonia-risk`` (LOINC has no such code); the
+category (high / indeterminate / low) is a component and the interpretation. AI output is never
+final: reports start ``preliminary`` and become ``amended`` when re-scored (see :mod:`.store`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from xraygate.core.models import Category
+from xraygate.core.models.delivery import (
+    AI_FINDINGS_CODESYSTEM_PATH,
+    DICOM_UID_SYSTEM,
+    PNEUMONIA_RISK_CODE,
+    PNEUMONIA_RISK_DISPLAY,
+    RISK_CATEGORY_CODE,
+    RISK_CATEGORY_DISPLAY,
+)
+from xraygate.fhir.context import ResultContext
+
+Json = dict[str, Any]
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+CATEGORY_SNOMED = {
+    Category.HIGH: ("75540009", "High"),
+    Category.LOW: ("62482003", "Low"),
+    Category.INDETERMINATE: ("82334004", "Indeterminate"),
+}
+CATEGORY_INTERPRETATION = {
+    Category.HIGH: ("H", "High"),
+    Category.LOW: ("L", "Low"),
+    Category.INDETERMINATE: ("IND", "Indeterminate"),
+}
+SEX = {"M": "male", "F": "female", "O": "other"}
+AI_STATEMENT = "AI-generated preliminary result for clinician review; not a diagnosis."
+DEMO_STATEMENT = "DEMONSTRATION MODEL: not a medical device, not for clinical use."
+
+
+def ai_code_system(ctx: ResultContext) -> str:
+    return ctx.system_base + AI_FINDINGS_CODESYSTEM_PATH
+
+
+def fhir_datetime(value: datetime) -> str:
+    return value.isoformat(timespec="seconds")
+
+
+def ref(resource_type: str, resource_id: str) -> Json:
+    return {"reference": f"{resource_type}/{resource_id}"}
+
+
+def accession_identifier(ctx: ResultContext) -> Json | None:
+    if not ctx.study.accession_number:
+        return None
+    return {
+        "type": {"coding": [{"system": V2_0203, "code": "ACSN", "display": "Accession ID"}]},
+        "system": f"{ctx.system_base}/accession",
+        "value": ctx.study.accession_number,
+    }
+
+
+def patient_identifier_system(base: str, issuer: str) -> str:
+    """``urn:oid:`` for an OID issuer, else a URL under our base naming the issuer."""
+    if issuer and all(part.isdigit() for part in issuer.split(".")):
+        return f"urn:oid:{issuer}"
+    return f"{base}/patient-id/{quote(issuer or 'unknown-issuer', safe='')}"
+
+
+# --- the resources ---------------------------------------------------------------------------
+
+
+def build_patient(ctx: ResultContext) -> Json:
+    """Only what DICOM carries: PatientID + issuer, name, birth date, sex."""
+    p = ctx.patient
+    out: Json = {"resourceType": "Patient", "id": ctx.patient_id}
+    if p.patient_id:
+        ident: Json = {
+            "use": "usual",
+            "type": {
+                "coding": [{"system": V2_0203, "code": "MR", "display": "Medical record number"}]
+            },
+            "system": patient_identifier_system(ctx.system_base, p.issuer),
+            "value": p.patient_id,
+        }
+        if p.issuer:
+            ident["assigner"] = {"display": p.issuer}
+        out["identifier"] = [ident]
+    name = _human_name(p.name)
+    if name:
+        out["name"] = [name]
+    if p.sex.upper() in SEX:
+        out["gender"] = SEX[p.sex.upper()]
+    if len(p.birth_date) == 8 and p.birth_date.isdigit():
+        out["birthDate"] = f"{p.birth_date[:4]}-{p.birth_date[4:6]}-{p.birth_date[6:]}"
+    return out
+
+
+def _human_name(pn: str) -> Json | None:
+    alphabetic = pn.split("=")[0]
+    parts = [part.strip() for part in alphabetic.split("^")]
+    family = parts[0] if parts else ""
+    given = [g for g in (parts[1:3] if len(parts) > 1 else []) if g]
+    if not family and not given:
+        return None
+    name: Json = {"text": " ".join([*given, family]).strip()}
+    if family:
+        name["family"] = family
+    if given:
+        name["given"] = given
+    return name
+
+
+def build_imaging_study(ctx: ResultContext) -> Json:
+    identifiers: list[Json] = [
+        {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{ctx.study.study_instance_uid}"}
+    ]
+    acsn = accession_identifier(ctx)
+    if acsn:
+        identifiers.append(acsn)
+    series_out = [_series(rows.series.series_instance_uid, rows) for rows in ctx.series]
+    modalities = sorted({s["modality"]["code"] for s in series_out})
+    out: Json = {
+        "resourceType": "ImagingStudy",
+        "id": ctx.imaging_study_id,
+        "identifier": identifiers,
+        "status": "available",
+        "modality": [{"system": DCM, "code": m} for m in modalities],
+        "subject": ref("Patient", ctx.patient_id),
+        "numberOfSeries": len(series_out),
+        "numberOfInstances": sum(len(rows.instances) for rows in ctx.series),
+    }
+    started = ctx.study_started()
+    if started:
+        out["started"] = fhir_datetime(started)
+    if ctx.study.description:
+        out["description"] = ctx.study.description
+    if series_out:
+        out["series"] = series_out
+    return out
+
+
+def _series(uid: str, rows: Any) -> Json:
+    s = rows.series
+    out: Json = {"uid": uid, "modality": {"system": DCM, "code": s.modality or "OT"}}
+    if s.series_number is not None:
+        out["number"] = max(0, s.series_number)
+    if s.description:
+        out["description"] = s.description
+    out["numberOfInstances"] = len(rows.instances)
+    instances = []
+    for inst in rows.instances:
+        item: Json = {
+            "uid": inst.sop_instance_uid,
+            "sopClass": {"system": "urn:ietf:rfc:3986", "code": f"urn:oid:{inst.sop_class_uid}"},
+        }
+        if inst.instance_number is not None:
+            item["number"] = max(0, inst.instance_number)
+        instances.append(item)
+    if instances:
+        out["instance"] = instances
+    return out
+
+
+def build_device(ctx: ResultContext) -> Json:
+    r = ctx.result
+    out: Json = {
+        "resourceType": "Device",
+        "id": ctx.device_id,
+        "identifier": [
+            {"system": f"{ctx.system_base}/model", "value": r.model_version},
+            {"system": f"{ctx.system_base}/model-sha256", "value": r.model_sha256},
+        ],
+        "status": "active",
+        "deviceName": [
+            {"name": ctx.model_name, "type": "model-name"},
+            {"name": r.model_version, "type": "user-friendly-name"},
+        ],
+        "modelNumber": ctx.model_name,
+        "type": {"text": "AI image analysis software (chest X-ray pneumonia risk)"},
+        "version": [{"type": {"text": "model version"}, "value": ctx.model_version_only}],
+    }
+    if r.demo_model:
+        out["note"] = [{"text": DEMO_STATEMENT}]
+    return out
+
+
+def _category(ctx: ResultContext) -> Category:
+    try:
+        return Category(ctx.result.category)
+    except ValueError:
+        return Category.NOT_APPLICABLE
+
+
+def _category_concept(ctx: ResultContext) -> Json:
+    cat = _category(ctx)
+    if cat in CATEGORY_SNOMED:
+        code, display = CATEGORY_SNOMED[cat]
+        return {"coding": [{"system": SNOMED, "code": code, "display": display}], "text": cat.value}
+    return {
+        "coding": [{"system": ai_code_system(ctx), "code": cat.value, "display": "Not applicable"}],
+        "text": cat.value,
+    }
+
+
+def thresholds_text(ctx: ResultContext) -> str:
+    t = ctx.result.thresholds
+    high, low = t.get("high"), t.get("low")
+    if high is None or low is None:
+        return ""
+    return f"Thresholds: high > {float(high) * 100:g}%, low < {float(low) * 100:g}%."
+
+
+def statement(ctx: ResultContext) -> str:
+    text = AI_STATEMENT
+    return f"{text} {DEMO_STATEMENT}" if ctx.result.demo_model else text
+
+
+def build_observation(ctx: ResultContext, issued: datetime) -> Json:
+    r = ctx.result
+    out: Json = {
+        "resourceType": "Observation",
+        "id": ctx.observation_id,
+        "status": "preliminary",
+        "category": [
+            {"coding": [{"system": OBS_CATEGORY, "code": "imaging", "display": "Imaging"}]}
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": ai_code_system(ctx),
+                    "code": PNEUMONIA_RISK_CODE,
+                    "display": PNEUMONIA_RISK_DISPLAY,
+                }
+            ],
+            "text": "AI-estimated probability of pneumonia on chest radiograph",
+        },
+        "subject": ref("Patient", ctx.patient_id),
+        "effectiveDateTime": fhir_datetime(ctx.effective()),
+        "issued": fhir_datetime(issued),
+        "bodySite": {
+            "coding": [{"system": SNOMED, "code": "51185008", "display": "Thoracic structure"}]
+        },
+        "method": {"text": f"Deep-learning classifier {r.model_version}"},
+        "device": ref("Device", ctx.device_id),
+        "derivedFrom": [ref("ImagingStudy", ctx.imaging_study_id)],
+        "note": [{"text": " ".join(x for x in (thresholds_text(ctx), statement(ctx)) if x)}],
+        "component": [
+            {
+                "code": {
+                    "coding": [
+                        {
+                            "system": ai_code_system(ctx),
+                            "code": RISK_CATEGORY_CODE,
+                            "display": RISK_CATEGORY_DISPLAY,
+                        }
+                    ]
+                },
+                "valueCodeableConcept": _category_concept(ctx),
+            }
+        ],
+    }
+    if r.score is not None:
+        out["valueQuantity"] = {
+            "value": round(r.score * 100, 1),
+            "unit": "%",
+            "system": UCUM,
+            "code": "%",
+        }
+    else:
+        out["dataAbsentReason"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                    "code": "not-applicable",
+                    "display": "Not Applicable",
+                }
+            ],
+            "text": r.reason or "no image the model may read",
+        }
+    cat = _category(ctx)
+    if cat in CATEGORY_INTERPRETATION:
+        code, display = CATEGORY_INTERPRETATION[cat]
+        out["interpretation"] = [
+            {"coding": [{"system": INTERPRETATION, "code": code, "display": display}]}
+        ]
+    return out
+
+
+def conclusion(ctx: ResultContext) -> str:
+    r = ctx.result
+    if r.score is None:
+        head = f"AI pneumonia risk not assessed ({r.reason or 'no readable chest image'})."
+    else:
+        head = f"AI pneumonia risk {r.score * 100:.0f}% ({_category(ctx).value})."
+    return f"{head} Model {r.model_version}. {statement(ctx)}"
+
+
+def build_report(ctx: ResultContext, issued: datetime) -> Json:
+    identifiers: list[Json] = [
+        {
+            "system": f"{ctx.system_base}/report",
+            "value": f"{ctx.study.study_instance_uid}:{ctx.model_name}",
+        }
+    ]
+    acsn = accession_identifier(ctx)
+    if acsn:
+        identifiers.append(acsn)
+    out: Json = {
+        "resourceType": "DiagnosticReport",
+        "id": ctx.report_id,
+        "identifier": identifiers,
+        "status": "preliminary",
+        "category": [
+            {
+                "coding": [
+                    {"system": V2_0074, "code": "RAD", "display": "Radiology"},
+                    {"system": LOINC, "code": "LP29684-5", "display": "Radiology"},
+                ]
+            }
+        ],
+        "code": {
+            "coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}],
+            "text": "AI triage of chest radiograph (pneumonia risk)",
+        },
+        "subject": ref("Patient", ctx.patient_id),
+        "effectiveDateTime": fhir_datetime(ctx.effective()),
+        "issued": fhir_datetime(issued),
+        "result": [ref("Observation", ctx.observation_id)],
+        "imagingStudy": [ref("ImagingStudy", ctx.imaging_study_id)],
+        "conclusion": conclusion(ctx),
+    }
+    if acsn:
+        out["basedOn"] = [{"type": "ServiceRequest", "identifier": acsn}]
+    return out
+
+
+def build_provenance(ctx: ResultContext, report_version: int, recorded: datetime) -> Json:
+    """Who produced the report version (the model), from which images, with which thresholds."""
+    r = ctx.result
+    base = ctx.system_base
+    entities: list[Json] = [{"role": "source", "what": ref("ImagingStudy", ctx.imaging_study_id)}]
+    for uid in r.instance_uids:
+        entities.append(
+            {
+                "role": "source",
+                "what": {
+                    "identifier": {"system": DICOM_UID_SYSTEM, "value": f"urn:oid:{uid}"},
+                    "display": "SOP Instance read by the model",
+                },
+            }
+        )
+    ext: list[Json] = [
+        {"url": "model-version", "valueString": r.model_version},
+        {"url": "model-sha256", "valueString": r.model_sha256},
+    ]
+    for key in ("high", "low"):
+        if key in r.thresholds:
+            ext.append({"url": f"threshold-{key}", "valueDecimal": float(r.thresholds[key])})
+    return {
+        "resourceType": "Provenance",
+        "id": ctx.provenance_id,
+        "extension": [
+            {"url": f"{base}/StructureDefinition/ai-result-provenance", "extension": ext}
+        ],
+        "target": [
+            {"reference": f"DiagnosticReport/{ctx.report_id}/_history/{report_version}"},
+            ref("Observation", ctx.observation_id),
+        ],
+        "recorded": fhir_datetime(recorded),
+        "activity": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": "CREATE" if report_version == 1 else "UPDATE",
+                }
+            ]
+        },
+        "agent": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                            "code": "performer",
+                            "display": "Performer",
+                        }
+                    ]
+                },
+                "who": {**ref("Device", ctx.device_id), "display": r.model_version},
+            }
+        ],
+        "entity": entities,
+    }
+
+
+def build_all(ctx: ResultContext) -> list[Json]:
+    """Everything except the Provenance (which needs the stored report version)."""
+    issued = ctx.result.updated_at
+    return [
+        build_patient(ctx),
+        build_imaging_study(ctx),
+        build_device(ctx),
+        build_observation(ctx, issued),
+        build_report(ctx, issued),
+    ]

@@ -1,0 +1,79 @@
+"""Push to an EHR's FHIR server: a transaction Bundle of PUTs, POSTed with httpx.
+
+2xx: delivered. 5xx, 408, 429, timeouts and connection failures: retried with backoff by the
+queue. Any other 4xx: refused for good; the server's OperationOutcome is recorded with the
+dead-lettered message.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import httpx
+
+from xraygate.core.config import Settings
+from xraygate.core.models import OutboxMessage
+from xraygate.core.outbox import Outcome, Sender
+
+FHIR_JSON = "application/fhir+json"
+RETRYABLE_4XX = {408, 425, 429}
+
+
+def transaction_bundle(bundle_id: str, base_url: str, resources: list[dict[str, Any]]) -> str:
+    """The Bundle as sent: server-assigned meta dropped, version-specific references unversioned
+    (the EHR server numbers its own versions)."""
+    entries = []
+    for resource in resources:
+        body = copy.deepcopy(resource)
+        body.pop("meta", None)
+        for target in body.get("target", []):
+            target["reference"] = str(target.get("reference", "")).split("/_history/")[0]
+        path = f"{body['resourceType']}/{body['id']}"
+        entries.append(
+            {
+                "fullUrl": f"{base_url.rstrip('/')}/{path}",
+                "resource": body,
+                "request": {"method": "PUT", "url": path},
+            }
+        )
+    bundle = {"resourceType": "Bundle", "id": bundle_id, "type": "transaction", "entry": entries}
+    return json.dumps(bundle, separators=(",", ":"))
+
+
+def make_push_sender(settings: Settings, client: httpx.Client | None = None) -> Sender:
+    http = client or httpx.Client(timeout=settings.fhir_push_timeout)
+
+    def send(message: OutboxMessage) -> Outcome:
+        url = settings.fhir_push_url
+        if not url:
+            return Outcome("reject", "FHIR push is not configured (XRAYGATE_FHIR_PUSH_URL)")
+        headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
+        if settings.fhir_push_auth_token:
+            headers[settings.fhir_push_auth_header] = settings.fhir_push_auth_token
+        try:
+            reply = http.post(url.rstrip("/"), content=message.message.encode(), headers=headers)
+        except httpx.TimeoutException as exc:
+            return Outcome("retry", f"timeout: {type(exc).__name__}")
+        except httpx.HTTPError as exc:
+            return Outcome("retry", f"connection failed: {type(exc).__name__}")
+        body = reply.text[:20000]
+        code = reply.status_code
+        if 200 <= code < 300:
+            return Outcome("delivered", f"HTTP {code}", body)
+        if code >= 500 or code in RETRYABLE_4XX:
+            return Outcome("retry", f"HTTP {code}", body)
+        return Outcome("reject", f"HTTP {code}: {_outcome_summary(body)}", body)
+
+    return send
+
+
+def _outcome_summary(body: str) -> str:
+    """The first issue of an OperationOutcome, else the start of the body."""
+    try:
+        data = json.loads(body)
+        issue = data["issue"][0]
+        return str(issue.get("diagnostics") or issue.get("details", {}).get("text") or issue)[:500]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return body[:500]

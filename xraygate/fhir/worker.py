@@ -1,0 +1,131 @@
+"""Job handlers of the FHIR area.
+
+``emit-fhir`` (per study result, enqueued by the inference worker): build the resources, validate
+them, store them as new versions, and, when ``XRAYGATE_FHIR_PUSH_URL`` is set, put a transaction
+Bundle in the outbox with a ``push-fhir`` job. Storing and pushing are separate jobs so that an
+unreachable EHR never holds up the local FHIR API.
+
+``push-fhir``: the outbox drainer with the httpx sender (ordered per patient, retried on 5xx and
+timeouts, dead-lettered on other 4xx with the OperationOutcome recorded).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from xraygate.core import metrics
+from xraygate.core.config import Settings
+from xraygate.core.db import read_session
+from xraygate.core.logging import correlation_id
+from xraygate.core.models import Channel
+from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
+from xraygate.core.queue import ClaimedJob, JobQueue, RetryPolicy
+from xraygate.core.storage import ObjectStore
+from xraygate.core.worker import Commit, Handler
+from xraygate.fhir.builders import build_all, build_provenance
+from xraygate.fhir.context import ResultContext, load_context, stable_id
+from xraygate.fhir.push import FHIR_JSON, make_push_sender, transaction_bundle
+from xraygate.fhir.store import save
+from xraygate.fhir.validate import validate_resource
+
+log = logging.getLogger(__name__)
+
+EMIT_FHIR = "emit-fhir"
+PUSH_FHIR = "push-fhir"
+
+
+def delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
+    """The queue as seen by delivery jobs: their own attempt budget."""
+    policy = RetryPolicy(
+        settings.delivery_max_attempts,
+        queue.policy.backoff_seconds,
+        queue.policy.backoff_max_seconds,
+    )
+    return JobQueue(queue.engine, lease_seconds=queue.lease.total_seconds(), policy=policy)
+
+
+class EmitFhir:
+    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+        self.settings = settings
+        self.engine = queue.engine
+        self.delivery = delivery_queue(settings, queue)
+        self.tz = ZoneInfo(settings.local_timezone)
+
+    def __call__(self, job: ClaimedJob) -> Commit | None:
+        result_id = int(job.payload["study_result_id"])
+        with read_session(self.engine) as session:
+            ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
+        if ctx is None or ctx.result.shadow:
+            return None  # shadow results are stored by inference, never emitted
+        resources = build_all(ctx)
+        for resource in resources:
+            validate_resource(resource)
+        return lambda session: self._commit(session, ctx, resources, job.priority)
+
+    def _commit(
+        self, session: Session, ctx: ResultContext, resources: list[dict[str, Any]], priority: int
+    ) -> None:
+        study_uid = ctx.study.study_instance_uid
+        changed = False
+        report_version = 1
+        for resource in resources:
+            version, did_change = save(session, resource, study_uid)
+            changed |= did_change
+            if resource["resourceType"] == "DiagnosticReport":
+                report_version = version
+        provenance = build_provenance(ctx, report_version, ctx.result.updated_at)
+        validate_resource(provenance)
+        changed |= save(session, provenance, study_uid)[1]
+        metrics.DELIVERIES.labels(
+            channel="fhir-store", outcome="stored" if changed else "unchanged"
+        ).inc()
+        log.info(
+            "[%s] FHIR report version %d (%s)",
+            correlation_id(study_uid),
+            report_version,
+            "stored" if changed else "unchanged",
+        )
+        if self.settings.fhir_push_url:
+            self._enqueue_push(session, ctx, [*resources, provenance], report_version, priority)
+
+    def _enqueue_push(
+        self,
+        session: Session,
+        ctx: ResultContext,
+        resources: list[dict[str, Any]],
+        report_version: int,
+        priority: int,
+    ) -> None:
+        key = f"{ctx.study.study_instance_uid}:{ctx.result.model_version}:v{report_version}"
+        bundle_id = stable_id("Bundle", key)
+        assert self.settings.fhir_push_url is not None
+        add_message(
+            session,
+            self.delivery,
+            PUSH_FHIR,
+            NewMessage(
+                channel=Channel.FHIR_PUSH,
+                stream_key=ctx.patient.patient_key,
+                dedupe_key=key,
+                control_id=bundle_id,
+                study_uid=ctx.study.study_instance_uid,
+                content_type=FHIR_JSON,
+                message=transaction_bundle(bundle_id, self.settings.fhir_push_url, resources),
+                study_result_id=ctx.result.id,
+                revision=ctx.result.revision,
+                priority=priority,
+            ),
+        )
+
+
+def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
+    drainer = OutboxDrainer(
+        queue.engine,
+        {Channel.FHIR_PUSH: make_push_sender(settings)},
+        lease_seconds=settings.delivery_stream_lease_seconds,
+    )
+    return {EMIT_FHIR: EmitFhir(settings, queue), PUSH_FHIR: drainer}

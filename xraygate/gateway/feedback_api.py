@@ -1,0 +1,104 @@
+"""Clinician feedback on a study: confirm or reject pneumonia.
+
+``POST /api/studies/{study_uid}/feedback`` stores the finding, counts it in
+``xraygate_feedback_total`` and enqueues the re-export that carries the clinician's label into
+the retraining manifest; ``GET`` lists a study's findings, newest first. The router has no auth
+of its own: the gateway includes it behind its auth dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from xraygate.core import db
+from xraygate.core.config import Settings, get_settings
+from xraygate.core.models import Feedback, Study
+from xraygate.core.models.deid import Finding, record_feedback
+from xraygate.core.queue import JobQueue
+
+router = APIRouter(prefix="/api", tags=["feedback"])
+
+
+class FeedbackIn(BaseModel):
+    finding: Finding = Field(description="confirm = pneumonia present, reject = no pneumonia")
+    by: str = Field("", max_length=200, description="who gives the finding")
+    comment: str = Field("", max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    study_instance_uid: str
+    finding: str
+    label: str
+    agreement: str
+    model_version: str
+    by: str
+    comment: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Feedback) -> FeedbackOut:
+        assert row.id is not None
+        return cls(
+            id=row.id,
+            study_instance_uid=row.study_instance_uid,
+            finding=row.finding,
+            label=row.label,
+            agreement=row.agreement,
+            model_version=row.model_version,
+            by=row.author,
+            comment=row.comment,
+            created_at=row.created_at,
+        )
+
+
+def write_db(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
+    """One writing transaction per request."""
+    engine = db.get_engine(settings.resolved_database_url)
+    with db.write_session(engine) as session:
+        yield session
+
+
+def read_db(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
+    with db.read_session(db.get_engine(settings.resolved_database_url)) as session:
+        yield session
+
+
+@router.post("/studies/{study_uid}/feedback", status_code=201)
+def post_feedback(
+    study_uid: str,
+    body: FeedbackIn,
+    session: Annotated[Session, Depends(write_db)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> FeedbackOut:
+    """Record a clinician's finding; the study's export manifest follows it."""
+    queue = JobQueue.from_settings(settings)
+    row = record_feedback(
+        session, queue, study_uid, body.finding, author=body.by, comment=body.comment
+    )
+    if row is None:
+        raise HTTPException(status_code=404, detail="unknown study")
+    return FeedbackOut.of(row)
+
+
+@router.get("/studies/{study_uid}/feedback")
+def list_feedback(
+    study_uid: str, session: Annotated[Session, Depends(read_db)]
+) -> list[FeedbackOut]:
+    """The study's findings, newest first."""
+    study = session.scalars(select(Study).where(col(Study.study_instance_uid) == study_uid)).first()
+    if study is None:
+        raise HTTPException(status_code=404, detail="unknown study")
+    rows = session.scalars(
+        select(Feedback)
+        .where(col(Feedback.study_pk) == study.id)
+        .order_by(col(Feedback.created_at).desc(), col(Feedback.id).desc())
+    )
+    return [FeedbackOut.of(r) for r in rows]

@@ -1,0 +1,272 @@
+"""The FHIR R4 REST API (read-only) under ``/fhir``: metadata, read, vread, history, search.
+
+The router does no authentication itself; the gateway includes it with its auth dependencies::
+
+    app.include_router(router, dependencies=[Depends(require_user)])
+
+Resources come from ``fhir_resources`` (written by the ``emit-fhir`` jobs). Errors are
+OperationOutcomes with the matching HTTP status; reads carry ``ETag: W/"<versionId>"`` and
+``Last-Modified`` and answer ``304`` to a matching ``If-None-Match``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from email.utils import format_datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from xraygate.core import db
+from xraygate.core.config import Settings, get_settings
+from xraygate.core.models import FhirResource, utcnow
+from xraygate.gateway.fhir_capability import capability_statement
+from xraygate.gateway.fhir_search import (
+    SEARCH_PARAMS,
+    SearchError,
+    included,
+    parse_query,
+    run,
+)
+
+FHIR_JSON = "application/fhir+json"
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+
+def fhir_session(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
+    """A read session on the configured database."""
+    with db.read_session(db.get_engine(settings.resolved_database_url)) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(fhir_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+class FhirError(Exception):
+    def __init__(self, status: int, code: str, diagnostics: str) -> None:
+        super().__init__(diagnostics)
+        self.status, self.code, self.diagnostics = status, code, diagnostics
+
+
+def fhir_response(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type=FHIR_JSON,
+        headers=headers or None,
+    )
+
+
+def outcome(status: int, code: str, diagnostics: str) -> Response:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
+    }
+    return fhir_response(body, status)
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    if settings.fhir_base_url:
+        return settings.fhir_base_url.rstrip("/")
+    return str(request.base_url).rstrip("/") + router.prefix
+
+
+def _check_type(resource_type: str) -> None:
+    if resource_type not in SEARCH_PARAMS:
+        raise FhirError(404, "not-supported", f"resource type {resource_type!r} is not served")
+
+
+def _check_id(resource_id: str) -> None:
+    if not ID_RE.match(resource_id):
+        raise FhirError(400, "invalid", f"invalid resource id {resource_id!r}")
+
+
+# --- endpoints -----------------------------------------------------------------------------------
+
+
+@router.get("/metadata", response_class=Response)
+def metadata(request: Request, settings: SettingsDep) -> Response:
+    """The CapabilityStatement (FHIR 4.0.1)."""
+    return fhir_response(capability_statement(settings, base_url(request, settings)))
+
+
+@router.get("/{resource_type}", response_class=Response)
+def search(
+    resource_type: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Search a resource type; a ``searchset`` Bundle with paging links."""
+    try:
+        _check_type(resource_type)
+        lenient = "handling=lenient" in request.headers.get("prefer", "")
+        items = list(request.query_params.multi_items())
+        tz = ZoneInfo(settings.local_timezone)
+        query = parse_query(session, resource_type, items, tz, strict=not lenient)
+        total, matches = run(session, query)
+        extra = included(session, query, matches)
+    except FhirError as exc:
+        return outcome(exc.status, exc.code, exc.diagnostics)
+    except SearchError as exc:
+        return outcome(400, "not-supported" if "unsupported" in str(exc) else "invalid", str(exc))
+    base = base_url(request, settings)
+    entries = [_entry(base, r, "match") for r in matches] + [
+        _entry(base, r, "include") for r in extra
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": utcnow().isoformat(timespec="milliseconds")},
+        "type": "searchset",
+        "total": total,
+        "link": _links(base, resource_type, items, query.offset, query.count, total),
+        "entry": entries,
+    }
+    if not entries:
+        del bundle["entry"]
+    return fhir_response(bundle)
+
+
+@router.get("/{resource_type}/{resource_id}", response_class=Response)
+def read(resource_type: str, resource_id: str, request: Request, session: SessionDep) -> Response:
+    """The current version, with ETag and Last-Modified."""
+    try:
+        row = _load(session, resource_type, resource_id, None)
+    except FhirError as exc:
+        return outcome(exc.status, exc.code, exc.diagnostics)
+    return _resource_response(row, request)
+
+
+@router.get("/{resource_type}/{resource_id}/_history", response_class=Response)
+def history(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Response:
+    """Every version, newest first (a ``history`` Bundle)."""
+    try:
+        _check_type(resource_type)
+        _check_id(resource_id)
+        rows = list(
+            session.scalars(
+                select(FhirResource)
+                .where(
+                    col(FhirResource.resource_type) == resource_type,
+                    col(FhirResource.resource_id) == resource_id,
+                )
+                .order_by(col(FhirResource.version_id).desc())
+            )
+        )
+        if not rows:
+            raise FhirError(404, "not-found", f"{resource_type}/{resource_id} not found")
+    except FhirError as exc:
+        return outcome(exc.status, exc.code, exc.diagnostics)
+    base = base_url(request, settings)
+    entries = []
+    for row in rows:
+        path = f"{resource_type}/{resource_id}"
+        entries.append(
+            {
+                "fullUrl": f"{base}/{path}",
+                "resource": row.content,
+                "request": {"method": "POST" if row.version_id == 1 else "PUT", "url": path},
+                "response": {
+                    "status": "201 Created" if row.version_id == 1 else "200 OK",
+                    "etag": f'W/"{row.version_id}"',
+                    "lastModified": row.last_updated.isoformat(timespec="milliseconds"),
+                },
+            }
+        )
+    bundle = {"resourceType": "Bundle", "type": "history", "total": len(rows), "entry": entries}
+    return fhir_response(bundle)
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}", response_class=Response)
+def vread(
+    resource_type: str, resource_id: str, version_id: str, request: Request, session: SessionDep
+) -> Response:
+    """One version."""
+    try:
+        if not version_id.isdigit():
+            raise FhirError(400, "invalid", f"invalid version id {version_id!r}")
+        row = _load(session, resource_type, resource_id, int(version_id))
+    except FhirError as exc:
+        return outcome(exc.status, exc.code, exc.diagnostics)
+    return _resource_response(row, request)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _load(
+    session: Session, resource_type: str, resource_id: str, version: int | None
+) -> FhirResource:
+    _check_type(resource_type)
+    _check_id(resource_id)
+    query = select(FhirResource).where(
+        col(FhirResource.resource_type) == resource_type,
+        col(FhirResource.resource_id) == resource_id,
+    )
+    if version is None:
+        query = query.where(col(FhirResource.is_current).is_(True))
+    else:
+        query = query.where(col(FhirResource.version_id) == version)
+    row = session.scalars(query).first()
+    if row is None:
+        what = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version else "")
+        raise FhirError(404, "not-found", f"{what} not found")
+    return row
+
+
+def _resource_response(row: FhirResource, request: Request) -> Response:
+    etag = f'W/"{row.version_id}"'
+    headers = {
+        "ETag": etag,
+        "Last-Modified": format_datetime(row.last_updated, usegmt=True),
+        "Content-Location": f"{row.resource_type}/{row.resource_id}/_history/{row.version_id}",
+    }
+    wanted = request.headers.get("if-none-match", "")
+    tags = {t.strip().removeprefix("W/") for t in wanted.split(",") if t.strip()}
+    if wanted.strip() == "*" or f'"{row.version_id}"' in tags:
+        return Response(status_code=304, headers=headers)
+    return fhir_response(row.content, 200, **headers)
+
+
+def _entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "search": {"mode": mode},
+    }
+
+
+def _links(
+    base: str,
+    resource_type: str,
+    items: list[tuple[str, str]],
+    offset: int,
+    count: int,
+    total: int,
+) -> list[dict[str, str]]:
+    kept = [(k, v) for k, v in items if k not in ("_offset", "_count")]
+
+    def url(at: int) -> str:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
+        return f"{base}/{resource_type}?{query}"
+
+    links = [{"relation": "self", "url": url(offset)}, {"relation": "first", "url": url(0)}]
+    if count and offset + count < total:
+        links.append({"relation": "next", "url": url(offset + count)})
+    if count and offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, offset - count))})
+    return links

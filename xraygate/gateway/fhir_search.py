@@ -1,0 +1,416 @@
+"""FHIR search over the ``fhir_resources`` table: parameter table, parsing and SQL.
+
+Every parameter served is declared once in :data:`SEARCH_PARAMS`; the CapabilityStatement is
+generated from the same table, so ``metadata`` lists exactly what is implemented.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select
+from sqlmodel import Session, col
+
+from xraygate.core.models import FhirResource
+
+SP = "http://hl7.org/fhir/SearchParameter/"
+
+
+class SearchError(ValueError):
+    """A search the server cannot run as asked (answered 400 with an OperationOutcome)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: str  # reference | token | status | date | based-on | ref | id | last-updated
+    type: str  # the FHIR search parameter type
+    definition: str
+    target: str = ""  # reference target type (for bare ids) / refs name
+    doc: str = ""
+
+
+_ID = Param("id", "token", SP + "Resource-id")
+_LAST = Param("last-updated", "date", SP + "Resource-lastUpdated")
+_PATIENT = Param(
+    "reference",
+    "reference",
+    SP + "clinical-patient",
+    "Patient",
+    "Patient/<id>, <id>; chained: patient.identifier=<system>|<value>",
+)
+
+
+def _subject(resource: str) -> Param:
+    return Param(
+        "reference",
+        "reference",
+        f"{SP}{resource}-subject",
+        "Patient",
+        "Patient/<id>; chained: subject.identifier=<system>|<value>",
+    )
+
+
+SEARCH_PARAMS: dict[str, dict[str, Param]] = {
+    "DiagnosticReport": {
+        "_id": _ID,
+        "_lastUpdated": _LAST,
+        "patient": _PATIENT,
+        "subject": _subject("DiagnosticReport"),
+        "identifier": Param(
+            "token",
+            "token",
+            SP + "clinical-identifier",
+            "identifiers",
+            "report id or accession number (v2-0203 ACSN)",
+        ),
+        "status": Param("status", "token", SP + "DiagnosticReport-status"),
+        "category": Param("token", "token", SP + "DiagnosticReport-category", "categories"),
+        "code": Param("token", "token", SP + "clinical-code", "codes"),
+        "date": Param(
+            "date",
+            "date",
+            SP + "clinical-date",
+            "",
+            "effective time; prefixes eq ne gt lt ge le sa eb",
+        ),
+        "based-on": Param(
+            "based-on",
+            "reference",
+            SP + "DiagnosticReport-based-on",
+            "ServiceRequest",
+            "ServiceRequest/<id>, or :identifier=<accession>",
+        ),
+        "result": Param("ref", "reference", SP + "DiagnosticReport-result", "Observation"),
+    },
+    "Observation": {
+        "_id": _ID,
+        "_lastUpdated": _LAST,
+        "patient": _PATIENT,
+        "subject": _subject("Observation"),
+        "status": Param("status", "token", SP + "Observation-status"),
+        "category": Param("token", "token", SP + "Observation-category", "categories"),
+        "code": Param("token", "token", SP + "clinical-code", "codes"),
+        "date": Param("date", "date", SP + "clinical-date"),
+        "derived-from": Param("ref", "reference", SP + "Observation-derived-from", "ImagingStudy"),
+        "device": Param("ref", "reference", SP + "Observation-device", "Device"),
+    },
+    "ImagingStudy": {
+        "_id": _ID,
+        "_lastUpdated": _LAST,
+        "patient": _PATIENT,
+        "subject": _subject("ImagingStudy"),
+        "identifier": Param(
+            "token",
+            "token",
+            SP + "clinical-identifier",
+            "identifiers",
+            "urn:dicom:uid|urn:oid:<StudyInstanceUID> or accession number",
+        ),
+        "status": Param("status", "token", SP + "ImagingStudy-status"),
+        "started": Param("date", "date", SP + "ImagingStudy-started"),
+        "modality": Param("token", "token", SP + "ImagingStudy-modality", "codes"),
+    },
+    "Patient": {
+        "_id": _ID,
+        "_lastUpdated": _LAST,
+        "identifier": Param("token", "token", SP + "Patient-identifier", "identifiers"),
+    },
+    "Device": {
+        "_id": _ID,
+        "_lastUpdated": _LAST,
+        "identifier": Param(
+            "token",
+            "token",
+            SP + "Device-identifier",
+            "identifiers",
+            "<base>/model|<name:version> or <base>/model-sha256|<sha256>",
+        ),
+        "status": Param("status", "token", SP + "Device-status"),
+    },
+    "Provenance": {
+        "_id": _ID,
+        "_lastUpdated": _LAST,
+    },
+}
+
+#: _include values: (source type, param) -> JSON path of the references followed.
+INCLUDES: dict[str, tuple[str, str]] = {
+    "DiagnosticReport:result": ("DiagnosticReport", "result"),
+    "DiagnosticReport:patient": ("DiagnosticReport", "subject"),
+    "DiagnosticReport:subject": ("DiagnosticReport", "subject"),
+    "Observation:device": ("Observation", "device"),
+    "Observation:derived-from": ("Observation", "derivedFrom"),
+    "Observation:patient": ("Observation", "subject"),
+    "ImagingStudy:patient": ("ImagingStudy", "subject"),
+}
+SORTS = {"date": "date", "started": "date", "_lastUpdated": "last_updated", "_id": "resource_id"}
+RESULT_PARAMS = {"_count", "_sort", "_include", "_offset", "_total"}
+# _totalMethod: sent by fhirpy's count() (an Aidbox extension); we always count exactly.
+IGNORED = {"_format", "_pretty", "_totalMethod"}
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+
+
+@dataclass
+class Query:
+    resource_type: str
+    where: list[ColumnElement[bool]]
+    count: int
+    offset: int
+    order: list[Any]
+    includes: list[str]
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(column: Any, token: str) -> ColumnElement[bool]:
+    result: ColumnElement[bool] = column.like(f"%{_like(token)}%", escape="\\")
+    return result
+
+
+def token_clause(column: Any, value: str, prefix: str = "") -> ColumnElement[bool]:
+    if "|" not in value:
+        return _contains(column, f"|{value}\t")
+    system, _, code = value.partition("|")
+    if not code:
+        return _contains(column, f"\t{prefix}{system}|")
+    return _contains(column, f"\t{prefix}{system}|{code}\t")
+
+
+def normalize_reference(value: str, default_type: str) -> str:
+    parts = [p for p in value.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2:
+        return f"{parts[-2]}/{parts[-1]}"
+    return f"{default_type}/{value}"
+
+
+# --- dates -----------------------------------------------------------------------------------
+
+
+def date_range(value: str, tz: tzinfo) -> tuple[datetime, datetime]:
+    """The [start, end) interval a FHIR date / dateTime search value stands for."""
+    try:
+        if len(value) == 4:
+            start = datetime(int(value), 1, 1, tzinfo=tz)
+            return start, start.replace(year=start.year + 1)
+        if len(value) == 7:
+            y, m = int(value[:4]), int(value[5:7])
+            start = datetime(y, m, 1, tzinfo=tz)
+            return start, start + timedelta(days=calendar.monthrange(y, m)[1])
+        if len(value) == 10:
+            start = datetime.fromisoformat(value).replace(tzinfo=tz)
+            return start, start + timedelta(days=1)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SearchError(f"invalid date {value!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    step = timedelta(seconds=1) if value.count(":") >= 2 else timedelta(minutes=1)
+    if parsed.microsecond:
+        step = timedelta(microseconds=1)
+    return parsed, parsed + step
+
+
+def date_clause(column: Any, raw: str, tz: tzinfo) -> ColumnElement[bool]:
+    prefix, value = ("eq", raw)
+    if raw[:2] in DATE_PREFIXES:
+        prefix, value = raw[:2], raw[2:]
+    elif raw[:2].isalpha():
+        raise SearchError(f"unsupported date prefix {raw[:2]!r}")
+    lo, hi = date_range(value, tz)
+    lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
+    clauses: dict[str, ColumnElement[bool]] = {
+        "eq": and_(column >= lo, column < hi),
+        "ne": and_(column.is_not(None), not_(and_(column >= lo, column < hi))),
+        "gt": column >= hi,
+        "sa": column >= hi,
+        "lt": column < lo,
+        "eb": column < lo,
+        "ge": column >= lo,
+        "le": column < hi,
+    }
+    return clauses[prefix]
+
+
+# --- building the query ------------------------------------------------------------------------
+
+
+def _patient_chain(session: Session, value: str) -> list[str]:
+    column = col(FhirResource.identifiers)
+    rows = session.scalars(
+        select(col(FhirResource.resource_id)).where(
+            col(FhirResource.resource_type) == "Patient",
+            col(FhirResource.is_current).is_(True),
+            token_clause(column, value),
+        )
+    ).all()
+    return [f"Patient/{r}" for r in rows]
+
+
+def param_clause(
+    session: Session, name: str, param: Param, modifier: str, value: str, tz: tzinfo
+) -> ColumnElement[bool]:
+    R = FhirResource  # noqa: N806
+    if param.kind == "id":
+        return col(R.resource_id) == value
+    if param.kind == "last-updated":
+        return date_clause(col(R.last_updated), value, tz)
+    if param.kind == "date":
+        return date_clause(col(R.date), value, tz)
+    if param.kind == "status":
+        return col(R.status) == value.rpartition("|")[2]
+    if param.kind == "token":
+        return token_clause(getattr(R, param.target), value)
+    if param.kind == "reference":
+        if modifier == "identifier":
+            refs = _patient_chain(session, value)
+            return col(R.patient_ref).in_(refs) if refs else false()
+        return col(R.patient_ref) == normalize_reference(value, param.target)
+    if param.kind == "based-on":
+        if modifier == "identifier":
+            return token_clause(col(R.based_on), value, prefix="id=")
+        ref = normalize_reference(value, param.target)
+        return _contains(col(R.based_on), f"\tref={ref}\t")
+    if param.kind == "ref":
+        ref = normalize_reference(value, param.target)
+        return _contains(col(R.refs), f"\t{name}={ref}\t")
+    raise SearchError(f"unsupported parameter kind {param.kind}")
+
+
+def parse_query(
+    session: Session,
+    resource_type: str,
+    items: list[tuple[str, str]],
+    tz: tzinfo,
+    *,
+    strict: bool = True,
+) -> Query:
+    params = SEARCH_PARAMS[resource_type]
+    R = FhirResource  # noqa: N806
+    where: list[ColumnElement[bool]] = [
+        col(R.resource_type) == resource_type,
+        col(R.is_current).is_(True),
+    ]
+    count, offset, includes = 20, 0, []
+    order: list[Any] = [col(R.last_updated).desc()]
+    for key, value in items:
+        if key in IGNORED:
+            continue
+        if key == "_count":
+            count = _int(key, value, 0, 1000)
+        elif key == "_offset":
+            offset = _int(key, value, 0, 10**9)
+        elif key == "_total":
+            continue
+        elif key == "_summary":
+            if value != "count":
+                raise SearchError(f"unsupported _summary {value!r} (only 'count')")
+            count = 0
+        elif key == "_sort":
+            order = _sort(value)
+        elif key == "_include":
+            if value not in INCLUDES or INCLUDES[value][0] != resource_type:
+                raise SearchError(f"unsupported _include {value!r}")
+            includes.append(value)
+        else:
+            clause = _search_clause(session, params, key, value, tz, strict)
+            if clause is not None:
+                where.append(clause)
+    order.append(col(R.id).desc())
+    return Query(resource_type, where, count, offset, order, includes)
+
+
+def _search_clause(
+    session: Session,
+    params: dict[str, Param],
+    key: str,
+    value: str,
+    tz: tzinfo,
+    strict: bool,
+) -> ColumnElement[bool] | None:
+    name, _, modifier = key.partition(":")
+    if "." in name:  # chain: patient.identifier / subject.identifier
+        name, _, chained = name.partition(".")
+        if chained != "identifier" or modifier:
+            return _unknown(key, strict)
+        modifier = "identifier"
+    param = params.get(name)
+    if param is None:
+        return _unknown(key, strict)
+    if modifier and not (modifier == "identifier" and param.kind in ("reference", "based-on")):
+        return _unknown(key, strict)
+    alternatives = [v for v in value.split(",") if v]
+    if not alternatives:
+        raise SearchError(f"empty value for {key}")
+    return or_(*(param_clause(session, name, param, modifier, v, tz) for v in alternatives))
+
+
+def _unknown(key: str, strict: bool) -> ColumnElement[bool] | None:
+    """Refuse an unknown parameter, or ignore it (None) under ``Prefer: handling=lenient``."""
+    if strict:
+        raise SearchError(f"unsupported search parameter {key!r}")
+    return None
+
+
+def _int(key: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError as exc:
+        raise SearchError(f"{key} must be an integer") from exc
+    return max(low, min(high, number))
+
+
+def _sort(value: str) -> list[Any]:
+    out: list[Any] = []
+    for item in value.split(","):
+        desc = item.startswith("-")
+        column = SORTS.get(item.lstrip("-"))
+        if column is None:
+            raise SearchError(f"unsupported _sort {item!r}")
+        c = getattr(FhirResource, column)
+        out.append(c.desc() if desc else c.asc())
+    return out
+
+
+def run(session: Session, query: Query) -> tuple[int, list[dict[str, Any]]]:
+    base: Select[Any] = select(func.count()).select_from(FhirResource).where(*query.where)
+    total = int(session.scalar(base) or 0)
+    if query.count == 0:
+        return total, []
+    page = (
+        select(col(FhirResource.content))
+        .where(*query.where)
+        .order_by(*query.order)
+        .limit(query.count)
+        .offset(query.offset)
+    )
+    return total, [dict(c) for c in session.scalars(page)]
+
+
+def included(session: Session, query: Query, matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    wanted: dict[str, set[str]] = {}
+    for name in query.includes:
+        path = INCLUDES[name][1]
+        for resource in matches:
+            value = resource.get(path)
+            for ref in value if isinstance(value, list) else [value] if value else []:
+                rtype, _, rid = str(ref.get("reference", "")).partition("/")
+                if rid:
+                    wanted.setdefault(rtype, set()).add(rid.split("/")[0])
+    out: list[dict[str, Any]] = []
+    for rtype, ids in sorted(wanted.items()):
+        rows = session.scalars(
+            select(col(FhirResource.content)).where(
+                col(FhirResource.resource_type) == rtype,
+                col(FhirResource.resource_id).in_(sorted(ids)),
+                col(FhirResource.is_current).is_(True),
+            )
+        )
+        out.extend(dict(r) for r in rows)
+    return out

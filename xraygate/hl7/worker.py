@@ -1,0 +1,208 @@
+"""Job handlers of the HL7 area.
+
+``emit-hl7`` (per study result): build the ORU^R01 once, with a control ID derived from the
+result (the same on every retry and every re-run), and put it in the outbox of the ``hl7``
+channel, ordered per patient; a high-risk result also goes to the escalation targets (a second
+MLLP host and/or a webhook). Jobs inherit the result's priority, so high risk is sent first.
+
+``send-hl7`` / ``notify-escalation``: the outbox drainer with the MLLP / webhook senders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+
+import httpx
+from sqlmodel import Session
+
+from xraygate.core.config import Settings
+from xraygate.core.db import read_session
+from xraygate.core.errors import PermanentDelivery
+from xraygate.core.logging import correlation_id
+from xraygate.core.models import (
+    Category,
+    Channel,
+    OutboxMessage,
+    Patient,
+    Study,
+    StudyResult,
+    utcnow,
+)
+from xraygate.core.outbox import NewMessage, OutboxDrainer, Outcome, Sender, add_message
+from xraygate.core.queue import ClaimedJob, JobQueue, RetryPolicy
+from xraygate.core.storage import ObjectStore
+from xraygate.core.worker import Commit, Handler
+from xraygate.hl7.mllp import make_mllp_sender
+from xraygate.hl7.oru import build_oru
+
+log = logging.getLogger(__name__)
+
+EMIT_HL7 = "emit-hl7"
+SEND_HL7 = "send-hl7"
+NOTIFY = "notify-escalation"
+HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
+ESCALATION_BOOST = 5
+
+
+def control_id(channel: str, result: StudyResult) -> str:
+    """MSH-10 (20 characters at most): unique per channel, result and revision, and stable."""
+    key = f"{channel}|{result.study_instance_uid}|{result.model_version}|{result.revision}"
+    return "XG" + hashlib.sha256(key.encode()).hexdigest()[:18].upper()
+
+
+def _delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
+    policy = RetryPolicy(
+        settings.delivery_max_attempts,
+        queue.policy.backoff_seconds,
+        queue.policy.backoff_max_seconds,
+    )
+    return JobQueue(queue.engine, lease_seconds=queue.lease.total_seconds(), policy=policy)
+
+
+class EmitHl7:
+    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+        self.settings = settings
+        self.engine = queue.engine
+        self.delivery = _delivery_queue(settings, queue)
+
+    def channels(self, high: bool) -> list[str]:
+        s = self.settings
+        out: list[str] = []
+        if s.hl7_host and s.hl7_port:
+            out.append(Channel.HL7)
+        if high and s.escalation_hl7_host and s.escalation_hl7_port:
+            out.append(Channel.HL7_ESCALATION)
+        if high and s.escalation_webhook_url:
+            out.append(Channel.WEBHOOK_ESCALATION)
+        return out
+
+    def __call__(self, job: ClaimedJob) -> Commit | None:
+        result_id = int(job.payload["study_result_id"])
+        with read_session(self.engine) as session:
+            result = session.get(StudyResult, result_id)
+            if result is None or result.shadow:
+                return None
+            study = session.get(Study, result.study_pk)
+            patient = session.get(Patient, study.patient_pk) if study else None
+        if study is None or patient is None:
+            raise PermanentDelivery(f"study result {result_id} has no study or patient row")
+        channels = self.channels(result.category == Category.HIGH)
+        if not channels:
+            return None  # HL7 sending is off
+        now = utcnow().astimezone()
+        messages = [self._message(ch, result, study, patient, now, job.priority) for ch in channels]
+        return lambda session: self._commit(session, messages)
+
+    def _message(
+        self,
+        channel: str,
+        result: StudyResult,
+        study: Study,
+        patient: Patient,
+        now: datetime,
+        priority: int,
+    ) -> tuple[str, NewMessage]:
+        cid = control_id(channel, result)
+        if channel == Channel.WEBHOOK_ESCALATION:
+            body = json.dumps(_notification(cid, result, study), separators=(",", ":"))
+            kind, ctype = NOTIFY, "application/json"
+        else:
+            body = build_oru(self.settings, cid, result, study, patient, now)
+            kind, ctype = SEND_HL7, HL7_CONTENT_TYPE
+        boost = ESCALATION_BOOST if channel != Channel.HL7 else 0
+        return kind, NewMessage(
+            channel=channel,
+            stream_key=patient.patient_key,
+            dedupe_key=f"{result.study_instance_uid}:{result.model_version}:{result.revision}",
+            control_id=cid,
+            study_uid=result.study_instance_uid,
+            content_type=ctype,
+            message=body,
+            study_result_id=result.id,
+            revision=result.revision,
+            priority=priority + boost,
+        )
+
+    def _commit(self, session: Session, messages: list[tuple[str, NewMessage]]) -> None:
+        for kind, new in messages:
+            added = add_message(session, self.delivery, kind, new)
+            log.info(
+                "[%s] %s message %s",
+                correlation_id(new.study_uid),
+                new.channel,
+                "queued" if added else "already queued",
+            )
+
+
+def _notification(cid: str, result: StudyResult, study: Study) -> dict[str, object]:
+    """The escalation webhook body: what staff need to find the study, no patient data."""
+    return {
+        "event": "xraygate.high-risk-result",
+        "id": cid,
+        "accessionNumber": study.accession_number,
+        "category": result.category,
+        "riskPercent": None if result.score is None else round(result.score * 100, 1),
+        "modelVersion": result.model_version,
+        "demoModel": result.demo_model,
+        "revision": result.revision,
+        "aiGenerated": True,
+    }
+
+
+def make_webhook_sender(url: str | None, timeout: float) -> Sender:
+    client = httpx.Client(timeout=timeout)
+
+    def send(message: OutboxMessage) -> Outcome:
+        if not url:
+            return Outcome("reject", "escalation webhook is not configured")
+        try:
+            reply = client.post(
+                url, content=message.message, headers={"Content-Type": message.content_type}
+            )
+        except httpx.HTTPError as exc:
+            return Outcome("retry", f"webhook failed: {type(exc).__name__}")
+        if reply.is_success:
+            return Outcome("delivered", f"HTTP {reply.status_code}", reply.text[:2000])
+        if reply.status_code >= 500 or reply.status_code in (408, 429):
+            return Outcome("retry", f"HTTP {reply.status_code}", reply.text[:2000])
+        return Outcome("reject", f"HTTP {reply.status_code}", reply.text[:2000])
+
+    return send
+
+
+def _unconfigured(what: str) -> Sender:
+    def send(message: OutboxMessage) -> Outcome:
+        return Outcome("retry", f"{what} is not configured")
+
+    return send
+
+
+def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
+    s = settings
+    hl7 = (
+        make_mllp_sender(s.hl7_host, s.hl7_port, s.hl7_timeout)
+        if s.hl7_host and s.hl7_port
+        else _unconfigured("XRAYGATE_HL7_HOST/PORT")
+    )
+    escalation = (
+        make_mllp_sender(s.escalation_hl7_host, s.escalation_hl7_port, s.hl7_timeout)
+        if s.escalation_hl7_host and s.escalation_hl7_port
+        else _unconfigured("XRAYGATE_ESCALATION_HL7_HOST/PORT")
+    )
+    lease = s.delivery_stream_lease_seconds
+    return {
+        EMIT_HL7: EmitHl7(settings, queue),
+        SEND_HL7: OutboxDrainer(
+            queue.engine,
+            {Channel.HL7: hl7, Channel.HL7_ESCALATION: escalation},
+            lease_seconds=lease,
+        ),
+        NOTIFY: OutboxDrainer(
+            queue.engine,
+            {Channel.WEBHOOK_ESCALATION: make_webhook_sender(s.escalation_webhook_url, 10.0)},
+            lease_seconds=lease,
+        ),
+    }
