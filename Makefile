@@ -14,11 +14,13 @@ $(BIN)/xraygate: pyproject.toml
 
 setup: $(BIN)/xraygate
 
-# Debian packages the tests drive as real peers (dcmtk's storescu/storescp).
+# Debian packages the tests drive as real peers: dcmtk's storescu/storescp, and Chromium for
+# the browser test of the web pages.
 system-deps:
-	@command -v storescu >/dev/null 2>&1 || { \
+	@{ [ -x /usr/bin/storescu ] && [ -x /usr/bin/chromium ]; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dcmtk >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq dcmtk chromium fonts-dejavu-core >/dev/null; }
 
 run: setup
 	$(BIN)/xraygate serve

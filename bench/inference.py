@@ -53,10 +53,16 @@ def main() -> None:
     data = RG1.read_bytes()
     print(f"RG1_UNCR.dcm: {len(data) / 2**20:.1f} MB, model {manifest.label} (demo)")
 
-    peer = report("peer: pydicom decode only (pixel_array)",
-                  timed(lambda: dcmread(RG1).pixel_array, REPEAT), 1)
-    prep = report("preprocess (parse+decode+resize+window)",
-                  timed(lambda: preprocess(read_dataset(data), manifest.input), REPEAT), 1)
+    peer = report(
+        "peer: pydicom decode only (pixel_array)",
+        timed(lambda: dcmread(RG1).pixel_array, REPEAT),
+        1,
+    )
+    prep = report(
+        "preprocess (parse+decode+resize+window)",
+        timed(lambda: preprocess(read_dataset(data), manifest.input), REPEAT),
+        1,
+    )
     print(f"{'ratio preprocess / decode-only throughput':<44} {prep / peer:8.2f}")
     one = preprocess(read_dataset(data), manifest.input)[None]
     sixteen = np.repeat(one, 16, axis=0)
@@ -88,7 +94,10 @@ def end_to_end() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            data_dir=Path(tmp), dicom_host="127.0.0.1", dicom_port=0, min_free_bytes=0,
+            data_dir=Path(tmp),
+            dicom_host="127.0.0.1",
+            dicom_port=0,
+            min_free_bytes=0,
             queue_poll_seconds=0.005,
         )
         db.upgrade(settings.resolved_database_url)
@@ -113,16 +122,20 @@ def end_to_end() -> None:
             while True:
                 with db.read_session(queue.engine) as session:
                     if session.scalars(
-                        select(StudyResult).where(StudyResult.study_instance_uid == ds.StudyInstanceUID)
+                        select(StudyResult).where(
+                            StudyResult.study_instance_uid == ds.StudyInstanceUID
+                        )
                     ).first():
                         break
                 time.sleep(0.002)
             latencies.append(time.perf_counter() - acked)
         stop.set()
         server.shutdown()
-        print(f"{'C-STORE ack -> stored result (5 studies)':<44} median "
-              f"{statistics.median(latencies) * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms "
-              f"(target < 1000 ms)")
+        print(
+            f"{'C-STORE ack -> stored result (5 studies)':<44} median "
+            f"{statistics.median(latencies) * 1e3:.0f} ms, max {max(latencies) * 1e3:.0f} ms "
+            f"(target < 1000 ms)"
+        )
 
 
 if __name__ == "__main__":

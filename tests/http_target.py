@@ -31,7 +31,7 @@ class HttpTarget:
         target = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 n = len(target.requests)
                 target.requests.append(Request(self.path, dict(self.headers), body))

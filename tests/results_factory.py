@@ -105,7 +105,11 @@ def make_result(
         if mv is None:
             s.add(
                 ModelVersion(
-                    name=name_, version=version, sha256="a" * 64, object_key="models/x", state="active"
+                    name=name_,
+                    version=version,
+                    sha256="a" * 64,
+                    object_key="models/x",
+                    state="active",
                 )
             )
         result = StudyResult(

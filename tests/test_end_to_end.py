@@ -4,6 +4,7 @@ has arrived at a real MLLP listener."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -19,14 +20,20 @@ from tests.mllp_listener import MllpListener
 from tests.test_serve import _free_port, _wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+API_KEY = "e2e-ehr-key-0123456789"
+AUTH = {"X-API-Key": API_KEY}
 
 
 def _report_for(base: str, patient_id: str) -> dict[str, object] | None:
-    patients = httpx.get(f"{base}/fhir/Patient", params={"identifier": patient_id}, timeout=5)
+    patients = httpx.get(
+        f"{base}/fhir/Patient", params={"identifier": patient_id}, headers=AUTH, timeout=5
+    )
     if patients.status_code != 200 or not patients.json().get("entry"):
         return None
     pid = patients.json()["entry"][0]["resource"]["id"]
-    reports = httpx.get(f"{base}/fhir/DiagnosticReport", params={"patient": pid}, timeout=5)
+    reports = httpx.get(
+        f"{base}/fhir/DiagnosticReport", params={"patient": pid}, headers=AUTH, timeout=5
+    )
     entries = reports.json().get("entry", []) if reports.status_code == 200 else []
     return entries[0]["resource"] if entries else None
 
@@ -46,11 +53,14 @@ def test_storescu_to_fhir_and_hl7_within_two_seconds(tmp_path: Path) -> None:
             "XRAYGATE_HL7_PORT": str(listener.port),
             "XRAYGATE_WORKERS": "2",
             "XRAYGATE_QUEUE_POLL_SECONDS": "0.05",
+            "XRAYGATE_AUTH_API_KEYS": f"e2e:ehr:{hashlib.sha256(API_KEY.encode()).hexdigest()}",
         }
         proc = subprocess.Popen([sys.executable, "-m", "xraygate", "serve"], cwd=tmp_path, env=env)
         base = f"http://127.0.0.1:{http_port}"
         try:
             _wait_http(f"{base}/healthz", proc)
+            unauthenticated = httpx.get(f"{base}/fhir/DiagnosticReport", timeout=5)
+            assert unauthenticated.status_code == 401
             sent = subprocess.run(
                 [dcmtk("storescu"), "-aec", "XRAYGATE", "127.0.0.1", str(dicom_port), str(path)],
                 capture_output=True,

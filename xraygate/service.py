@@ -73,6 +73,8 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             )
             thread.start()
             threads.append(thread)
+    if not http and settings.ops_port:
+        _start_ops_listener(settings)  # a daemon thread: ends with the process
     try:
         if http:
             _serve_http(settings)
@@ -99,6 +101,24 @@ def _serve_http(settings: Settings) -> None:
         log_config=None,
         access_log=False,
     )
+
+
+def _start_ops_listener(settings: Settings) -> threading.Thread:
+    """/healthz, /readyz and /metrics for the split `scp` and `worker` processes."""
+    import uvicorn
+
+    from xraygate.gateway.app import create_ops_app
+
+    config = uvicorn.Config(
+        create_ops_app(settings),
+        host=settings.http_host,
+        port=settings.ops_port or 0,
+        log_config=None,
+        access_log=False,
+    )
+    thread = threading.Thread(target=uvicorn.Server(config).run, daemon=True)
+    thread.start()
+    return thread
 
 
 def _wait_for_signal(stop: threading.Event) -> None:

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_500_then_201_is_delivered(settings: Settings) -> None:
-    with HttpTarget(script=lambda n: (500, {}) if n == 0 else (201, {"resourceType": "Bundle"})) as t:
-        env = make_env(
-            settings, fhir_push_url=t.url, fhir_push_auth_token="Bearer s3cret"
-        )
+    with HttpTarget(
+        script=lambda n: (500, {}) if n == 0 else (201, {"resourceType": "Bundle"})
+    ) as t:
+        env = make_env(settings, fhir_push_url=t.url, fhir_push_auth_token="Bearer s3cret")
         made = make_result(env.queue.engine)
         enqueue_emit(env.queue.engine, env.queue, "emit-fhir", made)
         run_until(env.queue, env.handlers, env.all_final)
@@ -31,8 +31,14 @@ def test_500_then_201_is_delivered(settings: Settings) -> None:
     bundle = json.loads(req.body)
     assert bundle["type"] == "transaction" and r4_errors(bundle) == []
     types = [e["resource"]["resourceType"] for e in bundle["entry"]]
-    assert types == ["Patient", "ImagingStudy", "Device", "Observation", "DiagnosticReport",
-                     "Provenance"]
+    assert types == [
+        "Patient",
+        "ImagingStudy",
+        "Device",
+        "Observation",
+        "DiagnosticReport",
+        "Provenance",
+    ]
     assert all(e["request"]["method"] == "PUT" for e in bundle["entry"])
     [row] = env.outbox()
     assert row.state == "delivered" and row.attempts == 2
@@ -62,8 +68,9 @@ def test_unreachable_push_target_is_retried(sqlite_settings: Settings) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = make_env(sqlite_settings, fhir_push_url=f"http://127.0.0.1:{port}/fhir",
-                   delivery_max_attempts=2)
+    env = make_env(
+        sqlite_settings, fhir_push_url=f"http://127.0.0.1:{port}/fhir", delivery_max_attempts=2
+    )
     made = make_result(env.queue.engine)
     enqueue_emit(env.queue.engine, env.queue, "emit-fhir", made)
     run_until(env.queue, env.handlers, env.all_final)

@@ -25,7 +25,8 @@ def assert_valid(resource: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("score", "category"), [(0.87, "high"), (0.3, "low"), (0.7, "indeterminate"), (None, "not-applicable")]
+    ("score", "category"),
+    [(0.87, "high"), (0.3, "low"), (0.7, "indeterminate"), (None, "not-applicable")],
 )
 def test_every_emitted_resource_is_valid_r4(
     sqlite_settings: Settings, score: float | None, category: str
@@ -52,7 +53,9 @@ def test_every_emitted_resource_is_valid_r4(
     assert "performer" not in report
     if score is not None:
         assert obs["valueQuantity"] == {
-            "value": round(score * 100, 1), "unit": "%", "system": "http://unitsofmeasure.org",
+            "value": round(score * 100, 1),
+            "unit": "%",
+            "system": "http://unitsofmeasure.org",
             "code": "%",
         }
         assert obs["code"]["coding"][0]["system"].endswith("/CodeSystem/ai-findings")

@@ -56,15 +56,40 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     env = make_env(settings)
     engine = env.queue.engine
     made = {
-        "a1": make_result(engine, patient_id="A1", accession="ACC-A1", score=0.3,
-                          category="low", study_date="20240510"),
-        "a2": make_result(engine, patient_id="A1", accession="ACC-A2", score=0.92,
-                          category="high", study_date="20240514"),
-        "a3": make_result(engine, patient_id="A1", accession="ACC-A3", score=0.7,
-                          category="indeterminate", study_date="20240601"),
-        "b1": make_result(engine, patient_id="B1", issuer="1.2.3.4", accession="ACC-B1",
-                          score=0.85, category="high", study_date="20231231",
-                          model="cxr-demo:2.0.0"),
+        "a1": make_result(
+            engine,
+            patient_id="A1",
+            accession="ACC-A1",
+            score=0.3,
+            category="low",
+            study_date="20240510",
+        ),
+        "a2": make_result(
+            engine,
+            patient_id="A1",
+            accession="ACC-A2",
+            score=0.92,
+            category="high",
+            study_date="20240514",
+        ),
+        "a3": make_result(
+            engine,
+            patient_id="A1",
+            accession="ACC-A3",
+            score=0.7,
+            category="indeterminate",
+            study_date="20240601",
+        ),
+        "b1": make_result(
+            engine,
+            patient_id="B1",
+            issuer="1.2.3.4",
+            accession="ACC-B1",
+            score=0.85,
+            category="high",
+            study_date="20231231",
+            model="cxr-demo:2.0.0",
+        ),
     }
     for m in made.values():
         enqueue_emit(engine, env.queue, "emit-fhir", m)
@@ -96,9 +121,11 @@ def ids(resources: list[Any]) -> set[str]:
 
 def report_for(served: Served, key: str) -> dict[str, Any]:
     uid = served.made[key].study_uid
-    [r] = served.client.resources("DiagnosticReport").search(
-        identifier=f"{BASE_SYS}/report|{uid}:cxr-demo"
-    ).fetch()
+    [r] = (
+        served.client.resources("DiagnosticReport")
+        .search(identifier=f"{BASE_SYS}/report|{uid}:cxr-demo")
+        .fetch()
+    )
     return dict(r.serialize())
 
 
@@ -121,8 +148,13 @@ def test_reports_by_patient_category_date_with_results(served: Served) -> None:
     )
     raw = served.get(
         "DiagnosticReport",
-        params={"patient": pid, "category": "RAD", "date": "ge2024-05-01",
-                "_include": "DiagnosticReport:result", "_sort": "-date"},
+        params={
+            "patient": pid,
+            "category": "RAD",
+            "date": "ge2024-05-01",
+            "_include": "DiagnosticReport:result",
+            "_sort": "-date",
+        },
     ).json()
     assert r4_errors(raw) == [] and raw["total"] == 3 and len(raw["entry"]) == 6
     matches = [e["resource"] for e in found["entry"] if e["search"]["mode"] == "match"]
@@ -140,7 +172,7 @@ def test_paging_follows_next_links(served: Served) -> None:
     pid = patient_id(served, "A1")
     search = served.client.resources("DiagnosticReport").search(patient=pid).limit(1)
     first = search.fetch_raw()
-    assert first["total"] == 3 and {l["relation"] for l in first["link"]} >= {"self", "next"}
+    assert first["total"] == 3 and {x["relation"] for x in first["link"]} >= {"self", "next"}
     assert len(search.fetch_all()) == 3
     assert search.count() == 3
 
@@ -176,6 +208,7 @@ def test_errors_are_operation_outcomes(served: Served) -> None:
         ("DiagnosticReport/does-not-exist", 404, "not-found"),
         ("Banana/1", 404, "not-supported"),
         ("DiagnosticReport/bad%20id", 400, "invalid"),
+        ("Patient/x/_history/99999999999999999999999", 400, "invalid"),
         ("DiagnosticReport?frobnicate=1", 400, "not-supported"),
         ("DiagnosticReport?date=2024-99-99", 400, "invalid"),
         ("DiagnosticReport?date=ap2024", 400, "not-supported"),
@@ -304,13 +337,17 @@ def test_metadata_lists_exactly_what_works(served: Served) -> None:
 
 def test_based_on_accession_chain_and_or(served: Served) -> None:
     dr = report_for(served, "a2")["id"]
-    found = served.client.resources("DiagnosticReport").search(
-        **{"based-on:identifier": f"{BASE_SYS}/accession|ACC-A2"}
-    ).fetch()
+    found = (
+        served.client.resources("DiagnosticReport")
+        .search(**{"based-on:identifier": f"{BASE_SYS}/accession|ACC-A2"})
+        .fetch()
+    )
     assert ids(found) == {dr}
-    chained = served.client.resources("DiagnosticReport").search(
-        Raw(**{"patient.identifier": "urn:oid:1.2.3.4|B1"})
-    ).fetch()
+    chained = (
+        served.client.resources("DiagnosticReport")
+        .search(Raw(**{"patient.identifier": "urn:oid:1.2.3.4|B1"}))
+        .fetch()
+    )
     assert ids(chained) == {report_for(served, "b1")["id"]}
     either = served.get("DiagnosticReport?identifier=ACC-A2,ACC-B1").json()
     assert either["total"] == 2

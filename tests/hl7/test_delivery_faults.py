@@ -25,13 +25,22 @@ def test_listener_down_then_back_all_arrive_in_order(settings: Settings) -> None
     for i in range(4):
         for patient in ("P1", "P2", "P3"):
             category = "high" if i == 2 else "low"
-            m = make_result(engine, patient_id=patient, score=0.9 if i == 2 else 0.1,
-                            category=category, accession=f"{patient}-{i}")
+            m = make_result(
+                engine,
+                patient_id=patient,
+                score=0.9 if i == 2 else 0.1,
+                category=category,
+                accession=f"{patient}-{i}",
+            )
             made.append(m)
             enqueue_emit(engine, env.queue, "emit-hl7", m)
     # the producers run first (the listener is down), then the listener comes back
-    run_until(env.queue, {"emit-hl7": env.handlers["emit-hl7"]},
-              lambda: len(env.outbox()) == 12, workers=2)
+    run_until(
+        env.queue,
+        {"emit-hl7": env.handlers["emit-hl7"]},
+        lambda: len(env.outbox()) == 12,
+        workers=2,
+    )
     seqs = defaultdict(list)
     for row in env.outbox():
         seqs[row.stream_key].append(row.seq)
@@ -62,8 +71,9 @@ def test_listener_down_then_back_all_arrive_in_order(settings: Settings) -> None
         assert by_cid[r.control_id].message == r.raw, "a resend is byte-identical"
     # per patient, the first arrivals are in sequence order and nothing older comes after
     for key in ("HOSP|P1", "HOSP|P2", "HOSP|P3"):
-        order = [by_cid[r.control_id].seq for r in received
-                 if by_cid[r.control_id].stream_key == key]
+        order = [
+            by_cid[r.control_id].seq for r in received if by_cid[r.control_id].stream_key == key
+        ]
         assert order == sorted(order), (key, order)
         assert pid3_of(received[0].raw)
 
@@ -173,15 +183,21 @@ def test_high_risk_notifies_the_escalation_webhook(sqlite_settings: Settings) ->
 
     from tests.http_target import HttpTarget
 
-    with MllpListener() as listener, HttpTarget(
-        script=lambda n: (503, {}) if n == 0 else (200, {})
-    ) as hook:
+    with (
+        MllpListener() as listener,
+        HttpTarget(script=lambda n: (503, {}) if n == 0 else (200, {})) as hook,
+    ):
         env = make_env(sqlite_settings, listener, escalation_webhook_url=hook.url)
         engine = env.queue.engine
-        enqueue_emit(engine, env.queue, "emit-hl7", make_result(engine, score=0.95,
-                                                                  category="high"))
-        enqueue_emit(engine, env.queue, "emit-hl7", make_result(engine, patient_id="L",
-                                                                  score=0.1, category="low"))
+        enqueue_emit(
+            engine, env.queue, "emit-hl7", make_result(engine, score=0.95, category="high")
+        )
+        enqueue_emit(
+            engine,
+            env.queue,
+            "emit-hl7",
+            make_result(engine, patient_id="L", score=0.1, category="low"),
+        )
         run_until(env.queue, env.handlers, env.all_final)
     assert len(hook.requests) == 2, "503 retried once; the low-risk result is not escalated"
     body = json.loads(hook.requests[1].body)

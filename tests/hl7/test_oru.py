@@ -22,7 +22,7 @@ def test_oru_over_mllp_parses_back_strict(
     enqueue_emit(env.queue.engine, env.queue, "emit-hl7", made, priority=10)
     run_until(env.queue, env.handlers, lambda: len(listener.accepted()) == 1 and env.all_final())
     assert not listener.errors
-    [msg] = listener.parsed
+    [_msg] = listener.parsed
     er7 = listener.received[0].raw
     m = parse_message(er7, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
     m.validate()

@@ -6,6 +6,7 @@ import typer
 
 from xraygate.cli import core as core_cli
 from xraygate.cli import deid as deid_cli
+from xraygate.cli import gateway as gateway_cli
 from xraygate.cli import model as model_cli
 from xraygate.cli import outbox as outbox_cli
 
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 core_cli.register(app)
 deid_cli.register(app)
+gateway_cli.register(app)
 model_cli.register(app)
 outbox_cli.register(app)
 

@@ -20,7 +20,9 @@ from xraygate.core.models import Job, OutboxMessage
 from xraygate.core.outbox import list_messages, retry_message
 from xraygate.core.queue import JobQueue
 
-outbox_app = typer.Typer(help="Result deliveries (HL7, FHIR push, escalation).", no_args_is_help=True)
+outbox_app = typer.Typer(
+    help="Result deliveries (HL7, FHIR push, escalation).", no_args_is_help=True
+)
 DELIVERY_KINDS = ("emit-fhir", "push-fhir", "emit-hl7", "send-hl7", "notify-escalation")
 
 
@@ -73,7 +75,9 @@ def list_cmd(
 
 
 @outbox_app.command("dead-letters")
-def dead_letters(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def dead_letters(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Dead messages (refused or out of attempts) and dead delivery jobs, with the reasons."""
     queue = _queue()
     rows = [_row(m) for m in list_messages(queue.engine, state="dead", limit=1000)]

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     )
     require_called_aet: bool = Field(False, description="Reject associations not addressed to us.")
     max_associations: int = Field(16, description="Maximum concurrent inbound associations.")
-    max_pdu_size: int = Field(1048576, description="Maximum PDU size we receive (bytes).")
+    max_pdu_size: int = Field(
+        131072,
+        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here.",
+    )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
     tls_cert_file: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
     tls_key_file: Path | None = Field(None, description="PEM private key for DICOM TLS.")
@@ -63,6 +66,47 @@ class Settings(BaseSettings):
     # --- HTTP gateway --------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Address the HTTP gateway listens on.")
     http_port: int = Field(8080, description="HTTP gateway port (FHIR API, admin, pages).")
+
+    # --- gateway: authentication, sessions, operations (gateway/) -----------------------
+    auth_issuer: str = Field("xraygate", description="Required `iss` claim of bearer JWTs.")
+    auth_audience: str = Field("xraygate", description="Required `aud` claim of bearer JWTs.")
+    auth_jwks_url: str | None = Field(
+        None, description="JWKS URL of the identity provider (RS*/ES*/PS* tokens)."
+    )
+    auth_jwks_file: Path | None = Field(
+        None, description="JWKS file, instead of a URL (offline or pinned keys)."
+    )
+    auth_shared_secret: SecretStr | None = Field(
+        None,
+        description="HS256 shared key for bearer JWTs (and `xraygate token create`); default: "
+        "generated once into <data_dir>/auth-secret unless a JWKS is configured.",
+    )
+    auth_leeway_seconds: float = Field(30.0, description="Clock skew allowed on exp/nbf/iat.")
+    auth_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated static API keys of system clients, each "
+        "`name:role[+role]:sha256-of-key` (see `xraygate token api-key`).",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Key signing browser session cookies; default: generated once into "
+        "<data_dir>/session-secret (set it when several gateways share sessions).",
+    )
+    session_hours: float = Field(8.0, description="Longest browser session, in hours.")
+    session_cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (set it behind HTTPS)."
+    )
+    metrics_auth: bool = Field(
+        False, description="Require the admin role (or an admin API key) for /metrics."
+    )
+    ops_port: int | None = Field(
+        None,
+        description="Port of a /healthz, /readyz, /metrics listener in `xraygate scp` and "
+        "`xraygate worker` (split deployments); off when unset.",
+    )
+    image_max_pixels: int = Field(
+        1024, description="Longest side of study images rendered by the gateway."
+    )
 
     # --- work queue ----------------------------------------------------------------------
     workers: int = Field(1, description="Worker threads started by `xraygate serve`/`worker`.")
@@ -200,7 +244,13 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level.")
     log_json: bool = Field(False, description="Emit structured JSON logs.")
 
-    @field_validator("allowed_calling_aets", "infer_modalities", "infer_chest_terms", mode="before")
+    @field_validator(
+        "allowed_calling_aets",
+        "infer_modalities",
+        "infer_chest_terms",
+        "auth_api_keys",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -39,3 +39,37 @@ DEID_EXPORTS = Counter(
 FEEDBACK = Counter(
     "xraygate_feedback_total", "Clinician feedback by agreement with the model", ["agreement"]
 )
+
+# --- gateway (gateway/) ------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "xraygate_http_requests_total",
+    "HTTP requests by route template, method and status class",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "xraygate_http_request_seconds",
+    "HTTP request duration by route template",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+AUDIT_EVENTS = Counter(
+    "xraygate_audit_events_total", "Audit records of patient-data access by outcome", ["outcome"]
+)
+AUTH_FAILURES = Counter(
+    "xraygate_auth_failures_total", "Refused HTTP credentials by reason", ["reason"]
+)
+MODEL_INFO = Gauge(
+    "xraygate_model_info",
+    "Registered model versions (1) by state, read at scrape time",
+    ["model", "state"],
+)
+STUDIES_BY_CATEGORY = Gauge(
+    "xraygate_studies_by_category",
+    "Emitted (non-shadow) study results by category (read from the database at scrape time)",
+    ["category"],
+)
+SCORE_DISTRIBUTION = Gauge(
+    "xraygate_study_scores",
+    "Emitted study results by score decile: decile 0.3 counts [0.3, 0.4) (scrape time)",
+    ["decile"],
+)

@@ -163,11 +163,22 @@ class OutboxDrainer:
             if self._load_state(outbox_id) != OutboxState.PENDING:
                 return None
             raise RetryableDelivery("another sender holds this patient's stream")
+        drained = False
         try:
-            self._drain(own, job, holder)
+            last = self._drain(own, job, holder)
+            drained = True
         finally:
-            self._release(own, holder)
-        return None
+            if not drained:
+                self._release(own, holder)
+
+        def commit(session: Session) -> None:
+            # The own message is marked and the stream released in the job's completing
+            # transaction: one write fewer per message.
+            if last is not None:
+                self._finish_in(session, last[0], OutboxState.DELIVERED, last[1])
+            self._release_in(session, own, holder)
+
+        return commit
 
     # -- the stream lease -------------------------------------------------------------------
     def _acquire(self, own: OutboxMessage, holder: str) -> bool:
@@ -195,18 +206,26 @@ class OutboxDrainer:
 
     def _release(self, own: OutboxMessage, holder: str) -> None:
         with write_session(self.engine) as session:
-            session.execute(
-                update(DeliveryStream)
-                .where(
-                    col(DeliveryStream.channel) == own.channel,
-                    col(DeliveryStream.stream_key) == own.stream_key,
-                    col(DeliveryStream.locked_by) == holder,
-                )
-                .values(locked_by=None, lease_until=None)
+            self._release_in(session, own, holder)
+
+    @staticmethod
+    def _release_in(session: Session, own: OutboxMessage, holder: str) -> None:
+        session.execute(
+            update(DeliveryStream)
+            .where(
+                col(DeliveryStream.channel) == own.channel,
+                col(DeliveryStream.stream_key) == own.stream_key,
+                col(DeliveryStream.locked_by) == holder,
             )
+            .values(locked_by=None, lease_until=None)
+        )
 
     # -- sending ------------------------------------------------------------------------------
-    def _drain(self, own: OutboxMessage, job: ClaimedJob, holder: str) -> None:
+    def _drain(
+        self, own: OutboxMessage, job: ClaimedJob, holder: str
+    ) -> tuple[OutboxMessage, Outcome] | None:
+        """Send the stream up to ``own``; returns ``own`` and its outcome when it was accepted
+        (marked by the caller's commit), None when ``own`` was no longer pending."""
         with read_session(self.engine) as session:
             rows = list(
                 session.scalars(
@@ -223,10 +242,13 @@ class OutboxDrainer:
         sender = self.senders.get(own.channel)
         if sender is None:
             raise PermanentDelivery(f"no sender configured for channel {own.channel}")
-        for row in rows:
-            self._renew(own, holder)
+        for n, row in enumerate(rows):
+            if n:
+                self._renew(own, holder)
             outcome = self._send(sender, row)
             is_own = row.id == own.id
+            if outcome.result == "delivered" and is_own:
+                return row, outcome
             if outcome.result == "delivered":
                 self._finish(row, OutboxState.DELIVERED, outcome)
             elif outcome.result == "reject":
@@ -237,6 +259,7 @@ class OutboxDrainer:
                 last = is_own and job.attempts >= job.max_attempts
                 self._finish(row, OutboxState.DEAD if last else None, outcome)
                 raise RetryableDelivery(f"{row.channel}: {outcome.detail}")
+        return None
 
     def _send(self, sender: Sender, row: OutboxMessage) -> Outcome:
         try:
@@ -259,6 +282,12 @@ class OutboxDrainer:
             )
 
     def _finish(self, row: OutboxMessage, state: OutboxState | None, outcome: Outcome) -> None:
+        with write_session(self.engine) as session:
+            self._finish_in(session, row, state, outcome)
+
+    def _finish_in(
+        self, session: Session, row: OutboxMessage, state: OutboxState | None, outcome: Outcome
+    ) -> None:
         now = utcnow()
         values: dict[str, object] = {
             "attempts": col(OutboxMessage.attempts) + 1,
@@ -272,10 +301,9 @@ class OutboxDrainer:
             values["last_error"] = None
         else:
             values["last_error"] = outcome.detail[:2000]
-        with write_session(self.engine) as session:
-            session.execute(
-                update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values)
-            )
+        session.execute(
+            update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values)
+        )
         label = outcome.result if state != OutboxState.DEAD else "dead"
         metrics.DELIVERIES.labels(channel=row.channel, outcome=label).inc()
         log.info(

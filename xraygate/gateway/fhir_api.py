@@ -197,7 +197,7 @@ def vread(
 ) -> Response:
     """One version."""
     try:
-        if not version_id.isdigit():
+        if not version_id.isdigit() or len(version_id) > 9:
             raise FhirError(400, "invalid", f"invalid version id {version_id!r}")
         row = _load(session, resource_type, resource_id, int(version_id))
     except FhirError as exc:

@@ -1,28 +1,35 @@
-"""Queue depth and age gauges, read from the jobs table at scrape time."""
+"""Gauges read from the database at scrape time: queue depth and age per job kind, model
+versions, and the distribution of emitted results (categories, score deciles)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, func, select
-from sqlmodel import col
+from sqlalchemy import Engine, case, func, select
+from sqlmodel import Session, col
 
 from xraygate.core import metrics
 from xraygate.core.db import read_session
-from xraygate.core.models import Job, JobState, utcnow
+from xraygate.core.models import Job, JobState, ModelVersion, StudyResult, utcnow
 
 
 def refresh_queue_metrics(engine: Engine) -> None:
-    now = utcnow()
     with read_session(engine) as session:
-        depth = session.execute(
-            select(col(Job.kind), col(Job.state), func.count())
-            .where(col(Job.state).in_([JobState.PENDING, JobState.RUNNING, JobState.DEAD]))
-            .group_by(col(Job.kind), col(Job.state))
-        ).all()
-        oldest = session.execute(
-            select(col(Job.kind), func.min(col(Job.created_at)))
-            .where(col(Job.state) == JobState.PENDING)
-            .group_by(col(Job.kind))
-        ).all()
+        _queue(session)
+        _models(session)
+        _results(session)
+
+
+def _queue(session: Session) -> None:
+    now = utcnow()
+    depth = session.execute(
+        select(col(Job.kind), col(Job.state), func.count())
+        .where(col(Job.state).in_([JobState.PENDING, JobState.RUNNING, JobState.DEAD]))
+        .group_by(col(Job.kind), col(Job.state))
+    ).all()
+    oldest = session.execute(
+        select(col(Job.kind), func.min(col(Job.created_at)))
+        .where(col(Job.state) == JobState.PENDING)
+        .group_by(col(Job.kind))
+    ).all()
     metrics.QUEUE_DEPTH.clear()
     for kind, state, count in depth:
         metrics.QUEUE_DEPTH.labels(kind=kind, state=state).set(count)
@@ -31,3 +38,30 @@ def refresh_queue_metrics(engine: Engine) -> None:
         if created.tzinfo is None:
             created = created.replace(tzinfo=now.tzinfo)
         metrics.QUEUE_OLDEST_AGE.labels(kind=kind).set((now - created).total_seconds())
+
+
+def _models(session: Session) -> None:
+    metrics.MODEL_INFO.clear()
+    for row in session.scalars(select(ModelVersion)):
+        metrics.MODEL_INFO.labels(model=row.label, state=row.state).set(1)
+
+
+def _results(session: Session) -> None:
+    emitted = col(StudyResult.shadow).is_(False)
+    by_category = session.execute(
+        select(col(StudyResult.category), func.count())
+        .where(emitted)
+        .group_by(col(StudyResult.category))
+    ).all()
+    metrics.STUDIES_BY_CATEGORY.clear()
+    for category, count in by_category:
+        metrics.STUDIES_BY_CATEGORY.labels(category=category).set(count)
+    score = col(StudyResult.score)
+    decile = case(*[(score < (n + 1) / 10, n) for n in range(9)], else_=9)
+    counts = dict(
+        session.execute(
+            select(decile, func.count()).where(emitted, score.is_not(None)).group_by(decile)
+        ).all()
+    )
+    for n in range(10):
+        metrics.SCORE_DISTRIBUTION.labels(decile=f"{n / 10:.1f}").set(counts.get(n, 0))

@@ -5,8 +5,10 @@
 - :mod:`.results`: model versions and inference results.
 - :mod:`.deid`: clinician feedback, de-identified exports and quarantine.
 - :mod:`.delivery`: stored FHIR resources and the delivery outbox.
+- :mod:`.audit`: the audit trail of patient-data access (gateway).
 """
 
+from xraygate.core.models.audit import AuditRecord
 from xraygate.core.models.base import utcnow
 from xraygate.core.models.deid import (
     DeidDecision,
@@ -32,13 +34,14 @@ from xraygate.core.models.results import (
 )
 
 __all__ = [
+    "AuditRecord",
     "Category",
+    "Channel",
     "DeidDecision",
     "DeidExport",
     "DeidQuarantine",
-    "Feedback",
-    "Channel",
     "DeliveryStream",
+    "Feedback",
     "FhirResource",
     "Instance",
     "InstanceResult",

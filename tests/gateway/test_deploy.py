@@ -1,0 +1,169 @@
+"""compose.yaml against the Compose Specification JSON schema (vendored in the check-jsonschema
+wheel, Apache-2.0) and deploy/k8s against the Kubernetes OpenAPI JSON schemas (vendored in the
+kubernetes-validate wheel), strict: unknown fields fail. No network is used. Also: the Grafana
+dashboard, Prometheus config and Dockerfile say what the stack needs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_VERSION = "1.30"
+
+
+def compose_schema() -> dict[str, Any]:
+    path = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return data
+
+
+def test_compose_file_is_valid_against_the_compose_spec() -> None:
+    schema = compose_schema()
+    jsonschema.validate(compose(), schema)
+    broken = copy.deepcopy(compose())
+    broken["services"]["gateway"]["ports"] = {"8080": "8080"}  # a mapping is not allowed
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_compose_stack_has_every_part() -> None:
+    services = compose()["services"]
+    assert {
+        "postgres",
+        "minio",
+        "minio-init",
+        "migrate",
+        "scp",
+        "worker",
+        "gateway",
+        "prometheus",
+        "grafana",
+        "orthanc",
+        "mllp-sink",
+    } <= set(services)
+    for role in ("scp", "worker", "gateway"):
+        service = services[role]
+        assert service["image"] == "xraygate:latest" and service["command"] == [role]
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["command"] == ["db", "upgrade"]
+    assert services["worker"]["deploy"]["replicas"] >= 2
+    orthanc = services["orthanc"]["environment"]
+    assert json.loads(orthanc["ORTHANC__DICOM_MODALITIES"]) == {
+        "xraygate": ["XRAYGATE", "scp", 11112]
+    }
+    assert services["scp"]["environment"]["XRAYGATE_HL7_HOST"] == "mllp-sink"
+    for mount in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), source
+
+
+def _k8s_docs() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        docs += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_k8s_manifests_validate_strictly() -> None:
+    docs = _k8s_docs()
+    assert len(docs) >= 8
+    for _name, doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    deployment = next(d for _, d in docs if d["kind"] == "Deployment")
+    broken = copy.deepcopy(deployment)
+    broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pth"] = "/x"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+    wrong_type = copy.deepcopy(deployment)
+    wrong_type["spec"]["replicas"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(wrong_type, K8S_VERSION, strict=True)
+
+
+def test_k8s_has_replicas_probes_config_and_migration() -> None:
+    docs = _k8s_docs()
+    kinds = {(d["kind"], d["metadata"]["name"]) for _, d in docs}
+    assert {
+        ("ConfigMap", "xraygate-config"),
+        ("Secret", "xraygate-secrets"),
+        ("Job", "xraygate-migrate"),
+    } <= kinds
+    deployments = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {"xraygate-gateway", "xraygate-scp", "xraygate-worker"}
+    assert deployments["xraygate-worker"]["spec"]["replicas"] >= 2
+    assert deployments["xraygate-scp"]["spec"]["replicas"] >= 2
+    for deployment in deployments.values():
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        [container] = spec["containers"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert {"configMapRef", "secretRef"} <= {k for e in container["envFrom"] for k in e}
+    job = next(d for _, d in docs if d["kind"] == "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
+
+
+def test_k8s_and_compose_settings_exist() -> None:
+    from xraygate.core.config import Settings
+
+    known = {f"XRAYGATE_{name.upper()}" for name in Settings.model_fields}
+    used = set(compose()["x-xraygate-env"])
+    for _, doc in _k8s_docs():
+        if doc["kind"] == "ConfigMap":
+            used |= set(doc["data"])
+        if doc["kind"] == "Secret":
+            used |= set(doc["stringData"])
+    assert used <= known, used - known
+
+
+def test_grafana_dashboard_and_prometheus_config() -> None:
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/xraygate.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    from xraygate.core import metrics
+
+    for needed in (
+        "instances_received",
+        "studies_scored",
+        "deid_exports",
+        "study_scores",
+        "queue_depth",
+        "deliveries",
+        "feedback_total",
+    ):
+        assert f"xraygate_{needed}" in exprs
+    defined = {m._name for m in vars(metrics).values() if hasattr(m, "_name")}
+    for name in set(re.findall(r"xraygate_[a-z_]+", exprs)):
+        base = re.sub(r"_(bucket|total)$", "", name)
+        assert base in defined or name in defined, f"dashboard uses unknown metric {name}"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {j["job_name"] for j in prometheus["scrape_configs"]}
+    assert {"xraygate-gateway", "xraygate-scp", "xraygate-worker"} <= jobs
+    provisioning = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/dashboards/xraygate.yml").read_text()
+    )
+    assert provisioning["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_dockerfile_one_image_non_root_with_tensorflow_cpu() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, flags=re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "tensorflow-cpu" in text and 'ENTRYPOINT ["xraygate"]' in text

@@ -1,0 +1,114 @@
+"""/metrics follows a real study through the pipeline: a C-STORE over a real association into
+the SCP, the real workers (inference with the bundled demo model, FHIR, HL7, de-identification),
+then clinician feedback through the gateway; the gateway then serves the study as delivered."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
+
+from tests.gateway.conftest import CHEST_CR, gateway_settings, token
+from xraygate.core.db import get_engine, read_session
+from xraygate.core.models import Job, JobState
+from xraygate.core.queue import JobQueue
+from xraygate.core.storage import store_from_settings
+from xraygate.gateway.app import create_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = client.get("/metrics").text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def total(
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in values.items() if n == name and want <= set(ls))
+
+
+def test_metrics_change_as_a_study_flows(tmp_path: Path) -> None:
+    from tests.results_factory import run_until
+    from xraygate.dicom_scp.sender import send_paths
+    from xraygate.dicom_scp.server import start_scp
+    from xraygate.service import job_handlers
+
+    settings = gateway_settings(tmp_path, dicom_host="127.0.0.1", dicom_port=0)
+    store = store_from_settings(settings)
+    queue = JobQueue.from_settings(settings)
+    client = TestClient(create_app(settings))
+    before = scrape(client)
+
+    scp = start_scp(settings, store, queue)
+    try:
+        report = send_paths([CHEST_CR], host="127.0.0.1", port=scp.port, called_aet="XRAYGATE")
+    finally:
+        scp.shutdown()
+    assert report.sent == 1
+    received = scrape(client)
+    assert total(received, "xraygate_instances_received_total") == (
+        total(before, "xraygate_instances_received_total") + 1
+    )
+    assert total(received, "xraygate_bytes_received_total") >= (
+        total(before, "xraygate_bytes_received_total") + CHEST_CR.stat().st_size - 4096
+    )
+    assert total(received, "xraygate_queue_depth", kind="infer", state="pending") == 1
+    assert total(received, "xraygate_queue_oldest_age_seconds", kind="infer") >= 0
+
+    engine = get_engine(settings.resolved_database_url)
+
+    def settled() -> bool:
+        with read_session(engine) as s:
+            open_jobs = s.scalars(
+                select(Job).where(Job.state.in_([JobState.PENDING, JobState.RUNNING]))  # type: ignore[attr-defined]
+            ).all()
+        return not open_jobs
+
+    handlers = job_handlers(settings, store, queue)
+    started = time.monotonic()
+    run_until(queue, handlers, settled, timeout=240)  # type: ignore[arg-type]
+    scored = scrape(client)
+    assert time.monotonic() - started < 240
+    assert total(scored, "xraygate_queue_depth", kind="infer", state="pending") == 0
+    assert total(scored, "xraygate_studies_scored_total") == (
+        total(before, "xraygate_studies_scored_total") + 1
+    )
+    assert total(scored, "xraygate_inference_seconds_count") > total(
+        before, "xraygate_inference_seconds_count"
+    )
+    assert (
+        sum(
+            total(scored, "xraygate_studies_by_category", category=c)
+            for c in ("high", "low", "indeterminate")
+        )
+        == 1
+    )
+    assert (
+        sum(total(scored, "xraygate_study_scores", decile=f"{n / 10:.1f}") for n in range(10)) == 1
+    )
+    assert total(scored, "xraygate_model_info", state="active") == 1
+
+    clinician = {"Authorization": f"Bearer {token(settings, 'clinician')}"}
+    [row] = client.get("/api/worklist", headers=clinician).json()
+    assert row["status"] in ("scored", "delivered") and row["score"] is not None
+    posted = client.post(
+        f"/api/studies/{row['study_uid']}/feedback", json={"finding": "reject"}, headers=clinician
+    )
+    assert posted.status_code == 201
+    after = scrape(client)
+    assert total(after, "xraygate_feedback_total") == total(before, "xraygate_feedback_total") + 1
+    assert total(after, "xraygate_audit_events_total", outcome="written") > total(
+        before, "xraygate_audit_events_total", outcome="written"
+    )
+    assert total(after, "xraygate_http_requests_total", route="/api/worklist") > 0

@@ -1,0 +1,218 @@
+"""Admin API: model versions (activate, roll back), dead letters (retry), effective settings,
+and the audit trail as FHIR AuditEvent resources. Included behind the ``admin`` role."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, SecretStr
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from xraygate.core import db
+from xraygate.core.config import Settings
+from xraygate.core.errors import ModelRegistryError, QueueError
+from xraygate.core.logging import correlation_id
+from xraygate.core.models import AuditRecord, Job, JobState, ModelState, ModelVersion, utcnow
+from xraygate.core.models.results import rollback, set_state
+from xraygate.core.outbox import retry_message
+from xraygate.core.queue import JobQueue
+from xraygate.gateway.audit import audit_event
+from xraygate.gateway.deps import ReadDb, SettingsDep
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+FHIR_JSON = "application/fhir+json"
+_SECRET_WORDS = ("secret", "password", "token", "key_id")
+MAX_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
+DbId = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    label: str
+    state: str
+    auroc: float | None
+    sha256: str
+    demo: bool
+    imported_at: datetime
+    activated_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ModelVersion) -> ModelOut:
+        return cls(
+            name=row.name,
+            version=row.version,
+            label=row.label,
+            state=row.state,
+            auroc=row.auroc,
+            sha256=row.sha256,
+            demo=bool(row.manifest.get("demo")),
+            imported_at=row.imported_at,
+            activated_at=row.activated_at,
+        )
+
+
+class DeadLetter(BaseModel):
+    id: int
+    kind: str
+    correlation_id: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+
+
+def list_models(session: Session) -> list[ModelOut]:
+    rows = session.scalars(select(ModelVersion).order_by(col(ModelVersion.id)))
+    return [ModelOut.of(r) for r in rows]
+
+
+def list_dead_letters(session: Session, limit: int = 200) -> list[DeadLetter]:
+    rows = session.scalars(
+        select(Job)
+        .where(col(Job.state) == JobState.DEAD)
+        .order_by(col(Job.updated_at).desc())
+        .limit(limit)
+    )
+    return [
+        DeadLetter(
+            id=r.id or 0,
+            kind=r.kind,
+            correlation_id=correlation_id(r.study_uid) if r.study_uid else "-",
+            attempts=r.attempts,
+            last_error=r.last_error,
+            updated_at=r.updated_at,
+        )
+        for r in rows
+    ]
+
+
+@router.get("/models")
+def models(session: ReadDb) -> list[ModelOut]:
+    """Registered model versions."""
+    return list_models(session)
+
+
+def _write(settings: Settings) -> AbstractContextManager[Session]:
+    return db.write_session(db.get_engine(settings.resolved_database_url))
+
+
+@router.post("/models/{name}/{version}/activate")
+def activate(name: str, version: str, settings: SettingsDep) -> ModelOut:
+    """Make this version the active one (the previously active one is retired)."""
+    try:
+        with _write(settings) as session:
+            row = set_state(session, name, version, ModelState.ACTIVE)
+    except ModelRegistryError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return ModelOut.of(row)
+
+
+@router.post("/models/rollback")
+def roll_back(settings: SettingsDep) -> ModelOut:
+    """Re-activate the version that was active before the current one."""
+    try:
+        with _write(settings) as session:
+            row = rollback(session)
+    except ModelRegistryError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return ModelOut.of(row)
+
+
+@router.get("/dead-letters")
+def dead_letters(
+    session: ReadDb, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[DeadLetter]:
+    """Dead-lettered jobs, newest first (the study only as its log correlation id)."""
+    return list_dead_letters(session, limit)
+
+
+@router.post("/dead-letters/{job_id}/retry")
+def retry(job_id: DbId, session: ReadDb, settings: SettingsDep) -> dict[str, Any]:
+    """Put a dead job back in the queue (a dead delivery's outbox message with it)."""
+    job = session.get(Job, job_id)
+    if job is None or job.state != JobState.DEAD:
+        raise HTTPException(404, f"no dead job {job_id}")
+    queue = JobQueue.from_settings(settings)
+    try:
+        if job.dedupe_key.startswith("outbox:") and job.dedupe_key[7:].isdigit():
+            retry_message(queue, int(job.dedupe_key[7:]))
+        else:
+            queue.retry(job_id)
+    except QueueError as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return {"id": job_id, "state": JobState.PENDING.value}
+
+
+@router.get("/settings")
+def effective_settings(settings: SettingsDep) -> dict[str, Any]:
+    """The settings in force, secrets masked."""
+    out: dict[str, Any] = {}
+    for name, value in settings.model_dump(mode="python").items():
+        secret = isinstance(value, SecretStr) or any(w in name for w in _SECRET_WORDS)
+        if secret and value is not None:
+            out[name] = "********"
+        elif isinstance(value, str | int | float | bool | list) or value is None:
+            out[name] = value
+        else:
+            out[name] = str(value)
+    return out
+
+
+@router.get("/audit", response_class=Response, responses={200: {"content": {FHIR_JSON: {}}}})
+def audit(
+    request: Request,
+    session: ReadDb,
+    count: Annotated[int, Query(alias="_count", ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(alias="_offset", ge=0, le=MAX_ID)] = 0,
+    agent: Annotated[str | None, Query(max_length=200, description="actor")] = None,
+    study: Annotated[str | None, Query(max_length=64, description="Study Instance UID")] = None,
+) -> Response:
+    """The audit trail, newest first, as a FHIR searchset Bundle of AuditEvent resources."""
+    query = select(AuditRecord)
+    if agent:
+        query = query.where(col(AuditRecord.actor) == agent)
+    if study:
+        query = query.where(col(AuditRecord.study_uid) == study)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(col(AuditRecord.id).desc()).offset(offset).limit(count)
+    ).all()
+    base = str(request.base_url).rstrip("/")
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "timestamp": utcnow().isoformat(timespec="milliseconds"),
+        "total": total,
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": [
+            {
+                "fullUrl": f"{base}/api/admin/audit/{row.id}",
+                "resource": audit_event(row),
+                "search": {"mode": "match"},
+            }
+            for row in rows
+        ],
+    }
+    if not bundle["entry"]:
+        del bundle["entry"]  # FHIR forbids empty arrays
+    return _fhir(bundle)
+
+
+@router.get(
+    "/audit/{event_id}", response_class=Response, responses={200: {"content": {FHIR_JSON: {}}}}
+)
+def audit_one(event_id: DbId, session: ReadDb) -> Response:
+    """One audit record as a FHIR AuditEvent."""
+    row = session.get(AuditRecord, event_id)
+    if row is None:
+        raise HTTPException(404, f"no audit event {event_id}")
+    return _fhir(audit_event(row))
+
+
+def _fhir(body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), media_type=FHIR_JSON)

@@ -1,0 +1,67 @@
+"""Clinician API: the worklist, a study's triage and its images rendered as PNG.
+
+Included by the app behind the ``clinician`` role; every route here is audited.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from xraygate.core.errors import ObjectNotFound, StorageError
+from xraygate.core.logging import correlation_id, set_correlation
+from xraygate.gateway.deps import ReadDb, SettingsDep, StoreDep
+from xraygate.gateway.imaging import RenderError, render_png
+from xraygate.gateway.studies import Status, StudyView, WorklistRow, instance_object_key
+from xraygate.gateway.studies import study_view as load_study_view
+from xraygate.gateway.studies import worklist as load_worklist
+
+router = APIRouter(prefix="/api", tags=["clinician"])
+
+
+@router.get("/worklist")
+def worklist(
+    session: ReadDb,
+    status: Annotated[Status | None, Query(description="only studies in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[WorklistRow]:
+    """The newest studies, highest risk first, with their status."""
+    return load_worklist(session, limit=limit, status=status)
+
+
+@router.get("/studies/{study_uid}")
+def study(study_uid: str, session: ReadDb) -> StudyView:
+    """A study's triage: score, category, model version, images, delivery and feedback."""
+    set_correlation(correlation_id(study_uid))
+    view = load_study_view(session, study_uid)
+    if view is None:
+        raise HTTPException(404, "unknown study")
+    return view
+
+
+@router.get(
+    "/studies/{study_uid}/instances/{sop_uid}/rendered",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {}, 422: {}, 503: {}},
+)
+async def rendered(
+    study_uid: str, sop_uid: str, session: ReadDb, store: StoreDep, settings: SettingsDep
+) -> Response:
+    """The image as a display PNG (window from the header, MONOCHROME1 inverted, downscaled)."""
+    set_correlation(correlation_id(study_uid))
+    key = await anyio.to_thread.run_sync(instance_object_key, session, study_uid, sop_uid)
+    if key is None:
+        raise HTTPException(404, "unknown instance")
+    try:
+        data = await anyio.to_thread.run_sync(store.get_bytes, key)
+        png = await anyio.to_thread.run_sync(render_png, data, settings.image_max_pixels)
+    except RenderError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except ObjectNotFound as exc:
+        raise HTTPException(404, "image not in the object store") from exc
+    except StorageError as exc:
+        raise HTTPException(503, "object store unavailable") from exc
+    headers = {"Cache-Control": "private, max-age=300"}
+    return Response(png, media_type="image/png", headers=headers)
