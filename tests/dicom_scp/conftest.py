@@ -58,12 +58,25 @@ class RunningScp:
         stored = dcmread(_bytes_file(data))
         assert stored.SOPClassUID == sent.SOPClassUID
         assert stored.file_meta.TransferSyntaxUID == sent.file_meta.TransferSyntaxUID
+        assert stored.file_meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
         assert stored.PixelData == sent.PixelData
+        assert _differing(stored, sent) == set(), "the stored data set differs from the one sent"
+        assert row.object_key.endswith(f"/{sent.SOPInstanceUID}.{row.sha256[:16]}.dcm")
+        assert row.transfer_syntax_uid == sent.file_meta.TransferSyntaxUID
         jobs = [j for j in self.jobs() if j.instance_uid == row.sop_instance_uid]
         assert [(j.kind, j.dedupe_key) for j in jobs] == [
             ("infer", f"{row.sop_instance_uid}:{row.sha256}")
         ]
         return row
+
+
+#: Data Set Trailing Padding (FFFC,FFFC): senders may drop it (dcmtk's storescu does)
+_PADDING = 0xFFFCFFFC
+
+
+def _differing(stored: Dataset, sent: Dataset) -> set[int]:
+    tags = (set(stored.keys()) | set(sent.keys())) - {_PADDING}
+    return {int(t) for t in tags if stored.get(t) != sent.get(t)}
 
 
 def _bytes_file(data: bytes):  # type: ignore[no-untyped-def]

@@ -126,3 +126,40 @@ def test_disk_full_while_writing_refuses_and_keeps_earlier(
     assert send_raw(scp.port, sample("RG1_UNCR.dcm")) == Status.OUT_OF_RESOURCES_STORAGE_FULL
     assert len(scp.instances()) == 1 and len(scp.jobs()) == 1
     scp.assert_stored(good)
+
+
+def test_database_failure_is_retryable_and_keeps_earlier(scp: RunningScp) -> None:
+    """The index is unavailable (its jobs table is gone): 0xA7xx, no half-written row."""
+    from sqlalchemy import text
+
+    good = accepted_first(scp)
+    with scp.queue.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE jobs RENAME TO jobs_away"))
+    try:
+        rg1 = sample("RG1_UNCR.dcm")
+        assert send_raw(scp.port, rg1) == Status.OUT_OF_RESOURCES_DATABASE
+    finally:
+        with scp.queue.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE jobs_away RENAME TO jobs"))
+    assert [i.sop_instance_uid for i in scp.instances()] == [dcmread(good).SOPInstanceUID]
+    scp.assert_stored(good)
+    assert send_raw(scp.port, rg1) == Status.SUCCESS, "the sender's retry succeeds"
+    scp.assert_stored(rg1)
+    assert list(scp.settings.tmp_dir.iterdir()) == []
+
+
+def test_unexpected_error_answers_processing_failure(
+    scp: RunningScp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xraygate.dicom_scp import ingest
+
+    good = accepted_first(scp)
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(ingest, "validate", broken)
+    assert send_raw(scp.port, sample("RG1_UNCR.dcm")) == Status.PROCESSING_FAILURE
+    monkeypatch.undo()
+    assert len(scp.instances()) == 1
+    scp.assert_stored(good)

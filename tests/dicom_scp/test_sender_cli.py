@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dicom_scp.conftest import RunningScp, sample
+from tests.dicom_scp.conftest import RunningScp, sample, start
+from xraygate.core.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +55,35 @@ def test_send_to_nobody_is_a_clear_error(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith("error: association with XRAYGATE@127.0.0.1:9")
     assert "Traceback" not in out.stderr
+
+
+def test_send_rejected_by_allowlist_is_a_clear_error(settings: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from xraygate.cli import app
+
+    settings.allowed_calling_aets = ["MODALITY1"]
+    running = start(settings)
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["send", str(sample("CT_small.dcm")), "--port", str(running.port)],
+        )
+        assert result.exit_code == 2
+        assert "rejected (check AE titles)" in result.output
+        ok = CliRunner().invoke(
+            app,
+            [
+                "send",
+                str(sample("CT_small.dcm")),
+                "--port",
+                str(running.port),
+                "--calling-aet",
+                "MODALITY1",
+            ],
+        )
+        assert ok.exit_code == 0, ok.output
+        assert "sent: 1  failed: 0" in ok.output
+        running.assert_stored(sample("CT_small.dcm"))
+    finally:
+        running.server.shutdown()

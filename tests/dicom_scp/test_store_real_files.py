@@ -7,10 +7,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydicom.uid import generate_uid
 from pynetdicom import AE, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from tests.dicom_scp.conftest import SAMPLES, RunningScp, dcmtk, sample, start
+from tests.dicom_scp.conftest import SAMPLES, RunningScp, dcmtk, new_ct, sample, start
 from xraygate.core.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -47,11 +48,12 @@ STORESCU_PROPOSAL = {
 }
 
 
-def send_with_storescu(port: int, path: Path) -> subprocess.CompletedProcess[str]:
+def send_with_storescu(port: int, path: Path, *options: str) -> subprocess.CompletedProcess[str]:
     """dcmtk's storescu, proposing the file's own transfer syntax (no transcoding)."""
     from pydicom import dcmread
 
-    syntax = str(dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+    first = next(iter(sorted(path.iterdir()))) if path.is_dir() else path
+    syntax = str(dcmread(first, stop_before_pixels=True).file_meta.TransferSyntaxUID)
     option = STORESCU_PROPOSAL.get(syntax, "--propose-little")
     return subprocess.run(
         [
@@ -61,6 +63,7 @@ def send_with_storescu(port: int, path: Path) -> subprocess.CompletedProcess[str
             "-aec",
             "XRAYGATE",
             option,
+            *options,
             "127.0.0.1",
             str(port),
             str(path),
@@ -71,11 +74,22 @@ def send_with_storescu(port: int, path: Path) -> subprocess.CompletedProcess[str
     )
 
 
-def test_dcmtk_storescu_stores_real_files(scp: RunningScp) -> None:
+def test_dcmtk_storescu_stores_real_files(scp: RunningScp, tmp_path: Path) -> None:
     for path in [sample(n) for n in SAMPLES]:
         proc = send_with_storescu(scp.port, path)
         assert proc.returncode == 0, proc.stderr
         assert scp.assert_stored(path).calling_aet == "DCMTK"
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    study = generate_uid()
+    for n in range(3):
+        new_ct(study).save_as(copies / f"{n}.dcm", enforce_file_format=True)
+    proc = send_with_storescu(scp.port, copies, "+sd")
+    assert proc.returncode == 0, proc.stderr
+    for path in sorted(copies.iterdir()):
+        scp.assert_stored(path)
+    assert len(scp.instances()) == len(SAMPLES) + 3
+    assert len(scp.jobs()) == len(SAMPLES) + 3
 
 
 def test_s3_object_store_over_http(s3_settings: Settings) -> None:

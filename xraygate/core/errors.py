@@ -13,6 +13,7 @@ Adapters translate library errors with ``raise ... from exc``.
     ├── QueueError                the work queue refused an operation
     │   └── LeaseLost             the job's lease expired and another worker may own it
     ├── IngestError               an incoming DICOM object was refused (carries a Status)
+    ├── AssociationRefused        a DICOM peer rejected, aborted or did not answer an association
     ├── InferenceError            preprocessing or the model failed
     │   ├── NotApplicable         the image is not one the model may read
     │   └── ModelRegistryError    a model version is missing, invalid or does not match its sha256
@@ -68,6 +69,10 @@ class IngestError(XraygateError):
         super().__init__(comment)
         self.status = status
         self.comment = comment
+
+
+class AssociationRefused(XraygateError):
+    """A DICOM peer rejected, aborted or did not answer our association request."""
 
 
 class InferenceError(XraygateError):

@@ -10,6 +10,7 @@ Instance UID never overwrites the one the index points to.
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 class Received:
     """A dataset spooled to disk by the SCP, with what the C-STORE request said about it."""
 
-    path: Path
+    path: Path | None
     calling_aet: str
     sop_class_uid: str
     sop_instance_uid: str
@@ -72,8 +73,8 @@ def read_header(path: Path) -> Dataset:
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
         comment = f"cannot parse data set: {type(exc).__name__}"
         raise IngestError(Status.CANNOT_UNDERSTAND, comment) from exc
-    if "SOPClassUID" not in ds:
-        raise IngestError(Status.CANNOT_UNDERSTAND, "no SOP Class UID in the data set")
+    if len(ds) == 0:
+        raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
     return ds
 
 
@@ -125,14 +126,28 @@ class Ingestor:
         self.engine: Engine = queue.engine
 
     def ingest(self, received: Received) -> Outcome:
+        """Store and index one object; never raises: failures become a refusing status."""
         try:
             return self._ingest(received)
         except IngestError as exc:
-            metrics.INSTANCES_REFUSED.labels(status=f"0x{exc.status:04X}").inc()
-            log.warning("C-STORE refused with 0x%04X: %s", exc.status, exc.comment)
-            return Outcome(Status(exc.status), comment=exc.comment)
+            return self._refused(Status(exc.status), exc.comment)
+        except Exception as exc:  # a bug must not kill the association: refuse, log the type
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            # type and place only: exception messages may quote data set values (PHI)
+            log.error(
+                "C-STORE failed: %s at %s:%s", type(exc).__name__, where.filename, where.lineno
+            )
+            return self._refused(Status.PROCESSING_FAILURE, "internal error")
+
+    @staticmethod
+    def _refused(status: Status, comment: str) -> Outcome:
+        metrics.INSTANCES_REFUSED.labels(status=f"0x{status:04X}").inc()
+        log.warning("C-STORE refused with 0x%04X: %s", status, comment)
+        return Outcome(status, comment=comment)
 
     def _ingest(self, received: Received) -> Outcome:
+        if received.path is None or not received.path.is_file():
+            raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
         self._check_space()
         ds = read_header(received.path)
         validate(ds, received)

@@ -1,19 +1,32 @@
-"""A C-STORE SCU: sends files to any Storage SCP (``xraygate send``)."""
+"""A C-STORE SCU: sends files to any Storage SCP (``xraygate send``).
+
+Files are scanned first (header only); each association proposes exactly the (SOP class,
+transfer syntax) pairs its files need, so the data goes as stored, without transcoding. When a
+corpus needs more presentation contexts than one association request may carry (128), it is
+sent over several associations, one after the other.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
-from rich.progress import Progress, TaskID
+from rich.progress import Progress
 
-from xraygate.core.errors import IngestError, XraygateError
+from xraygate.core.errors import AssociationRefused
+
+__all__ = ["AssociationRefused", "SendReport", "send_paths"]
 
 MAX_CONTEXTS = 120  # an association request carries at most 128 presentation contexts
+NOT_DICOM = 0xC000  # reported for files that cannot be read as DICOM (never sent)
+NOT_ACCEPTED = 0x0122  # SOP class / transfer syntax not accepted by the peer
+NO_RESPONSE = 0xFFFF  # the association ended before the peer answered
 
 
 @dataclass(frozen=True)
@@ -30,46 +43,43 @@ class SendReport:
     failures: list[tuple[str, int, str]] = field(default_factory=list)
 
     def record(self, path: Path, status: int, comment: str = "") -> None:
-        if status == 0:
+        """Count one file; a warning (0xBxxx) means it was stored, so it counts as sent."""
+        if status == 0 or (status >> 12) == 0xB:
             self.sent += 1
         else:
             self.failed += 1
             self.failures.append((str(path), status, comment))
 
 
-class AssociationRefused(XraygateError):
-    """The peer rejected or aborted the association."""
-
-
-def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
+def iter_files(paths: Iterable[Path], report: SendReport) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             yield from sorted(p for p in path.rglob("*") if p.is_file())
         elif path.is_file():
             yield path
         else:
-            raise IngestError(0xC000, f"no such file or directory: {path}")
+            report.record(path, NOT_DICOM, "no such file or directory")
 
 
 def scan(paths: Iterable[Path], report: SendReport) -> list[Item]:
     """Read each file's header; files that are not DICOM are reported, not sent."""
     items = []
-    for path in iter_files(paths):
+    for path in iter_files(paths, report):
         try:
             ds = dcmread(path, stop_before_pixels=True)
             items.append(Item(path, str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)))
-        except (InvalidDicomError, AttributeError, OSError, ValueError) as exc:
-            report.record(path, 0xC000, f"not a DICOM file ({type(exc).__name__})")
+        except (InvalidDicomError, AttributeError, OSError, ValueError, EOFError) as exc:
+            report.record(path, NOT_DICOM, f"not a DICOM file ({type(exc).__name__})")
     return items
 
 
-def _batches(items: list[Item]) -> Iterator[list[Item]]:
+def batches(items: list[Item], limit: int = MAX_CONTEXTS) -> Iterator[list[Item]]:
     """Split into groups whose presentation contexts fit in one association request."""
     batch: list[Item] = []
     contexts: set[tuple[str, str]] = set()
     for item in items:
         needed = contexts | {(item.sop_class, item.transfer_syntax)}
-        if len(needed) > MAX_CONTEXTS and batch:
+        if len(needed) > limit and batch:
             yield batch
             batch, needed = [], {(item.sop_class, item.transfer_syntax)}
         batch.append(item)
@@ -78,33 +88,51 @@ def _batches(items: list[Item]) -> Iterator[list[Item]]:
         yield batch
 
 
-def _send_batch(
-    batch: list[Item],
-    ae: AE,
-    host: str,
-    port: int,
-    called_aet: str,
-    report: SendReport,
-    progress: Progress | None,
-    task: TaskID | None,
-) -> None:
-    ae.requested_contexts = []
-    for sop_class, syntax in sorted({(i.sop_class, i.transfer_syntax) for i in batch}):
-        ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate(host, port, ae_title=called_aet)
-    if not assoc.is_established:
-        reason = "rejected" if assoc.is_rejected else "aborted or unreachable"
-        raise AssociationRefused(f"association with {called_aet}@{host}:{port} {reason}")
-    try:
-        for item in batch:
+class _Sender:
+    def __init__(self, ae: AE, host: str, port: int, called_aet: str, report: SendReport) -> None:
+        self.ae = ae
+        self.host = host
+        self.port = port
+        self.called_aet = called_aet
+        self.report = report
+
+    def send_batch(self, batch: list[Item], advance: Any) -> None:
+        self.ae.requested_contexts = []
+        for sop_class, syntax in sorted({(i.sop_class, i.transfer_syntax) for i in batch}):
+            self.ae.add_requested_context(sop_class, [syntax])
+        assoc = self.ae.associate(self.host, self.port, ae_title=self.called_aet)
+        if not assoc.is_established:
+            where = f"{self.called_aet}@{self.host}:{self.port}"
+            if assoc.is_rejected:
+                raise AssociationRefused(f"association with {where} rejected (check AE titles)")
+            raise AssociationRefused(f"association with {where} aborted or unreachable")
+        try:
+            for n, item in enumerate(batch):
+                if not assoc.is_established:
+                    for lost in batch[n:]:
+                        self.report.record(lost.path, NO_RESPONSE, "association ended")
+                        advance()
+                    return
+                self._send_one(assoc, item)
+                advance()
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _send_one(self, assoc: Any, item: Item) -> None:
+        try:
             response = assoc.send_c_store(item.path)
-            status = int(getattr(response, "Status", 0xFFFF)) if response else 0xFFFF
-            comment = str(getattr(response, "ErrorComment", "")) if response else "no response"
-            report.record(item.path, status, comment)
-            if progress is not None and task is not None:
-                progress.advance(task)
-    finally:
-        assoc.release()
+        except ValueError as exc:  # no accepted presentation context for this file
+            self.report.record(item.path, NOT_ACCEPTED, str(exc)[:120])
+            return
+        except (OSError, AttributeError, RuntimeError) as exc:
+            self.report.record(item.path, NO_RESPONSE, type(exc).__name__)
+            return
+        if response is None or "Status" not in response:
+            self.report.record(item.path, NO_RESPONSE, "no response")
+            return
+        comment = str(response.get("ErrorComment", "") or "")
+        self.report.record(item.path, int(response.Status), comment)
 
 
 def send_paths(
@@ -116,17 +144,23 @@ def send_paths(
     calling_aet: str = "XRAYGATE_SCU",
     progress: bool = False,
 ) -> SendReport:
-    """Send every DICOM file under ``paths``; the report lists each failure with its status."""
+    """Send every DICOM file under ``paths``; the report lists each failure with its status.
+
+    Raises :class:`AssociationRefused` when the peer rejects or cannot be reached.
+    """
     report = SendReport()
     items = scan(paths, report)
     ae = AE(ae_title=calling_aet)
     ae.maximum_pdu_size = 0
-    if not progress:
-        for batch in _batches(items):
-            _send_batch(batch, ae, host, port, called_aet, report, None, None)
-        return report
-    with Progress() as bar:
-        task = bar.add_task("C-STORE", total=len(items))
-        for batch in _batches(items):
-            _send_batch(batch, ae, host, port, called_aet, report, bar, task)
+    sender = _Sender(ae, host, port, called_aet, report)
+    bar = Progress(transient=False) if progress and items else None
+    with bar if bar is not None else nullcontext():
+        task = bar.add_task("C-STORE", total=len(items)) if bar is not None else None
+
+        def advance() -> None:
+            if bar is not None and task is not None:
+                bar.advance(task)
+
+        for batch in batches(items):
+            sender.send_batch(batch, advance)
     return report

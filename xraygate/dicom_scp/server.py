@@ -7,8 +7,10 @@ inside ``<data_dir>/tmp``, on the same filesystem as a local object store, so st
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import tempfile
+import threading
 from typing import Any
 
 from pydicom import Dataset
@@ -30,6 +32,7 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
 
 from xraygate.core import metrics
 from xraygate.core.config import Settings
@@ -64,8 +67,8 @@ def handle_store(event: Any, ingestor: Ingestor) -> Dataset:
     received = Received(
         path=event.dataset_path,
         calling_aet=str(event.assoc.requestor.ae_title).strip(),
-        sop_class_uid=str(request.AffectedSOPClassUID),
-        sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        sop_class_uid=str(request.AffectedSOPClassUID or ""),
+        sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
     )
     outcome = ingestor.ingest(received)
     response = Dataset()
@@ -77,6 +80,13 @@ def handle_store(event: Any, ingestor: Ingestor) -> Dataset:
 
 def handle_echo(_event: Any) -> int:
     return int(Status.SUCCESS)
+
+
+def handle_conn_open(event: Any) -> None:
+    """Answer each C-STORE at once: without TCP_NODELAY small responses wait for delayed ACKs."""
+    sock = getattr(event.assoc.dul.socket, "socket", None)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _count(outcome: str) -> Any:
@@ -119,6 +129,23 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+class _Server(ThreadedAssociationServer):
+    """pynetdicom's threaded server, but the TLS handshake runs in the connection's thread.
+
+    pynetdicom wraps accepted sockets with the handshake in the accept loop, so one peer that
+    connects and stays silent would stop every other association from being accepted.
+    """
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        assert self.socket is not None
+        client, address = self.socket.accept()
+        if self.ssl_context:
+            client = self.ssl_context.wrap_socket(
+                client, server_side=True, do_handshake_on_connect=False
+            )
+        return client, address
+
+
 class ScpServer:
     """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
 
@@ -130,6 +157,7 @@ class ScpServer:
         return int(self._server.server_address[1])
 
     def shutdown(self) -> None:
+        """Stop accepting associations; those in progress finish in their own threads."""
         self._server.shutdown()
 
 
@@ -137,22 +165,27 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
     """Start listening (in background threads) and return the running server."""
     spool = settings.tmp_dir
     spool.mkdir(parents=True, exist_ok=True)
-    # pynetdicom spools each received data set with NamedTemporaryFile in the default temp dir.
+    # pynetdicom spools each received data set with NamedTemporaryFile in the default temp dir:
+    # keep it next to the object store so storing is a rename, not a copy.
     tempfile.tempdir = str(spool.resolve())
     _config.STORE_RECV_CHUNKED_DATASET = True
     ingestor = Ingestor(settings, store, queue)
     handlers: list[Any] = [
         (evt.EVT_C_STORE, handle_store, [ingestor]),
         (evt.EVT_C_ECHO, handle_echo),
+        (evt.EVT_CONN_OPEN, handle_conn_open),
         (evt.EVT_ACCEPTED, _count("accepted")),
         (evt.EVT_REJECTED, _count("rejected")),
         (evt.EVT_ABORTED, _count("aborted")),
     ]
     ae = build_ae(settings)
-    server = ae.start_server(
+    server = ae.make_server(
         (settings.dicom_host, settings.dicom_port),
-        block=False,
-        evt_handlers=handlers,
         ssl_context=tls_context(settings),
+        evt_handlers=handlers,
+        server_class=_Server,
     )
+    thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
+    thread.start()
+    ae._servers.append(server)  # so that server.shutdown() can unregister itself
     return ScpServer(server)
