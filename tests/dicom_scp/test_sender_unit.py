@@ -39,3 +39,13 @@ def test_warnings_count_as_sent() -> None:
     report.record(Path("b"), 0xA700, "full")
     assert (report.sent, report.failed) == (1, 1)
     assert report.failures == [("b", 0xA700, "full")]
+
+
+def test_status_classes() -> None:
+    from xraygate.dicom_scp.status import Status
+
+    assert Status.OUT_OF_RESOURCES_STORAGE_FULL.retryable
+    assert Status.OUT_OF_RESOURCES_DATABASE.retryable
+    assert not Status.DATASET_MISMATCH.retryable and not Status.CANNOT_UNDERSTAND.retryable
+    assert 0xA700 <= Status.OUT_OF_RESOURCES_STORAGE_FULL <= 0xA7FF
+    assert not Status.SUCCESS.is_failure and Status.CANNOT_UNDERSTAND.is_failure

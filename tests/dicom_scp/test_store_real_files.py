@@ -101,6 +101,9 @@ def test_s3_object_store_over_http(s3_settings: Settings) -> None:
             row = running.assert_stored(path)
             assert row.object_key.startswith("dicom/")
         assert running.store.url.startswith("s3://")
+        s3_settings.min_free_bytes = 1 << 62  # S3 is unbounded; the local spool disk is not
+        assert send_with_pynetdicom(running, [sample("RG1_J2KR.dcm")]) == [0xA701]
+        assert len(running.instances()) == 2
     finally:
         running.server.shutdown()
 

@@ -10,6 +10,7 @@ Instance UID never overwrites the one the index points to.
 from __future__ import annotations
 
 import logging
+import shutil
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,9 +177,18 @@ class Ingestor:
         return Outcome(Status.SUCCESS, duplicate=not new)
 
     def _check_space(self) -> None:
+        """Refuse while the store, or the local spool (the only disk with S3), runs low."""
+        limit = self.settings.min_free_bytes
+        if limit <= 0:
+            return
         free = self.store.free_bytes()
-        if free is not None and free < self.settings.min_free_bytes:
-            raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "not enough free space")
+        try:
+            spool_free = shutil.disk_usage(self.settings.tmp_dir).free
+        except OSError:
+            spool_free = None
+        for value in (free, spool_free):
+            if value is not None and value < limit:
+                raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "not enough free space")
 
     @staticmethod
     def _object_key(ds: Dataset, sha: str) -> str:

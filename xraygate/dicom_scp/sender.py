@@ -20,12 +20,13 @@ from pynetdicom import AE
 from rich.progress import Progress
 
 from xraygate.core.errors import AssociationRefused
+from xraygate.dicom_scp.status import Status
 
 __all__ = ["AssociationRefused", "SendReport", "send_paths"]
 
 MAX_CONTEXTS = 120  # an association request carries at most 128 presentation contexts
 NOT_DICOM = 0xC000  # reported for files that cannot be read as DICOM (never sent)
-NOT_ACCEPTED = 0x0122  # SOP class / transfer syntax not accepted by the peer
+NOT_ACCEPTED = int(Status.SOP_CLASS_NOT_SUPPORTED)  # no accepted context for the file
 NO_RESPONSE = 0xFFFF  # the association ended before the peer answered
 
 

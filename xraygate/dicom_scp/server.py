@@ -11,6 +11,8 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset
@@ -161,10 +163,31 @@ class ScpServer:
         self._server.shutdown()
 
 
+def clean_spool(spool: Path, idle_seconds: float) -> int:
+    """Delete data sets left spooled by a killed process (never acknowledged, so resent).
+
+    A file still being received is written at least every ``network_timeout`` seconds, so only
+    files idle for longer than that are removed.
+    """
+    removed = 0
+    cutoff = time.time() - idle_seconds
+    for path in spool.glob("tmp*.dcm"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.warning("removed %d unacknowledged spooled data sets", removed)
+    return removed
+
+
 def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpServer:
     """Start listening (in background threads) and return the running server."""
     spool = settings.tmp_dir
     spool.mkdir(parents=True, exist_ok=True)
+    clean_spool(spool, max(settings.network_timeout, 1.0))
     # pynetdicom spools each received data set with NamedTemporaryFile in the default temp dir:
     # keep it next to the object store so storing is a rename, not a copy.
     tempfile.tempdir = str(spool.resolve())
