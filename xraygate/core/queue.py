@@ -79,6 +79,13 @@ class JobQueue:
         engine = get_engine(settings.resolved_database_url)
         return cls(engine, lease_seconds=settings.queue_lease_seconds, policy=policy)
 
+    def with_max_attempts(self, max_attempts: int) -> JobQueue:
+        """The same queue, enqueueing jobs with another attempt budget (same backoff, lease)."""
+        policy = RetryPolicy(
+            max_attempts, self.policy.backoff_seconds, self.policy.backoff_max_seconds
+        )
+        return JobQueue(self.engine, lease_seconds=self.lease.total_seconds(), policy=policy)
+
     # -- 1. enqueue -----------------------------------------------------------------------
     def enqueue(
         self,

@@ -58,8 +58,13 @@ class ObjectStore(Protocol):
 
     url: str
 
-    def put_file(self, key: str, path: Path, *, move: bool = False) -> StoredObject:
-        """Store the file at ``path`` under ``key``; ``move`` lets the store consume the file."""
+    def put_file(
+        self, key: str, path: Path, *, move: bool = False, digest: tuple[int, str] | None = None
+    ) -> StoredObject:
+        """Store the file at ``path`` under ``key``; ``move`` lets the store consume the file.
+
+        ``digest`` is the file's (size, sha256) when the caller already computed it.
+        """
         ...
 
     def put_bytes(self, key: str, data: bytes) -> StoredObject: ...
@@ -101,11 +106,13 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def put_file(self, key: str, path: Path, *, move: bool = False) -> StoredObject:
+    def put_file(
+        self, key: str, path: Path, *, move: bool = False, digest: tuple[int, str] | None = None
+    ) -> StoredObject:
         dest = self._path(key)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            size, sha = file_digest(path)
+            size, sha = digest or file_digest(path)
             if move and path.stat().st_dev == dest.parent.stat().st_dev:
                 staged = path
             else:
@@ -252,8 +259,10 @@ class S3Store:
         except (BotoCoreError, OSError) as exc:
             raise StorageError(f"S3 {what} {key} failed: {type(exc).__name__}") from exc
 
-    def put_file(self, key: str, path: Path, *, move: bool = False) -> StoredObject:
-        size, sha = file_digest(path)
+    def put_file(
+        self, key: str, path: Path, *, move: bool = False, digest: tuple[int, str] | None = None
+    ) -> StoredObject:
+        size, sha = digest or file_digest(path)
         self._call(
             "upload",
             key,

@@ -160,7 +160,7 @@ class Ingestor:
             return Outcome(Status.SUCCESS, duplicate=True)
         key = self._object_key(ds, sha)
         try:
-            self.store.put_file(key, received.path, move=True)
+            self.store.put_file(key, received.path, move=True, digest=(size, sha))
         except StorageFull as exc:
             raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "object store is full") from exc
         except StorageError as exc:

@@ -23,7 +23,7 @@ from xraygate.core.db import read_session
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Channel
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
-from xraygate.core.queue import ClaimedJob, JobQueue, RetryPolicy
+from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.core.worker import Commit, Handler
 from xraygate.fhir.builders import build_all, build_provenance
@@ -40,12 +40,7 @@ PUSH_FHIR = "push-fhir"
 
 def delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
     """The queue as seen by delivery jobs: their own attempt budget."""
-    policy = RetryPolicy(
-        settings.delivery_max_attempts,
-        queue.policy.backoff_seconds,
-        queue.policy.backoff_max_seconds,
-    )
-    return JobQueue(queue.engine, lease_seconds=queue.lease.total_seconds(), policy=policy)
+    return queue.with_max_attempts(settings.delivery_max_attempts)
 
 
 class EmitFhir:

@@ -32,7 +32,7 @@ from xraygate.core.models import (
     utcnow,
 )
 from xraygate.core.outbox import NewMessage, OutboxDrainer, Outcome, Sender, add_message
-from xraygate.core.queue import ClaimedJob, JobQueue, RetryPolicy
+from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.core.worker import Commit, Handler
 from xraygate.hl7.mllp import make_mllp_sender
@@ -54,12 +54,7 @@ def control_id(channel: str, result: StudyResult) -> str:
 
 
 def _delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
-    policy = RetryPolicy(
-        settings.delivery_max_attempts,
-        queue.policy.backoff_seconds,
-        queue.policy.backoff_max_seconds,
-    )
-    return JobQueue(queue.engine, lease_seconds=queue.lease.total_seconds(), policy=policy)
+    return queue.with_max_attempts(settings.delivery_max_attempts)
 
 
 class EmitHl7:
