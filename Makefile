@@ -14,13 +14,20 @@ $(BIN)/xraygate: pyproject.toml
 
 setup: $(BIN)/xraygate
 
-# Debian packages the tests drive as real peers: dcmtk's storescu/storescp, and Chromium for
-# the browser test of the web pages.
+# Debian packages the tests drive as real peers: dcmtk (storescu/storescp/dsrdump), Chromium (web
+# pages), Orthanc + its DICOMweb plugin (the PACS), dicom3tools (dciodvfy), Tesseract (pixel PHI),
+# HAProxy (cluster harness), Prometheus (promtool checks the alert rules). Installed only if missing.
+DEBIAN_PKGS := dcmtk chromium orthanc orthanc-dicomweb dicom3tools tesseract-ocr haproxy prometheus \
+	fonts-dejavu-core fonts-dejavu-extra fonts-liberation2
 system-deps:
-	@{ [ -x /usr/bin/storescu ] && [ -x /usr/bin/chromium ]; } || { \
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEBIAN_PKGS) 2>/dev/null \
+	  | awk '$$NF != "installed" {print $$1}'; \
+	  for p in $(DEBIAN_PKGS); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  $$SUDO apt-get install -y -qq dcmtk chromium fonts-dejavu-core >/dev/null; }
+	  $$SUDO apt-get install -y -qq $$(echo $$missing | tr ' ' '\n' | sort -u) >/dev/null; \
+	fi
 
 run: setup
 	$(BIN)/xraygate serve
