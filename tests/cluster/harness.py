@@ -202,9 +202,9 @@ class Run:
                 f"{drained_at - last_fault:.1f} s" if drained_at else "NOT DRAINED"
             ),
         }
-        verdict = judge(
-            studies, self.ledger, engine, store, oru, [r.raw for r in ehr.mllp.received], fhir, run
-        )
+        bodies = {a.bundle_id: a.body for a in ehr.fhir.arrivals if a.status == 200}
+        oru_bodies = [r.raw for r in ehr.mllp.received]
+        verdict = judge(studies, self.ledger, engine, store, oru, oru_bodies, fhir, bodies, run)
         verdict.check(not ehr.mllp.errors, f"ORU strict parse errors: {ehr.mllp.errors[:3]}")
         verdict.check(drained_at is not None, "the cluster did not drain")
         verdict.check(not self._fault_errors, f"fault injection failed: {self._fault_errors}")

@@ -74,6 +74,7 @@ def judge(
     oru: Received,
     oru_bodies: list[str],
     fhir: Received,
+    fhir_bodies: dict[str, bytes],
     run: dict[str, Any],
 ) -> Verdict:
     v = Verdict()
@@ -107,6 +108,15 @@ def judge(
                 )
             ).all()
         )
+        provenance = {
+            row.study_uid: _provenance_reads(row.content)
+            for row in session.scalars(
+                select(FhirResource).where(
+                    col(FhirResource.resource_type) == "Provenance",
+                    col(FhirResource.is_current).is_(True),
+                )
+            )
+        }
         report_versions = session.scalar(
             select(func.count()).where(col(FhirResource.resource_type) == "DiagnosticReport")
         )
@@ -144,6 +154,13 @@ def judge(
     v.figures["studies scored"] = f"{len(sent_studies) - len(incomplete)} / {len(sent_studies)}"
     v.figures["reports (versions)"] = f"{reports} ({report_versions})"
     v.check(not incomplete, f"{len(incomplete)} studies' results miss acknowledged images")
+    stale_api = [
+        u
+        for u, r in results.items()
+        if r.category != "not-applicable" and provenance.get(u) != set(r.instance_uids)
+    ]
+    v.figures["FHIR API: current report older than the result"] = len(stale_api)
+    v.check(not stale_api, f"the FHIR API serves a stale report for {len(stale_api)} studies")
     v.check(reports == len(results), f"{reports} DiagnosticReports for {len(results)} results")
 
     # -- deliveries per channel ---------------------------------------------------------------
@@ -156,6 +173,9 @@ def judge(
     fhir_final = {u: f"{u}:{r.model_version}:v{report_version.get(u)}" for u, r in results.items()}
     _channel(v, "ORU^R01 (MLLP)", by_channel["hl7"], oru, results, hl7_final, ledger, studies)
     _channel(v, "FHIR push", by_channel["fhir-push"], fhir, results, fhir_final, ledger, studies)
+    stale = _stale_fhir_at_ehr(by_channel["fhir-push"], fhir, fhir_bodies, results)
+    v.figures["FHIR push: EHR's last Bundle older than the result"] = len(stale)
+    v.check(not stale, f"FHIR push: the EHR's last Bundle is stale for {len(stale)} studies")
     bad_pid = _peer_identity(oru_bodies, studies)
     v.check(not bad_pid, f"{bad_pid} ORUs name a patient or order that was not sent")
 
@@ -272,6 +292,43 @@ def _latencies(
         if acks and cid in first:
             out.append(first[cid] - max(acks))
     return out
+
+
+def _stale_fhir_at_ehr(
+    rows: list[OutboxMessage],
+    received: Received,
+    bodies: dict[str, bytes],
+    results: dict[str, StudyResult],
+) -> list[str]:
+    """Studies whose last Bundle at the EHR does not carry the images of the current result
+    (its Provenance names the SOP Instances read)."""
+    study_of = {r.control_id: r.study_uid for r in rows}
+    last: dict[str, str] = {}
+    for cid, _ in received.arrivals:
+        if cid in study_of:
+            last[study_of[cid]] = cid
+    stale = []
+    for uid, result in results.items():
+        if result.category == "not-applicable" or uid not in last:
+            continue
+        bundle = json.loads(bodies[last[uid]])
+        read = set()
+        for entry in bundle["entry"]:
+            if entry["resource"]["resourceType"] == "Provenance":
+                read = _provenance_reads(entry["resource"])
+        if read != set(result.instance_uids):
+            stale.append(uid)
+    return stale
+
+
+def _provenance_reads(provenance: dict[str, Any]) -> set[str]:
+    """The SOP Instance UIDs a report's Provenance says the model read."""
+    read = set()
+    for entity in provenance.get("entity", []):
+        value = entity["what"].get("identifier", {}).get("value", "")
+        if value:
+            read.add(value.removeprefix("urn:oid:"))
+    return read
 
 
 def _peer_identity(bodies: list[str], studies: list[CorpusStudy]) -> int:

@@ -195,8 +195,10 @@ class ScpServer:
             self._wait_idle(closing_seconds)
 
     def _wait_idle(self, seconds: float) -> bool:
+        """Wait for the established associations to end (a connection still negotiating, or
+        a health check's, holds no data and is not waited for)."""
         deadline = time.monotonic() + seconds
-        while self._server.active_associations:
+        while any(a.is_established for a in self._server.active_associations):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
