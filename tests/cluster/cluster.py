@@ -74,6 +74,7 @@ class ClusterConfig:
     backoff_seconds: float = 0.5
     backoff_max_seconds: float = 4.0
     shutdown_grace_seconds: float = 5.0
+    haproxy: bool = True  # off: clients talk to the pods' own ports (bench/capacity.py)
 
 
 @dataclass
@@ -267,7 +268,16 @@ class Cluster:
             pod.start()
         for pod in self.pods:
             wait_for(pod.ready, f"{pod.name} to be ready", timeout=240)
-        self._start_haproxy()
+        if self.config.haproxy:
+            self._start_haproxy()
+
+    def add_pod(self, role: str) -> Pod:
+        """Start one more pod of ``role`` (scaling out) and wait until it is ready."""
+        self._add(role, len(self.pods_of(role)))
+        pod = self.pods[-1]
+        pod.start()
+        wait_for(pod.ready, f"{pod.name} to be ready", timeout=240)
+        return pod
 
     def stop(self) -> None:
         for pod in self.pods:

@@ -22,6 +22,7 @@ from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Channel
+from xraygate.core.models.results import revision_now, superseded
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -56,6 +57,8 @@ class EmitFhir:
             ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
         if ctx is None or ctx.result.shadow:
             return None  # shadow results are stored by inference, never emitted
+        if superseded(job.payload, ctx.result.revision):
+            return None  # a newer revision's job emits the study's current state
         resources = build_all(ctx)
         for resource in resources:
             validate_resource(resource)
@@ -65,6 +68,13 @@ class EmitFhir:
         self, session: Session, ctx: ResultContext, resources: list[dict[str, Any]], priority: int
     ) -> None:
         study_uid = ctx.study.study_instance_uid
+        assert ctx.result.id is not None
+        if revision_now(session, ctx.result.id) != ctx.result.revision:
+            log.info(
+                "[%s] result revised while building: left to the newer job",
+                correlation_id(study_uid),
+            )
+            return
         changed = False
         report_version = 1
         for resource in resources:

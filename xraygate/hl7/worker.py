@@ -31,6 +31,7 @@ from xraygate.core.models import (
     StudyResult,
     utcnow,
 )
+from xraygate.core.models.results import revision_now, superseded
 from xraygate.core.outbox import NewMessage, OutboxDrainer, Outcome, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -84,12 +85,14 @@ class EmitHl7:
             patient = session.get(Patient, study.patient_pk) if study else None
         if study is None or patient is None:
             raise PermanentDelivery(f"study result {result_id} has no study or patient row")
+        if superseded(job.payload, result.revision):
+            return None  # a newer revision's job sends the study's current state
         channels = self.channels(result.category == Category.HIGH)
         if not channels:
             return None  # HL7 sending is off
         now = utcnow().astimezone()
         messages = [self._message(ch, result, study, patient, now, job.priority) for ch in channels]
-        return lambda session: self._commit(session, messages)
+        return lambda session: self._commit(session, result, messages)
 
     def _message(
         self,
@@ -121,7 +124,17 @@ class EmitHl7:
             priority=priority + boost,
         )
 
-    def _commit(self, session: Session, messages: list[tuple[str, NewMessage]]) -> None:
+    def _commit(
+        self, session: Session, result: StudyResult, messages: list[tuple[str, NewMessage]]
+    ) -> None:
+        assert result.id is not None
+        if revision_now(session, result.id) != result.revision:
+            # revised while this one was built: the newer revision's job sends it, after this
+            # one would have, so a stale ORU can never overtake the current one
+            log.info(
+                "[%s] result revised while building", correlation_id(result.study_instance_uid)
+            )
+            return
         for kind, new in messages:
             added = add_message(session, self.delivery, kind, new)
             log.info(

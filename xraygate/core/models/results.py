@@ -102,6 +102,24 @@ class StudyResult(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+# --- result revisions (emitters skip superseded ones) ------------------------------------------
+
+
+def superseded(payload: dict[str, Any], current_revision: int) -> bool:
+    """A job made for an older revision of the result: the newer revision has its own job."""
+    made_for = payload.get("revision")
+    return made_for is not None and int(made_for) < current_revision
+
+
+def revision_now(session: Session, result_id: int) -> int | None:
+    """The result's revision inside the caller's transaction, row-locked until it commits (so a
+    new revision cannot slip in before what was built from this one is stored)."""
+    revision = session.scalar(
+        select(col(StudyResult.revision)).where(col(StudyResult.id) == result_id).with_for_update()
+    )
+    return None if revision is None else int(revision)
+
+
 # --- registry state transitions (shared by the inference CLI and the admin API) -------------
 
 
