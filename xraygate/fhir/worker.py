@@ -20,9 +20,10 @@ from sqlmodel import Session
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
+from xraygate.core.jobs import EmitFhirPayload, JobKind, PushFhirPayload
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Channel
-from xraygate.core.models.results import revision_now, superseded
+from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -34,9 +35,6 @@ from xraygate.fhir.store import save
 from xraygate.fhir.validate import validate_resource
 
 log = logging.getLogger(__name__)
-
-EMIT_FHIR = "emit-fhir"
-PUSH_FHIR = "push-fhir"
 
 
 def delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
@@ -52,12 +50,13 @@ class EmitFhir:
         self.tz = ZoneInfo(settings.local_timezone)
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        result_id = int(job.payload["study_result_id"])
+        payload = EmitFhirPayload.from_job(job)
+        result_id = payload.study_result_id
         with read_session(self.engine) as session:
             ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
         if ctx is None or ctx.result.shadow:
             return None  # shadow results are stored by inference, never emitted
-        if superseded(job.payload, ctx.result.revision):
+        if payload.revision < ctx.result.revision:
             return None  # a newer revision's job emits the study's current state
         resources = build_all(ctx)
         for resource in resources:
@@ -111,7 +110,7 @@ class EmitFhir:
         add_message(
             session,
             self.delivery,
-            PUSH_FHIR,
+            PushFhirPayload,
             NewMessage(
                 channel=Channel.FHIR_PUSH,
                 stream_key=ctx.patient.patient_key,
@@ -133,4 +132,4 @@ def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> di
         {Channel.FHIR_PUSH: make_push_sender(settings)},
         lease_seconds=settings.delivery_stream_lease_seconds,
     )
-    return {EMIT_FHIR: EmitFhir(settings, queue), PUSH_FHIR: drainer}
+    return {JobKind.EMIT_FHIR: EmitFhir(settings, queue), JobKind.PUSH_FHIR: drainer}

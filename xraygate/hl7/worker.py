@@ -21,6 +21,13 @@ from sqlmodel import Session
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.errors import PermanentDelivery
+from xraygate.core.jobs import (
+    EmitHl7Payload,
+    JobKind,
+    NotifyEscalationPayload,
+    OutboxPayload,
+    SendHl7Payload,
+)
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import (
     Category,
@@ -31,7 +38,7 @@ from xraygate.core.models import (
     StudyResult,
     utcnow,
 )
-from xraygate.core.models.results import revision_now, superseded
+from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import NewMessage, OutboxDrainer, Outcome, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -41,9 +48,6 @@ from xraygate.hl7.oru import build_oru
 
 log = logging.getLogger(__name__)
 
-EMIT_HL7 = "emit-hl7"
-SEND_HL7 = "send-hl7"
-NOTIFY = "notify-escalation"
 HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 ESCALATION_BOOST = 5
 
@@ -76,7 +80,8 @@ class EmitHl7:
         return out
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        result_id = int(job.payload["study_result_id"])
+        payload = EmitHl7Payload.from_job(job)
+        result_id = payload.study_result_id
         with read_session(self.engine) as session:
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
@@ -85,7 +90,7 @@ class EmitHl7:
             patient = session.get(Patient, study.patient_pk) if study else None
         if study is None or patient is None:
             raise PermanentDelivery(f"study result {result_id} has no study or patient row")
-        if superseded(job.payload, result.revision):
+        if payload.revision < result.revision:
             return None  # a newer revision's job sends the study's current state
         channels = self.channels(result.category == Category.HIGH)
         if not channels:
@@ -102,16 +107,17 @@ class EmitHl7:
         patient: Patient,
         now: datetime,
         priority: int,
-    ) -> tuple[str, NewMessage]:
+    ) -> tuple[type[OutboxPayload], NewMessage]:
         cid = control_id(channel, result)
+        send: type[OutboxPayload]
         if channel == Channel.WEBHOOK_ESCALATION:
             body = json.dumps(_notification(cid, result, study), separators=(",", ":"))
-            kind, ctype = NOTIFY, "application/json"
+            send, ctype = NotifyEscalationPayload, "application/json"
         else:
             body = build_oru(self.settings, cid, result, study, patient, now)
-            kind, ctype = SEND_HL7, HL7_CONTENT_TYPE
+            send, ctype = SendHl7Payload, HL7_CONTENT_TYPE
         boost = ESCALATION_BOOST if channel != Channel.HL7 else 0
-        return kind, NewMessage(
+        return send, NewMessage(
             channel=channel,
             stream_key=patient.patient_key,
             dedupe_key=f"{result.study_instance_uid}:{result.model_version}:{result.revision}",
@@ -125,7 +131,10 @@ class EmitHl7:
         )
 
     def _commit(
-        self, session: Session, result: StudyResult, messages: list[tuple[str, NewMessage]]
+        self,
+        session: Session,
+        result: StudyResult,
+        messages: list[tuple[type[OutboxPayload], NewMessage]],
     ) -> None:
         assert result.id is not None
         if revision_now(session, result.id) != result.revision:
@@ -135,8 +144,8 @@ class EmitHl7:
                 "[%s] result revised while building", correlation_id(result.study_instance_uid)
             )
             return
-        for kind, new in messages:
-            added = add_message(session, self.delivery, kind, new)
+        for send, new in messages:
+            added = add_message(session, self.delivery, send, new)
             log.info(
                 "[%s] %s message %s",
                 correlation_id(new.study_uid),
@@ -202,13 +211,13 @@ def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> di
     )
     lease = s.delivery_stream_lease_seconds
     return {
-        EMIT_HL7: EmitHl7(settings, queue),
-        SEND_HL7: OutboxDrainer(
+        JobKind.EMIT_HL7: EmitHl7(settings, queue),
+        JobKind.SEND_HL7: OutboxDrainer(
             queue.engine,
             {Channel.HL7: hl7, Channel.HL7_ESCALATION: escalation},
             lease_seconds=lease,
         ),
-        NOTIFY: OutboxDrainer(
+        JobKind.NOTIFY_ESCALATION: OutboxDrainer(
             queue.engine,
             {Channel.WEBHOOK_ESCALATION: make_webhook_sender(s.escalation_webhook_url, 10.0)},
             lease_seconds=lease,

@@ -102,13 +102,7 @@ class StudyResult(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-# --- result revisions (emitters skip superseded ones) ------------------------------------------
-
-
-def superseded(payload: dict[str, Any], current_revision: int) -> bool:
-    """A job made for an older revision of the result: the newer revision has its own job."""
-    made_for = payload.get("revision")
-    return made_for is not None and int(made_for) < current_revision
+# --- result revisions (emitters never store or send a superseded one) -------------------------
 
 
 def revision_now(session: Session, result_id: int) -> int | None:
