@@ -30,6 +30,7 @@ from xraygate.core.models import (
     StudyResult,
 )
 from xraygate.core.storage import ObjectStore
+from xraygate.fhir.context import stable_id
 
 
 @dataclass
@@ -108,13 +109,11 @@ def judge(
                 )
             ).all()
         )
+        # one Provenance per result revision: what the model read for it
         provenance = {
-            row.study_uid: _provenance_reads(row.content)
+            row.resource_id: _provenance_reads(row.content)
             for row in session.scalars(
-                select(FhirResource).where(
-                    col(FhirResource.resource_type) == "Provenance",
-                    col(FhirResource.is_current).is_(True),
-                )
+                select(FhirResource).where(col(FhirResource.resource_type) == "Provenance")
             )
         }
         report_versions = session.scalar(
@@ -157,7 +156,9 @@ def judge(
     stale_api = [
         u
         for u, r in results.items()
-        if r.category != "not-applicable" and provenance.get(u) != set(r.instance_uids)
+        if r.category != "not-applicable"
+        and provenance.get(stable_id("Provenance", u, r.model_version, str(r.revision)))
+        != set(r.instance_uids)
     ]
     v.figures["FHIR API: current report older than the result"] = len(stale_api)
     v.check(not stale_api, f"the FHIR API serves a stale report for {len(stale_api)} studies")
