@@ -374,28 +374,26 @@ class Cluster:
         }
 
     def _make_pods(self) -> None:
-        base = {
+        c = self.config
+        for role, count in (("worker", c.workers), ("scp", c.scps), ("gateway", c.gateways)):
+            for n in range(count):
+                self._add(role, n)
+
+    def _add(self, role: str, n: int) -> None:
+        name = f"{role}-{n}"
+        port, ops = free_port(), free_port()
+        env = {
             **os.environ,
             **self._common_env(),
             "XRAYGATE_DATABASE_URL": self.proxied_db_url,
             "XRAYGATE_S3_ENDPOINT_URL": self.s3_url,
             "XRAYGATE_EXPORT_S3_ENDPOINT_URL": self.s3_url,
+            "XRAYGATE_DATA_DIR": str(self.root / "pods" / name),
+            "XRAYGATE_DICOM_PORT": str(port),
+            "XRAYGATE_HTTP_PORT": str(ops if role == "gateway" else port),
+            "XRAYGATE_OPS_PORT": str(ops),
         }
-        c = self.config
-        for role, count in (("worker", c.workers), ("scp", c.scps), ("gateway", c.gateways)):
-            for n in range(count):
-                name = f"{role}-{n}"
-                port, ops = free_port(), free_port()
-                env = {
-                    **base,
-                    "XRAYGATE_DATA_DIR": str(self.root / "pods" / name),
-                    "XRAYGATE_DICOM_PORT": str(port),
-                    "XRAYGATE_HTTP_PORT": str(ops if role == "gateway" else port),
-                    "XRAYGATE_OPS_PORT": str(ops),
-                }
-                self.pods.append(
-                    Pod(name, role, port, ops, env, self.root / "logs" / f"{name}.log")
-                )
+        self.pods.append(Pod(name, role, port, ops, env, self.root / "logs" / f"{name}.log"))
 
     def _start_haproxy(self) -> None:
         scps = "\n".join(

@@ -174,6 +174,9 @@ def judge(
     fhir_final = {u: f"{u}:{r.model_version}:v{report_version.get(u)}" for u, r in results.items()}
     _channel(v, "ORU^R01 (MLLP)", by_channel["hl7"], oru, results, hl7_final, ledger, studies)
     _channel(v, "FHIR push", by_channel["fhir-push"], fhir, results, fhir_final, ledger, studies)
+    invalid = _invalid_bundles(fhir_bodies)
+    v.figures["FHIR push: Bundles failing the R4 schema"] = f"{invalid} of {len(fhir_bodies)}"
+    v.check(not invalid, f"FHIR push: {invalid} Bundles fail the official R4 JSON schema")
     stale = _stale_fhir_at_ehr(by_channel["fhir-push"], fhir, fhir_bodies, results)
     v.figures["FHIR push: EHR's last Bundle older than the result"] = len(stale)
     v.check(not stale, f"FHIR push: the EHR's last Bundle is stale for {len(stale)} studies")
@@ -320,6 +323,18 @@ def _stale_fhir_at_ehr(
         if read != set(result.instance_uids):
             stale.append(uid)
     return stale
+
+
+def _invalid_bundles(bodies: dict[str, bytes]) -> int:
+    """Bundles (each distinct one the EHR accepted) with a resource failing the R4 schema."""
+    from tests.fhir.r4schema import r4_errors
+
+    bad = 0
+    for body in bodies.values():
+        bundle = json.loads(body)
+        resources = [bundle, *(entry.pop("resource") for entry in bundle["entry"])]
+        bad += any(r4_errors(resource) for resource in resources)
+    return bad
 
 
 def _provenance_reads(provenance: dict[str, Any]) -> set[str]:
