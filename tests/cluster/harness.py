@@ -163,7 +163,7 @@ class Run:
         pending = list(self.faults)
         while any(m.is_alive() for m in modalities):
             done = len(self.ledger.acked) / total
-            while pending and pending[0].at <= done:
+            while pending and pending[0].at <= done and self._due(cluster, pending[0]):
                 self._fire(cluster, pending.pop(0))
             time.sleep(0.2)
         sent_at = time.monotonic()
@@ -210,6 +210,15 @@ class Run:
         verdict.check(not self._fault_errors, f"fault injection failed: {self._fault_errors}")
         engine.dispose()
         return verdict
+
+    @staticmethod
+    def _due(cluster: Cluster, fault: Fault) -> bool:
+        """An EHR outage waits until results flow on both channels, so that it hits deliveries."""
+        ehr = cluster.ehr
+        assert ehr is not None
+        if fault.kind in ("mllp-down", "fhir-503"):
+            return bool(ehr.mllp.received) and any(a.status == 200 for a in ehr.fhir.arrivals)
+        return True
 
     def _fire(self, cluster: Cluster, fault: Fault) -> None:
         thread = threading.Thread(target=self._apply, args=(cluster, fault), daemon=True)
