@@ -79,7 +79,8 @@ class ClusterConfig:
 
 @dataclass
 class Pod:
-    """One xraygate process, restarted like a pod after a kill."""
+    """One xraygate process, supervised like a pod: restarted after a kill, and after a crash
+    with a growing back-off (Kubernetes' CrashLoopBackOff)."""
 
     name: str
     role: str
@@ -89,6 +90,7 @@ class Pod:
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    crashes: list[str] = field(default_factory=list)  # "exit 1 while starting", ...
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -103,12 +105,28 @@ class Pod:
         log.close()
         self.starts += 1
 
+    def start_ready(self, timeout: float = 240.0) -> None:
+        """Start and wait until ready, restarting (with back-off) if it crashes meanwhile."""
+        deadline = time.monotonic() + timeout
+        backoff = 1.0
+        self.start()
+        while not self.ready():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                self.crashes.append(f"{self.name}: exit {self.proc.returncode} while starting")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self.start()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready in {timeout:.0f} s; see {self.log_path}")
+            time.sleep(0.2)
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
     def ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(
-                f"{self.name} exited with {self.proc.returncode}; see {self.log_path}"
-            )
+        if self.proc is None or self.proc.poll() is not None:
+            return False
         if self.role == "scp":
             return tcp_open(self.port)
         return http_ok(f"http://127.0.0.1:{self.ops_port}/healthz")
@@ -264,10 +282,13 @@ class Cluster:
         self._migrate()
         self._make_pods()
         # Workers first: each registers the bundled demo model if none is (they race for it).
-        for pod in self.pods:
-            pod.start()
-        for pod in self.pods:
-            wait_for(pod.ready, f"{pod.name} to be ready", timeout=240)
+        threads = [threading.Thread(target=pod.start_ready) for pod in self.pods]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if not all(pod.ready() for pod in self.pods):
+            raise RuntimeError("pods did not start; see the logs")
         if self.config.haproxy:
             self._start_haproxy()
 
@@ -275,9 +296,20 @@ class Cluster:
         """Start one more pod of ``role`` (scaling out) and wait until it is ready."""
         self._add(role, len(self.pods_of(role)))
         pod = self.pods[-1]
-        pod.start()
-        wait_for(pod.ready, f"{pod.name} to be ready", timeout=240)
+        pod.start_ready()
         return pod
+
+    def supervise(self) -> None:
+        """Restart any pod that died on its own (not killed by a fault), as Kubernetes does."""
+        for pod in self.pods:
+            if pod.exited() and pod.lock.acquire(blocking=False):
+                try:
+                    if pod.exited():
+                        assert pod.proc is not None
+                        pod.crashes.append(f"{pod.name}: exit {pod.proc.returncode} while running")
+                        pod.start_ready()
+                finally:
+                    pod.lock.release()
 
     def stop(self) -> None:
         for pod in self.pods:

@@ -20,7 +20,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from tests.cluster.cluster import Cluster, ClusterConfig, wait_for
+from tests.cluster.cluster import Cluster, ClusterConfig
 from tests.cluster.corpus import CorpusStudy, build
 from tests.cluster.modality import Ledger, Modality
 from tests.cluster.verdict import Received, Verdict, judge
@@ -161,6 +161,7 @@ class Run:
             modality.start()
         threading.Thread(target=self._ehr_reader, args=(cluster,), daemon=True).start()
         pending = list(self.faults)
+        threading.Thread(target=self._supervise, args=(cluster,), daemon=True).start()
         while any(m.is_alive() for m in modalities):
             done = len(self.ledger.acked) / total
             while pending and pending[0].at <= done and self._due(cluster, pending[0]):
@@ -190,6 +191,7 @@ class Run:
         run: dict[str, Any] = {
             "faults": "; ".join(f.describe() for f in self.faults) or "none",
             "pod restarts": sum(p.starts - 1 for p in cluster.pods),
+            "pod crashes (restarted)": "; ".join(c for p in cluster.pods for c in p.crashes) or 0,
             "FHIR pushes answered 503": sum(1 for a in ehr.fhir.arrivals if a.status == 503),
             "EHR reads via HAProxy ok / failed": (
                 f"{self.gateway_reads['ok']} / {self.gateway_reads['failed']}"
@@ -208,8 +210,14 @@ class Run:
         verdict.check(not ehr.mllp.errors, f"ORU strict parse errors: {ehr.mllp.errors[:3]}")
         verdict.check(drained_at is not None, "the cluster did not drain")
         verdict.check(not self._fault_errors, f"fault injection failed: {self._fault_errors}")
+        running_crashes = [c for p in cluster.pods for c in p.crashes if "while running" in c]
+        verdict.check(not running_crashes, f"processes died on their own: {running_crashes}")
         engine.dispose()
         return verdict
+
+    def _supervise(self, cluster: Cluster) -> None:
+        while not self._stop.wait(0.5):
+            cluster.supervise()
 
     @staticmethod
     def _due(cluster: Cluster, fault: Fault) -> bool:
@@ -240,8 +248,7 @@ class Run:
             with pod.lock:  # one fault at a time per pod: a restart completes first
                 pod.kill()
                 time.sleep(fault.duration)
-                pod.start()
-                wait_for(pod.ready, f"{pod.name} to restart", timeout=240)
+                pod.start_ready()
         else:
             down, up = self._outage(cluster, fault)
             down()

@@ -25,6 +25,6 @@ def test_short_cluster_run_under_faults() -> None:
     assert verdict.ok, verdict.render()
     figures = verdict.figures
     assert figures["instances acknowledged"] == figures["instances sent"] >= 200
-    assert figures["pod restarts"] == 3
+    assert figures["pod restarts"] >= 3
     assert figures["FHIR pushes answered 503"] > 0, "the EHR outage missed the deliveries"
     assert "mllp-down 20 s" in figures["faults"] and "kill-scp" in figures["faults"]
