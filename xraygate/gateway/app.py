@@ -43,22 +43,23 @@ from xraygate.core.errors import XraygateError
 from xraygate.core.logging import correlation_id, set_correlation
 from xraygate.core.models import ModelState, ModelVersion
 from xraygate.core.storage import ObjectStore, store_from_settings
-
-# feedback_api and fhir_api belong to other areas: they have no auth inside and are included
-# below behind their roles.
-from xraygate.gateway import admin_api, clinical_api, feedback_api, fhir_api, pages
-from xraygate.gateway.audit import AuditMiddleware
-from xraygate.gateway.auth import (
+from xraygate.gateway import fhir_api
+from xraygate.gateway.api import admin as admin_api
+from xraygate.gateway.api import clinical as clinical_api
+from xraygate.gateway.api import feedback as feedback_api
+from xraygate.gateway.auth.authenticator import (
     Authenticator,
     PrincipalDep,
     current_principal,
     require_fhir_reader,
     require_roles,
 )
-from xraygate.gateway.queue_metrics import refresh_queue_metrics
+from xraygate.gateway.middleware.audit import AuditMiddleware
+from xraygate.gateway.ops.metrics import refresh_queue_metrics
+from xraygate.gateway.web import pages
 
 log = logging.getLogger("xraygate.gateway")
-STATIC = Path(__file__).with_name("static")
+STATIC = Path(__file__).parent / "web" / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -27,8 +27,8 @@ from sqlmodel import Session, col
 from xraygate.core import db
 from xraygate.core.config import Settings, get_settings
 from xraygate.core.models import FhirResource, utcnow
-from xraygate.gateway.fhir_capability import capability_statement
-from xraygate.gateway.fhir_search import (
+from xraygate.gateway.fhir_api.capability import capability_statement
+from xraygate.gateway.fhir_api.search import (
     SEARCH_PARAMS,
     SearchError,
     included,

@@ -13,10 +13,10 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from xraygate.core.errors import ObjectNotFound, StorageError
 from xraygate.core.logging import correlation_id, set_correlation
 from xraygate.gateway.deps import ReadDb, SettingsDep, StoreDep
-from xraygate.gateway.imaging import RenderError, render_png
-from xraygate.gateway.studies import Status, StudyView, WorklistRow, instance_object_key
-from xraygate.gateway.studies import study_view as load_study_view
-from xraygate.gateway.studies import worklist as load_worklist
+from xraygate.gateway.views.imaging import RenderError, render_png
+from xraygate.gateway.views.studies import Status, StudyView, WorklistRow, instance_object_key
+from xraygate.gateway.views.studies import study_view as load_study_view
+from xraygate.gateway.views.studies import worklist as load_worklist
 
 router = APIRouter(prefix="/api", tags=["clinician"])
 

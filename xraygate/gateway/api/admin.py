@@ -21,8 +21,8 @@ from xraygate.core.models import AuditRecord, Job, JobState, ModelState, ModelVe
 from xraygate.core.models.results import rollback, set_state
 from xraygate.core.outbox import retry_message
 from xraygate.core.queue import JobQueue
-from xraygate.gateway.audit import audit_event
 from xraygate.gateway.deps import ReadDb, SettingsDep
+from xraygate.gateway.middleware.audit import audit_event
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 FHIR_JSON = "application/fhir+json"

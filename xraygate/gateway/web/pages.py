@@ -18,8 +18,8 @@ from fastapi.templating import Jinja2Templates
 
 from xraygate.core.logging import correlation_id, set_correlation
 from xraygate.core.queue import JobQueue
-from xraygate.gateway.admin_api import list_dead_letters, list_models
-from xraygate.gateway.auth import (
+from xraygate.gateway.api.admin import list_dead_letters, list_models
+from xraygate.gateway.auth.authenticator import (
     SESSION_COOKIE,
     Authenticator,
     AuthError,
@@ -29,7 +29,7 @@ from xraygate.gateway.auth import (
     current_principal,
 )
 from xraygate.gateway.deps import ReadDb, SettingsDep
-from xraygate.gateway.studies import Status, study_view, worklist
+from xraygate.gateway.views.studies import Status, study_view, worklist
 
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 templates.env.filters["dicom_date"] = lambda v: f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 else v

@@ -11,7 +11,7 @@ from xraygate.core.models.delivery import (
     PNEUMONIA_RISK_CODE,
     RISK_CATEGORY_CODE,
 )
-from xraygate.gateway.fhir_search import INCLUDES, SEARCH_PARAMS
+from xraygate.gateway.fhir_api.search import INCLUDES, SEARCH_PARAMS
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "search-type"]
 

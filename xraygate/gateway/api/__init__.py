@@ -1,0 +1,1 @@
+"""The JSON APIs under ``/api``: clinician (worklist, studies, images, feedback) and admin."""

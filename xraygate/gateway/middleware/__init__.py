@@ -1,0 +1,1 @@
+"""ASGI middleware of the gateway: the request log and the audit trail."""
