@@ -1,5 +1,12 @@
-"""The FHIR R4 read API under ``/fhir``."""
+"""The FHIR R4 read API under ``/fhir``: ``capability`` (``/fhir/metadata``), ``routes`` (read,
+vread, history, search; audited) and ``search`` (the parameter table, parsing and SQL)."""
 
-from xraygate.gateway.fhir_api.routes import router
+from fastapi import APIRouter
+
+from xraygate.gateway.fhir_api import capability, routes
+
+router = APIRouter()
+router.include_router(capability.router)  # before /fhir/{resource_type}
+router.include_router(routes.router)
 
 __all__ = ["router"]

@@ -15,12 +15,10 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, sele
 from sqlmodel import Session, col
 
 from xraygate.core.models import FhirResource
+from xraygate.gateway.errors import SearchError
 
 SP = "http://hl7.org/fhir/SearchParameter/"
-
-
-class SearchError(ValueError):
-    """A search the server cannot run as asked (answered 400 with an OperationOutcome)."""
+UNSUPPORTED = "not-supported"  # the issue code of a search naming what we do not serve
 
 
 @dataclass(frozen=True)
@@ -222,7 +220,7 @@ def date_clause(column: Any, raw: str, tz: tzinfo) -> ColumnElement[bool]:
     if raw[:2] in DATE_PREFIXES:
         prefix, value = raw[:2], raw[2:]
     elif raw[:2].isalpha():
-        raise SearchError(f"unsupported date prefix {raw[:2]!r}")
+        raise SearchError(f"unsupported date prefix {raw[:2]!r}", code=UNSUPPORTED)
     lo, hi = date_range(value, tz)
     lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
     clauses: dict[str, ColumnElement[bool]] = {
@@ -280,7 +278,7 @@ def param_clause(
     if param.kind == "ref":
         ref = normalize_reference(value, param.target)
         return _contains(col(R.refs), f"\t{name}={ref}\t")
-    raise SearchError(f"unsupported parameter kind {param.kind}")
+    raise SearchError(f"unsupported parameter kind {param.kind}", code=UNSUPPORTED)
 
 
 def parse_query(
@@ -310,13 +308,14 @@ def parse_query(
             continue
         elif key == "_summary":
             if value != "count":
-                raise SearchError(f"unsupported _summary {value!r} (only 'count')")
+                detail = f"unsupported _summary {value!r} (only 'count')"
+                raise SearchError(detail, code=UNSUPPORTED)
             count = 0
         elif key == "_sort":
             order = _sort(value)
         elif key == "_include":
             if value not in INCLUDES or INCLUDES[value][0] != resource_type:
-                raise SearchError(f"unsupported _include {value!r}")
+                raise SearchError(f"unsupported _include {value!r}", code=UNSUPPORTED)
             includes.append(value)
         else:
             clause = _search_clause(session, params, key, value, tz, strict)
@@ -354,7 +353,7 @@ def _search_clause(
 def _unknown(key: str, strict: bool) -> ColumnElement[bool] | None:
     """Refuse an unknown parameter, or ignore it (None) under ``Prefer: handling=lenient``."""
     if strict:
-        raise SearchError(f"unsupported search parameter {key!r}")
+        raise SearchError(f"unsupported search parameter {key!r}", code=UNSUPPORTED)
     return None
 
 
@@ -372,7 +371,7 @@ def _sort(value: str) -> list[Any]:
         desc = item.startswith("-")
         column = SORTS.get(item.lstrip("-"))
         if column is None:
-            raise SearchError(f"unsupported _sort {item!r}")
+            raise SearchError(f"unsupported _sort {item!r}", code=UNSUPPORTED)
         c = getattr(FhirResource, column)
         out.append(c.desc() if desc else c.asc())
     return out

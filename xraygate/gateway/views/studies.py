@@ -282,12 +282,17 @@ def _deliveries(session: Session, study_uid: str) -> list[DeliveryView]:
     ]
 
 
-def _feedback(session: Session, study: Study) -> list[FeedbackView]:
+def feedback_rows(session: Session, study: Study) -> list[Feedback]:
+    """The study's findings, newest first."""
     rows = session.scalars(
         select(Feedback)
         .where(col(Feedback.study_pk) == study.id)
         .order_by(col(Feedback.created_at).desc(), col(Feedback.id).desc())
     )
+    return list(rows)
+
+
+def _feedback(session: Session, study: Study) -> list[FeedbackView]:
     return [
         FeedbackView(
             finding=r.finding,
@@ -297,7 +302,7 @@ def _feedback(session: Session, study: Study) -> list[FeedbackView]:
             model_version=r.model_version,
             created_at=r.created_at,
         )
-        for r in rows
+        for r in feedback_rows(session, study)
     ]
 
 

@@ -1,76 +1,27 @@
-"""Server-rendered pages (Jinja2 templates shipped in the package; no front-end build).
-
-``/login`` takes a pasted token or API key and sets an HttpOnly session cookie; ``/worklist``
-and ``/studies/{uid}`` are for clinicians, ``/admin`` for admins. Without a session a page
-redirects to the login page; with the wrong role it answers 403.
+"""The pages: ``/login`` takes a pasted token or API key and sets an HttpOnly session cookie;
+``/worklist`` and ``/studies/{uid}`` are for clinicians, ``/admin`` for admins. They use the
+gateway's auth dependencies: without a session a page redirects to the login page, with the wrong
+role it answers 403 (``HtmlRoute``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.security import HTTPAuthorizationCredentials
-from fastapi.templating import Jinja2Templates
 
 from xraygate.core.logging import correlation_id, set_correlation
-from xraygate.core.queue import JobQueue
-from xraygate.gateway.api.admin import list_dead_letters, list_models
-from xraygate.gateway.auth.authenticator import (
-    SESSION_COOKIE,
-    Authenticator,
-    AuthError,
-    Principal,
-    api_key_scheme,
-    bearer_scheme,
-    current_principal,
-)
-from xraygate.gateway.deps import ReadDb, SettingsDep
+from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
+from xraygate.gateway.deps import AUDITED, QueueDep, ReadDb, SettingsDep, authenticator, require
+from xraygate.gateway.errors import NotFound, Unauthorized
+from xraygate.gateway.views.admin import list_dead_letters, list_models
 from xraygate.gateway.views.studies import Status, study_view, worklist
+from xraygate.gateway.web.render import HtmlRoute, render
 
-templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-templates.env.filters["dicom_date"] = lambda v: f"{v[:4]}-{v[4:6]}-{v[6:8]}" if len(v) == 8 else v
-router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
-
-
-class LoginRequired(Exception):
-    """No valid session on a page: redirect to the login page."""
-
-    def __init__(self, next_url: str) -> None:
-        super().__init__(next_url)
-        self.next_url = next_url
-
-
-def page_principal(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> Principal:
-    try:
-        return current_principal(request, bearer, api_key)
-    except HTTPException as exc:
-        if exc.status_code == 401:
-            raise LoginRequired(request.url.path) from exc
-        raise
-
-
-def page_role(role: str) -> object:
-    def check(principal: Annotated[Principal, Depends(page_principal)]) -> Principal:
-        if not principal.has(role):
-            raise HTTPException(403, f"this page requires the {role} role")
-        return principal
-
-    return Depends(check)
-
-
-def render(request: Request, name: str, status_code: int = 200, **context: object) -> Response:
-    principal = context.get("principal") or getattr(request.state, "principal", None)
-    csrf = principal.csrf if isinstance(principal, Principal) else ""
-    context.update(principal=principal, csrf=csrf)
-    return templates.TemplateResponse(request, name, context, status_code=status_code)
+router = APIRouter(tags=["pages"], default_response_class=HTMLResponse, route_class=HtmlRoute)
+Clinician = Annotated[Principal, Depends(require(Role.CLINICIAN))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 
 def _safe_next(value: str) -> str:
@@ -95,14 +46,14 @@ def login_form(request: Request, next: str = "/worklist") -> Response:
 def login(
     request: Request,
     settings: SettingsDep,
+    auth: Annotated[Authenticator, Depends(authenticator)],
     credential: Annotated[str, Form(max_length=16384)],
     next: Annotated[str, Form(max_length=2000)] = "/worklist",
 ) -> Response:
     """Check the pasted token or API key and start a browser session."""
-    auth: Authenticator = request.app.state.authenticator
     try:
         principal = auth.verify_credential(credential)
-    except AuthError:
+    except Unauthorized:
         return render(
             request,
             "login.html",
@@ -113,7 +64,7 @@ def login(
         )
     value, max_age = auth.issue_session(principal)
     target = _safe_next(next)
-    if target == "/worklist" and not principal.has("clinician") and principal.has("admin"):
+    if target == "/worklist" and not principal.has(Role.CLINICIAN) and principal.has(Role.ADMIN):
         target = "/admin"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -136,12 +87,9 @@ def logout() -> Response:
     return response
 
 
-@router.get("/worklist")
+@router.get("/worklist", dependencies=[AUDITED])
 def worklist_page(
-    request: Request,
-    session: ReadDb,
-    principal: Annotated[Principal, page_role("clinician")],
-    status: Status | None = None,
+    request: Request, session: ReadDb, principal: Clinician, status: Status | None = None
 ) -> Response:
     """The triage worklist, highest risk first."""
     rows = worklist(session, status=status)
@@ -155,39 +103,24 @@ def worklist_page(
     )
 
 
-@router.get("/studies/{study_uid}")
-def study_page(
-    request: Request,
-    study_uid: str,
-    session: ReadDb,
-    principal: Annotated[Principal, page_role("clinician")],
-) -> Response:
+@router.get("/studies/{study_uid}", dependencies=[AUDITED])
+def study_page(request: Request, study_uid: str, session: ReadDb, principal: Clinician) -> Response:
     """A study: image, score, category, model version, delivery status, feedback form."""
     set_correlation(correlation_id(study_uid))
     view = study_view(session, study_uid)
     if view is None:
-        raise HTTPException(404, "unknown study")
+        raise NotFound("unknown study")
     return render(request, "study.html", view=view, principal=principal)
 
 
 @router.get("/admin")
-def admin_page(
-    request: Request,
-    session: ReadDb,
-    settings: SettingsDep,
-    principal: Annotated[Principal, page_role("admin")],
-) -> Response:
+def admin_page(request: Request, session: ReadDb, queue: QueueDep, principal: Admin) -> Response:
     """Model versions (activate, roll back) and dead letters (retry)."""
-    counts = JobQueue.from_settings(settings).counts()
     return render(
         request,
         "admin.html",
         models=list_models(session),
         dead=list_dead_letters(session),
-        counts=counts,
+        counts=queue.counts(),
         principal=principal,
     )
-
-
-def login_redirect(next_url: str) -> RedirectResponse:
-    return RedirectResponse(f"/login?next={quote(next_url)}", status_code=303)
