@@ -15,7 +15,7 @@ from xraygate.core.logging import correlation_id, set_correlation
 from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep, StoreDep
 from xraygate.gateway.errors import JsonRoute, NotFound, Unavailable, Unprocessable
 from xraygate.gateway.views.imaging import RenderError, render_png
-from xraygate.gateway.views.studies import Status, StudyView, WorklistRow, instance_object_key
+from xraygate.gateway.views.studies import StudyStatus, StudyView, WorklistRow, instance_object_key
 from xraygate.gateway.views.studies import study_view as load_study_view
 from xraygate.gateway.views.studies import worklist as load_worklist
 
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/api", tags=["clinician"], dependencies=[AUDITED], ro
 @router.get("/worklist")
 def worklist(
     session: ReadDb,
-    status: Annotated[Status | None, Query(description="only studies in this status")] = None,
+    status: Annotated[StudyStatus | None, Query(description="only studies in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WorklistRow]:
     """The newest studies, highest risk first, with their status."""

@@ -16,7 +16,7 @@ from xraygate.core.models.delivery import (
 )
 from xraygate.gateway.deps import SettingsDep
 from xraygate.gateway.errors import FhirRoute, fhir_json
-from xraygate.gateway.fhir_api.search import INCLUDES, SEARCH_PARAMS
+from xraygate.gateway.fhir_api.search import INCLUDES, SEARCH_PARAMS, Param
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "search-type"]
 PREFIX = "/fhir"
@@ -87,7 +87,7 @@ def capability_statement(settings: Settings, base_url: str) -> dict[str, Any]:
     }
 
 
-def _resource(rtype: str, params: dict[str, Any]) -> dict[str, Any]:
+def _resource(rtype: str, params: dict[str, Param]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": rtype,
         "interaction": [{"code": code} for code in READ_INTERACTIONS],
@@ -103,7 +103,7 @@ def _resource(rtype: str, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _param(name: str, param: Any) -> dict[str, Any]:
+def _param(name: str, param: Param) -> dict[str, Any]:
     out = {"name": name, "definition": param.definition, "type": param.type}
     if param.doc:
         out["documentation"] = param.doc

@@ -24,7 +24,7 @@ from xraygate.core.models import FhirResource, utcnow
 from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep
 from xraygate.gateway.errors import BadRequest, FhirRoute, NotFound, fhir_json
 from xraygate.gateway.fhir_api.capability import PREFIX, base_url
-from xraygate.gateway.fhir_api.search import SEARCH_PARAMS, included, parse_query, run
+from xraygate.gateway.fhir_api.search import SEARCH_PARAMS, included, parse_query, run_search
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -54,7 +54,7 @@ def search(
     items = list(request.query_params.multi_items())
     tz = ZoneInfo(settings.local_timezone)
     query = parse_query(session, resource_type, items, tz, strict=not lenient)
-    total, matches = run(session, query)
+    total, matches = run_search(session, query)
     extra = included(session, query, matches)
     base = base_url(request, settings)
     entries = [_entry(base, r, "match") for r in matches] + [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select
@@ -21,34 +22,74 @@ SP = "http://hl7.org/fhir/SearchParameter/"
 UNSUPPORTED = "not-supported"  # the issue code of a search naming what we do not serve
 
 
+class ParamKind(StrEnum):
+    """How a parameter matches, and on which column of ``fhir_resources``."""
+
+    ID = "id"  # resource_id equals the value
+    LAST_UPDATED = "last-updated"  # last_updated within the date range
+    DATE = "date"  # date (the resource's clinical time) within the date range
+    STATUS = "status"  # status equals the code
+    TOKEN = "token"  # noqa: S105 (not a secret): [system|]code among ``Param.column``'s tokens
+    PATIENT = "patient"  # patient_ref: a Patient reference, or chained .identifier
+    BASED_ON = "based-on"  # based_on: a reference, or :identifier=<accession>
+    REFERENCE = "reference"  # refs: a reference held under the parameter's name
+
+
+_FHIR_TYPES = {
+    ParamKind.ID: "token",
+    ParamKind.LAST_UPDATED: "date",
+    ParamKind.DATE: "date",
+    ParamKind.STATUS: "token",
+    ParamKind.TOKEN: "token",
+    ParamKind.PATIENT: "reference",
+    ParamKind.BASED_ON: "reference",
+    ParamKind.REFERENCE: "reference",
+}
+
+
 @dataclass(frozen=True)
 class Param:
-    kind: str  # reference | token | status | date | based-on | ref | id | last-updated
-    type: str  # the FHIR search parameter type
-    definition: str
-    target: str = ""  # reference target type (for bare ids) / refs name
+    kind: ParamKind
+    definition: str  # the canonical SearchParameter
+    column: str = ""  # TOKEN: the fhir_resources column holding the tokens
+    ref_type: str = ""  # PATIENT, BASED_ON, REFERENCE: the resource type a bare id names
     doc: str = ""
 
+    @property
+    def type(self) -> str:
+        """The FHIR search parameter type."""
+        return _FHIR_TYPES[self.kind]
 
-_ID = Param("id", "token", SP + "Resource-id")
-_LAST = Param("last-updated", "date", SP + "Resource-lastUpdated")
+
+_ID = Param(ParamKind.ID, SP + "Resource-id")
+_LAST = Param(ParamKind.LAST_UPDATED, SP + "Resource-lastUpdated")
 _PATIENT = Param(
-    "reference",
-    "reference",
+    ParamKind.PATIENT,
     SP + "clinical-patient",
-    "Patient",
-    "Patient/<id>, <id>; chained: patient.identifier=<system>|<value>",
+    ref_type="Patient",
+    doc="Patient/<id>, <id>; chained: patient.identifier=<system>|<value>",
 )
 
 
 def _subject(resource: str) -> Param:
     return Param(
-        "reference",
-        "reference",
+        ParamKind.PATIENT,
         f"{SP}{resource}-subject",
-        "Patient",
-        "Patient/<id>; chained: subject.identifier=<system>|<value>",
+        ref_type="Patient",
+        doc="Patient/<id>; chained: subject.identifier=<system>|<value>",
     )
+
+
+def _status(resource: str) -> Param:
+    return Param(ParamKind.STATUS, f"{SP}{resource}-status")
+
+
+def _token(definition: str, column: str, doc: str = "") -> Param:
+    return Param(ParamKind.TOKEN, SP + definition, column=column, doc=doc)
+
+
+def _reference(definition: str, ref_type: str) -> Param:
+    return Param(ParamKind.REFERENCE, SP + definition, ref_type=ref_type)
 
 
 SEARCH_PARAMS: dict[str, dict[str, Param]] = {
@@ -57,76 +98,65 @@ SEARCH_PARAMS: dict[str, dict[str, Param]] = {
         "_lastUpdated": _LAST,
         "patient": _PATIENT,
         "subject": _subject("DiagnosticReport"),
-        "identifier": Param(
-            "token",
-            "token",
-            SP + "clinical-identifier",
-            "identifiers",
-            "report id or accession number (v2-0203 ACSN)",
+        "identifier": _token(
+            "clinical-identifier", "identifiers", "report id or accession number (v2-0203 ACSN)"
         ),
-        "status": Param("status", "token", SP + "DiagnosticReport-status"),
-        "category": Param("token", "token", SP + "DiagnosticReport-category", "categories"),
-        "code": Param("token", "token", SP + "clinical-code", "codes"),
+        "status": _status("DiagnosticReport"),
+        "category": _token("DiagnosticReport-category", "categories"),
+        "code": _token("clinical-code", "codes"),
         "date": Param(
-            "date",
-            "date",
+            ParamKind.DATE,
             SP + "clinical-date",
-            "",
-            "effective time; prefixes eq ne gt lt ge le sa eb",
+            doc="effective time; prefixes eq ne gt lt ge le sa eb",
         ),
         "based-on": Param(
-            "based-on",
-            "reference",
+            ParamKind.BASED_ON,
             SP + "DiagnosticReport-based-on",
-            "ServiceRequest",
-            "ServiceRequest/<id>, or :identifier=<accession>",
+            ref_type="ServiceRequest",
+            doc="ServiceRequest/<id>, or :identifier=<accession>",
         ),
-        "result": Param("ref", "reference", SP + "DiagnosticReport-result", "Observation"),
+        "result": _reference("DiagnosticReport-result", "Observation"),
     },
     "Observation": {
         "_id": _ID,
         "_lastUpdated": _LAST,
         "patient": _PATIENT,
         "subject": _subject("Observation"),
-        "status": Param("status", "token", SP + "Observation-status"),
-        "category": Param("token", "token", SP + "Observation-category", "categories"),
-        "code": Param("token", "token", SP + "clinical-code", "codes"),
-        "date": Param("date", "date", SP + "clinical-date"),
-        "derived-from": Param("ref", "reference", SP + "Observation-derived-from", "ImagingStudy"),
-        "device": Param("ref", "reference", SP + "Observation-device", "Device"),
+        "status": _status("Observation"),
+        "category": _token("Observation-category", "categories"),
+        "code": _token("clinical-code", "codes"),
+        "date": Param(ParamKind.DATE, SP + "clinical-date"),
+        "derived-from": _reference("Observation-derived-from", "ImagingStudy"),
+        "device": _reference("Observation-device", "Device"),
     },
     "ImagingStudy": {
         "_id": _ID,
         "_lastUpdated": _LAST,
         "patient": _PATIENT,
         "subject": _subject("ImagingStudy"),
-        "identifier": Param(
-            "token",
-            "token",
-            SP + "clinical-identifier",
+        "identifier": _token(
+            "clinical-identifier",
             "identifiers",
             "urn:dicom:uid|urn:oid:<StudyInstanceUID> or accession number",
         ),
-        "status": Param("status", "token", SP + "ImagingStudy-status"),
-        "started": Param("date", "date", SP + "ImagingStudy-started"),
-        "modality": Param("token", "token", SP + "ImagingStudy-modality", "codes"),
+        "status": _status("ImagingStudy"),
+        "started": Param(ParamKind.DATE, SP + "ImagingStudy-started"),
+        "modality": _token("ImagingStudy-modality", "codes"),
     },
     "Patient": {
         "_id": _ID,
         "_lastUpdated": _LAST,
-        "identifier": Param("token", "token", SP + "Patient-identifier", "identifiers"),
+        "identifier": _token("Patient-identifier", "identifiers"),
     },
     "Device": {
         "_id": _ID,
         "_lastUpdated": _LAST,
-        "identifier": Param(
-            "token",
-            "token",
-            SP + "Device-identifier",
+        "identifier": _token(
+            "Device-identifier",
             "identifiers",
             "<base>/model|<name:version> or <base>/model-sha256|<sha256>",
         ),
-        "status": Param("status", "token", SP + "Device-status"),
+        "status": _status("Device"),
     },
     "Provenance": {
         "_id": _ID,
@@ -255,28 +285,28 @@ def param_clause(
     session: Session, name: str, param: Param, modifier: str, value: str, tz: tzinfo
 ) -> ColumnElement[bool]:
     R = FhirResource  # noqa: N806
-    if param.kind == "id":
+    if param.kind == ParamKind.ID:
         return col(R.resource_id) == value
-    if param.kind == "last-updated":
+    if param.kind == ParamKind.LAST_UPDATED:
         return date_clause(col(R.last_updated), value, tz)
-    if param.kind == "date":
+    if param.kind == ParamKind.DATE:
         return date_clause(col(R.date), value, tz)
-    if param.kind == "status":
+    if param.kind == ParamKind.STATUS:
         return col(R.status) == value.rpartition("|")[2]
-    if param.kind == "token":
-        return token_clause(getattr(R, param.target), value)
-    if param.kind == "reference":
+    if param.kind == ParamKind.TOKEN:
+        return token_clause(getattr(R, param.column), value)
+    if param.kind == ParamKind.PATIENT:
         if modifier == "identifier":
             refs = _patient_chain(session, value)
             return col(R.patient_ref).in_(refs) if refs else false()
-        return col(R.patient_ref) == normalize_reference(value, param.target)
-    if param.kind == "based-on":
+        return col(R.patient_ref) == normalize_reference(value, param.ref_type)
+    if param.kind == ParamKind.BASED_ON:
         if modifier == "identifier":
             return token_clause(col(R.based_on), value, prefix="id=")
-        ref = normalize_reference(value, param.target)
+        ref = normalize_reference(value, param.ref_type)
         return _contains(col(R.based_on), f"\tref={ref}\t")
-    if param.kind == "ref":
-        ref = normalize_reference(value, param.target)
+    if param.kind == ParamKind.REFERENCE:
+        ref = normalize_reference(value, param.ref_type)
         return _contains(col(R.refs), f"\t{name}={ref}\t")
     raise SearchError(f"unsupported parameter kind {param.kind}", code=UNSUPPORTED)
 
@@ -342,7 +372,8 @@ def _search_clause(
     param = params.get(name)
     if param is None:
         return _unknown(key, strict)
-    if modifier and not (modifier == "identifier" and param.kind in ("reference", "based-on")):
+    chainable = (ParamKind.PATIENT, ParamKind.BASED_ON)
+    if modifier and not (modifier == "identifier" and param.kind in chainable):
         return _unknown(key, strict)
     alternatives = [v for v in value.split(",") if v]
     if not alternatives:
@@ -377,7 +408,7 @@ def _sort(value: str) -> list[Any]:
     return out
 
 
-def run(session: Session, query: Query) -> tuple[int, list[dict[str, Any]]]:
+def run_search(session: Session, query: Query) -> tuple[int, list[dict[str, Any]]]:
     base: Select[Any] = select(func.count()).select_from(FhirResource).where(*query.where)
     total = int(session.scalar(base) or 0)
     if query.count == 0:

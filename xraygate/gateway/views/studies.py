@@ -44,7 +44,7 @@ _RISK_RANK = {
 }
 
 
-class Status(StrEnum):
+class StudyStatus(StrEnum):
     RECEIVED = "received"
     SCORED = "scored"
     DELIVERED = "delivered"
@@ -63,7 +63,7 @@ class WorklistRow(BaseModel):
     category: str | None
     model_version: str | None
     demo_model: bool
-    status: Status
+    status: StudyStatus
 
 
 class InstanceView(BaseModel):
@@ -155,14 +155,14 @@ def _worst(current: str | None, state: str) -> str:
     return max(current, state, key=lambda s: order.index(JobState(s)))
 
 
-def _status(result: StudyResult | None, progress: _Progress) -> Status:
+def _status(result: StudyResult | None, progress: _Progress) -> StudyStatus:
     if progress.dead:
-        return Status.FAILED
+        return StudyStatus.FAILED
     if result is None:
-        return Status.RECEIVED
+        return StudyStatus.RECEIVED
     if progress.emit_total and not progress.emit_open and not progress.outbox_open:
-        return Status.DELIVERED
-    return Status.SCORED
+        return StudyStatus.DELIVERED
+    return StudyStatus.SCORED
 
 
 def _row(
@@ -192,7 +192,7 @@ def risk_key(row: WorklistRow) -> tuple[int, float, float]:
 
 
 def worklist(
-    session: Session, *, limit: int = 200, status: Status | None = None
+    session: Session, *, limit: int = 200, status: StudyStatus | None = None
 ) -> list[WorklistRow]:
     """The newest ``limit`` studies, sorted by risk."""
     pairs = session.execute(

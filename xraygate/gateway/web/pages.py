@@ -16,7 +16,7 @@ from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
 from xraygate.gateway.deps import AUDITED, QueueDep, ReadDb, SettingsDep, authenticator, require
 from xraygate.gateway.errors import NotFound, Unauthorized
 from xraygate.gateway.views.admin import list_dead_letters, list_models
-from xraygate.gateway.views.studies import Status, study_view, worklist
+from xraygate.gateway.views.studies import StudyStatus, study_view, worklist
 from xraygate.gateway.web.render import HtmlRoute, render
 
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse, route_class=HtmlRoute)
@@ -89,7 +89,7 @@ def logout() -> Response:
 
 @router.get("/worklist", dependencies=[AUDITED])
 def worklist_page(
-    request: Request, session: ReadDb, principal: Clinician, status: Status | None = None
+    request: Request, session: ReadDb, principal: Clinician, status: StudyStatus | None = None
 ) -> Response:
     """The triage worklist, highest risk first."""
     rows = worklist(session, status=status)
@@ -97,7 +97,7 @@ def worklist_page(
         request,
         "worklist.html",
         rows=rows,
-        statuses=[s.value for s in Status],
+        statuses=[s.value for s in StudyStatus],
         status=status.value if status else "",
         principal=principal,
     )
