@@ -73,6 +73,10 @@ def _bare_app(settings: Settings, **info: str) -> FastAPI:
     """An app with no routes yet, using ``settings``; the authenticator is built now, so a bad
     key setting fails at start-up."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **info)  # type: ignore[arg-type]
-    app.dependency_overrides[get_settings] = lambda: settings
+
+    async def these_settings() -> Settings:  # async: no hop to the thread pool per request
+        return settings
+
+    app.dependency_overrides[get_settings] = these_settings
     app.state.authenticator = Authenticator.from_settings(settings)
     return app

@@ -3,12 +3,13 @@ object store, the caller (``PrincipalDep``, ``require(Role)``), and the audit fl
 
 Routes write inside ``with db.write_session(engine)`` in their own body (the transaction commits
 before the answer leaves, in the thread that holds SQLite's write lock); reads take ``ReadDb``.
+The cheap dependencies are ``async`` so that they run without a hop to the thread pool.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeGuard, TypeVar
 
 from fastapi import Depends, Request
@@ -48,7 +49,7 @@ def _per_app(request: Request, name: str, build: Callable[[], T]) -> T:
 # --- database, queue, object store -------------------------------------------------------------
 
 
-def engine(settings: SettingsDep) -> Engine:
+async def engine(settings: SettingsDep) -> Engine:
     return db.get_engine(settings.resolved_database_url)
 
 
@@ -64,7 +65,7 @@ def read_db(engine: EngineDep) -> Iterator[Session]:
 ReadDb = Annotated[Session, Depends(read_db)]
 
 
-def job_queue(request: Request, settings: SettingsDep) -> JobQueue:
+async def job_queue(request: Request, settings: SettingsDep) -> JobQueue:
     return _per_app(request, "queue", lambda: JobQueue.from_settings(settings))
 
 
@@ -87,7 +88,7 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def authenticator(request: Request, settings: SettingsDep) -> Authenticator:
+async def authenticator(request: Request, settings: SettingsDep) -> Authenticator:
     return _per_app(request, "authenticator", lambda: Authenticator.from_settings(settings))
 
 
@@ -121,11 +122,11 @@ def current_principal(
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting callers with any of ``roles`` (403 otherwise); it returns the
     caller: ``Annotated[Principal, Depends(require(Role.ADMIN))]``."""
 
-    def check(principal: PrincipalDep) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.has(*roles):
             raise Forbidden(f"requires role {' or '.join(roles)}")
         return principal
@@ -134,7 +135,7 @@ def require(*roles: Role) -> Callable[[Principal], Principal]:
     return check
 
 
-def require_fhir_reader(request: Request, principal: PrincipalDep) -> Principal:
+async def require_fhir_reader(request: Request, principal: PrincipalDep) -> Principal:
     """``ehr`` (limited to the resource types its scopes name) or ``admin``."""
     if not principal.has(Role.EHR, Role.ADMIN):
         raise Forbidden("requires role ehr or admin")
@@ -147,7 +148,7 @@ def require_fhir_reader(request: Request, principal: PrincipalDep) -> Principal:
 # --- the audit flag ------------------------------------------------------------------------------
 
 
-def audited() -> None:
+async def audited() -> None:
     """Does nothing when called: its presence among a route's dependencies is the flag."""
 
 

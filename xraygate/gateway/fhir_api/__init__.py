@@ -1,5 +1,6 @@
 """The FHIR R4 read API under ``/fhir``: ``capability`` (``/fhir/metadata``), ``routes`` (read,
-vread, history, search; audited) and ``search`` (the parameter table, parsing and SQL)."""
+vread, history, search; audited), ``search`` (query string to SQL) and ``params`` (the search
+parameters served, the one table both ``search`` and ``capability`` read)."""
 
 from fastapi import APIRouter
 

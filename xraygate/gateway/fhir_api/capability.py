@@ -16,7 +16,7 @@ from xraygate.core.models.delivery import (
 )
 from xraygate.gateway.deps import SettingsDep
 from xraygate.gateway.errors import FhirRoute, fhir_json
-from xraygate.gateway.fhir_api.search import INCLUDES, SEARCH_PARAMS, Param
+from xraygate.gateway.fhir_api.params import INCLUDES, SEARCH_PARAMS, Param
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "search-type"]
 PREFIX = "/fhir"

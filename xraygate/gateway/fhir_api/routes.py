@@ -24,7 +24,8 @@ from xraygate.core.models import FhirResource, utcnow
 from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep
 from xraygate.gateway.errors import BadRequest, FhirRoute, NotFound, fhir_json
 from xraygate.gateway.fhir_api.capability import PREFIX, base_url
-from xraygate.gateway.fhir_api.search import SEARCH_PARAMS, included, parse_query, run_search
+from xraygate.gateway.fhir_api.params import SEARCH_PARAMS
+from xraygate.gateway.fhir_api.search import included, parse_query, run_search
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
