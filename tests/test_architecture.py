@@ -125,3 +125,66 @@ def test_job_contract_names_the_rooms_that_enqueue_and_handle_each_kind() -> Non
         assert rooms == {contract.handled_by}, f"{kind} is handled in {rooms}"
         for room in contract.enqueued_by:
             assert contract.payload.__name__ in _names_used(room), f"{room} never builds {kind}"
+
+
+# --- the gateway's rooms -------------------------------------------------------------------------
+# gateway/ is split by audience. Every room may import the shared ones (deps, errors, auth,
+# views); only app.py, which wires the app, imports the others (api, fhir_api, web, ops,
+# middleware). So a feature room never reaches into another's internals, and a new one (e.g.
+# dicomweb/) plugs in by importing the shared rooms and being included in app.py.
+GATEWAY = PKG / "gateway"
+SHARED_ROOMS = {"deps", "errors", "auth", "views"}
+
+
+def _room(module: str) -> str | None:
+    """``xraygate.gateway.<room>[...]`` -> room (None outside the gateway's rooms)."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["xraygate", "gateway"] and len(parts) > 2 else None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module (or module attribute) named by an import, relative imports resolved."""
+    own = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = own[:-1]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", _modules("gateway"), ids=lambda p: str(p.relative_to(GATEWAY)))
+def test_gateway_rooms_import_only_shared_rooms(path: Path) -> None:
+    room = path.relative_to(GATEWAY).parts[0].removesuffix(".py")
+    if room == "app":
+        return
+    for name in _imported_modules(path):
+        other = _room(name)
+        assert other in (None, room, *SHARED_ROOMS), (
+            f"gateway/{path.relative_to(GATEWAY)} imports {name}: the {room} room may import "
+            f"only itself and the shared rooms {sorted(SHARED_ROOMS)}; app.py wires the rest"
+        )
+
+
+def test_http_exception_only_in_gateway_errors() -> None:
+    """Routes raise the GatewayError family; only gateway/errors.py meets FastAPI's own."""
+    for path in _modules():
+        if path == GATEWAY / "errors.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            name = (
+                node.id
+                if isinstance(node, ast.Name)
+                else node.attr
+                if isinstance(node, ast.Attribute)
+                else node.name
+                if isinstance(node, ast.alias)
+                else None
+            )
+            assert name != "HTTPException", f"{path} uses HTTPException: raise a GatewayError"
