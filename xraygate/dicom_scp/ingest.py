@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset, dcmread
-from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +25,7 @@ from sqlmodel import Session, SQLModel, col
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import is_sqlite, read_session, write_session
+from xraygate.core.dicom_io import delimiter_near_end, truncation
 from xraygate.core.errors import DatabaseError, IngestError, StorageError, StorageFull
 from xraygate.core.jobs import InferPayload
 from xraygate.core.logging import correlation_id
@@ -35,9 +35,6 @@ from xraygate.core.storage import ObjectStore, file_digest
 from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
-
-_UNDEFINED = 0xFFFFFFFF
-_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
 @dataclass(frozen=True)
@@ -63,12 +60,10 @@ def read_header(path: Path) -> Dataset:
         ds = dcmread(path, defer_size=4096)
         size = path.stat().st_size
         syntax = ds.file_meta.get("TransferSyntaxUID")
-        if syntax is not None and syntax.is_encapsulated:
-            _check_encapsulated_end(path, size)
-        for tag in list(ds.keys()):
-            raw = ds.get_item(tag, keep_deferred=True)
-            if _past_end(raw, size):
-                raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+        if syntax is not None and syntax.is_encapsulated and not delimiter_near_end(path, size):
+            raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
+        if truncation(ds, size, partial_header=False, deferred=True):
+            raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
     except IngestError:
         raise
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
@@ -77,20 +72,6 @@ def read_header(path: Path) -> Dataset:
     if len(ds) == 0:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
     return ds
-
-
-def _past_end(raw: object, size: int) -> bool:
-    """A deferred element whose declared length runs past the end of the file."""
-    if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
-        return False
-    return bool(raw.value_tell + raw.length > size)
-
-
-def _check_encapsulated_end(path: Path, size: int) -> None:
-    with path.open("rb") as fh:
-        fh.seek(max(0, size - 65536))
-        if _SEQ_DELIMITER not in fh.read():
-            raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:

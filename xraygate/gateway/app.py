@@ -31,8 +31,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import select, text
-from sqlmodel import col
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,7 +40,7 @@ from xraygate.core import db, metrics
 from xraygate.core.config import Settings, get_settings
 from xraygate.core.errors import XraygateError
 from xraygate.core.logging import correlation_id, set_correlation
-from xraygate.core.models import ModelState, ModelVersion
+from xraygate.core.models.results import emitting_version
 from xraygate.core.storage import ObjectStore, store_from_settings
 
 # feedback_api and fhir_api belong to other areas: they have no auth inside and are included
@@ -156,15 +155,7 @@ def readiness(settings: Settings) -> dict[str, str]:
 def _model_check(settings: Settings, store: ObjectStore | None) -> dict[str, str]:
     try:
         with db.read_session(db.get_engine(settings.resolved_database_url)) as session:
-            query = select(ModelVersion)
-            if settings.model_policy == "best-auroc":
-                query = query.where(
-                    col(ModelVersion.state) != ModelState.RETIRED,
-                    col(ModelVersion.auroc).is_not(None),
-                ).order_by(col(ModelVersion.auroc).desc(), col(ModelVersion.id).desc())
-            else:
-                query = query.where(col(ModelVersion.state) == ModelState.ACTIVE)
-            row = session.scalars(query).first()
+            row = emitting_version(session, settings.model_policy)
     except Exception as exc:  # e.g. the schema is not migrated yet
         return {"model": f"error: {type(exc).__name__}"}
     if row is None:
