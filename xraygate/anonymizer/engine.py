@@ -26,7 +26,7 @@ from pydicom.uid import UID
 import xraygate
 from xraygate.anonymizer import pixels
 from xraygate.anonymizer.pixels import SiteRules
-from xraygate.anonymizer.profile import CLEAN_PIXEL_CODE, Option, Profile, build_profile
+from xraygate.anonymizer.profile import CLEAN_PIXEL_CODE, Action, Option, Profile, build_profile
 from xraygate.anonymizer.reading import FileTail, Source, Split, encode_trailer, read, read_split
 from xraygate.anonymizer.values import (
     Pseudonymizer,
@@ -133,16 +133,16 @@ class Deidentifier:
         self.config = config
         self.profile: Profile = build_profile(config.options)
         self.pseudo = Pseudonymizer(config.secret, config.shift_max_days)
-        self._unlisted: dict[int, str] = {}
+        self._unlisted: dict[int, Action] = {}
         self._vr_cache: dict[int, str] = {}
-        self._value_ops: dict[str, Callable[[Dataset, int, str, _State], None]] = {
-            "X": self._remove,
-            "Z": self._empty,
-            "D": self._dummy,
-            "U": self._uid,
-            "C": self._clean,
-            "UI?": self._maybe_uid,
-            "S": self._scrub,
+        self._value_ops: dict[Action, Callable[[Dataset, int, str, _State], None]] = {
+            Action.REMOVE: self._remove,
+            Action.EMPTY: self._empty,
+            Action.DUMMY: self._dummy,
+            Action.UID: self._uid,
+            Action.CLEAN: self._clean,
+            Action.MAYBE_UID: self._maybe_uid,
+            Action.SCRUB: self._scrub,
         }
 
     # -- entry points ----------------------------------------------------------------------
@@ -199,7 +199,7 @@ class Deidentifier:
         cleaned = self._burned_in(ds)
         state = self._state(ds)
         prof = self.profile
-        if prof.overlay_data_action == "C":
+        if prof.overlay_data_action == Action.CLEAN:
             pixels.clean_overlays(ds, self.config.rules.rule_for(ds))
         self._walk(ds, state)
         if trailer is not None:
@@ -281,16 +281,16 @@ class Deidentifier:
                 self._private(ds, tag, state, creators)
                 continue
             action = actions.get(tag) or self._unlisted.get(tag) or self._classify(ds, tag)
-            if action == "K":
+            if action == Action.KEEP:
                 raw = ds.get_item(tag)
                 if raw is not None and (
                     raw.VR == "SQ" or (raw.VR is None and self._vr(ds, tag) == "SQ")
                 ):
-                    self._sequence(ds, tag, "K", state)
+                    self._sequence(ds, tag, Action.KEEP, state)
                 continue
             vr = self._vr(ds, tag)
             if vr == "SQ":
-                self._sequence(ds, tag, self.profile.seq_actions.get(tag, "K"), state)
+                self._sequence(ds, tag, self.profile.seq_actions.get(tag, Action.KEEP), state)
             else:
                 if vr == "PN":
                     state.learn(ds[tag].value)
@@ -299,26 +299,30 @@ class Deidentifier:
             if creator not in state.private_kept:
                 del ds[creator]
 
-    def _classify(self, ds: Dataset, tag: int) -> str:
+    def _classify(self, ds: Dataset, tag: int) -> Action:
         """The action for a tag the table does not list (cached per tag when it is stable)."""
         group, elem = tag >> 16, tag & 0xFFFF
         prof = self.profile
         if 0x5000 <= group <= 0x501E:
-            return "X" if prof.curve_action in ("X", "C") else "K"  # no curve cleaner: remove
+            remove = prof.curve_action in (Action.REMOVE, Action.CLEAN)  # C: no curve cleaner
+            return Action.REMOVE if remove else Action.KEEP
         if 0x6000 <= group <= 0x601E:
+            cleaned = prof.overlay_data_action == Action.CLEAN
             if elem == 0x3000:
-                return "K" if prof.overlay_data_action == "C" else "X"
+                return Action.KEEP if cleaned else Action.REMOVE
             if elem == 0x4000 or self._vr(ds, tag) in ("LO", "LT"):
-                return "S" if prof.overlay_comments_action == "C" else "X"
-            return "K" if prof.overlay_data_action == "C" else "X"
+                comments = prof.overlay_comments_action == Action.CLEAN
+                return Action.SCRUB if comments else Action.REMOVE
+            return Action.KEEP if cleaned else Action.REMOVE
         if group in (0x0000, 0x0002, 0x0004) or elem == 0x0000:
-            action = "X"  # command, file meta, directory, group lengths
+            action = Action.REMOVE  # command, file meta, directory, group lengths
         else:
             try:
                 vr = dictionary_VR(tag)
             except KeyError:
                 vr = ""
-            action = _BY_VR.get(vr, "K") if vr else "X"  # unknown public tags are removed
+            # unknown public tags are removed
+            action = _BY_VR.get(vr, Action.KEEP) if vr else Action.REMOVE
             if vr in ("DA", "DT", "TM"):
                 action = prof.date_action
         self._unlisted[tag] = action
@@ -326,7 +330,7 @@ class Deidentifier:
 
     def _private(self, ds: Dataset, tag: int, state: _State, creators: list[int]) -> None:
         elem = tag & 0xFFFF
-        if self.profile.private_action != "C" or elem < 0x0010:
+        if self.profile.private_action != Action.CLEAN or elem < 0x0010:
             del ds[tag]
             return
         if elem <= 0x00FF:
@@ -341,14 +345,14 @@ class Deidentifier:
             return
         state.private_kept.add(creator_tag)
         if self._vr(ds, tag) == "SQ":  # a safe private sequence is still walked item by item
-            self._sequence(ds, tag, "K", state)
+            self._sequence(ds, tag, Action.KEEP, state)
 
-    def _sequence(self, ds: Dataset, tag: int, action: str, state: _State) -> None:
-        if action == "X":
+    def _sequence(self, ds: Dataset, tag: int, action: Action, state: _State) -> None:
+        if action == Action.REMOVE:
             del ds[tag]
-        elif action == "Z":
+        elif action == Action.EMPTY:
             ds[tag] = DataElement(tag, "SQ", Sequence())
-        elif action == "D":
+        elif action == Action.DUMMY:
             ds[tag] = DataElement(tag, "SQ", Sequence([Dataset()]))
         else:  # K, C (and U for reference sequences): walk every item
             for item in ds[tag].value:
@@ -402,7 +406,12 @@ class Deidentifier:
             self._dummy(ds, tag, vr, state)
 
 
-_BY_VR = {"PN": "X", "UI": "UI?", "LT": "S", "ST": "S", "UT": "S", "UC": "S", "UN": "X"}
+_BY_VR = {
+    "PN": Action.REMOVE,
+    "UI": Action.MAYBE_UID,
+    **dict.fromkeys(("LT", "ST", "UT", "UC"), Action.SCRUB),
+    "UN": Action.REMOVE,
+}
 
 
 def _map_values(value: Any, fn: Callable[[str], str]) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from xraygate.core.models import OutboxMessage
-from xraygate.core.outbox import Outcome, Sender
+from xraygate.core.outbox import DeliveryOutcome, Sender
 
 RETRYABLE_4XX = frozenset({408, 425, 429})
 RESPONSE_KEPT = 20000  # characters of the peer's answer stored with the message
@@ -32,31 +32,31 @@ def post(
     headers: Mapping[str, str],
     *,
     summarize: Callable[[str], str] | None = None,
-) -> Outcome:
+) -> DeliveryOutcome:
     """POST ``content`` and classify the answer; ``summarize`` adds the gist of a refusal."""
     try:
         reply = client.post(url, content=content, headers=dict(headers))
     except httpx.TimeoutException as exc:
-        return Outcome("retry", f"timeout: {type(exc).__name__}")
+        return DeliveryOutcome("retry", f"timeout: {type(exc).__name__}")
     except httpx.HTTPError as exc:
-        return Outcome("retry", f"connection failed: {type(exc).__name__}")
+        return DeliveryOutcome("retry", f"connection failed: {type(exc).__name__}")
     body = reply.text[:RESPONSE_KEPT]
     code = reply.status_code
     if 200 <= code < 300:
-        return Outcome("delivered", f"HTTP {code}", body)
+        return DeliveryOutcome("delivered", f"HTTP {code}", body)
     if is_retryable(code):
-        return Outcome("retry", f"HTTP {code}", body)
+        return DeliveryOutcome("retry", f"HTTP {code}", body)
     detail = f"HTTP {code}: {summarize(body)}" if summarize else f"HTTP {code}"
-    return Outcome("reject", detail, body)
+    return DeliveryOutcome("reject", detail, body)
 
 
 def make_webhook_sender(url: str | None, timeout: float) -> Sender:
     """POST each message's stored body as is, with its content type (the escalation webhook)."""
     client = httpx.Client(timeout=timeout)
 
-    def send(message: OutboxMessage) -> Outcome:
+    def send(message: OutboxMessage) -> DeliveryOutcome:
         if not url:
-            return Outcome("reject", "escalation webhook is not configured")
+            return DeliveryOutcome("reject", "escalation webhook is not configured")
         headers = {"Content-Type": message.content_type}
         return post(client, url, message.message.encode(), headers)
 

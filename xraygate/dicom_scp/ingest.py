@@ -48,7 +48,7 @@ class Received:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class IngestResult:
     status: Status
     duplicate: bool = False
     comment: str = ""
@@ -107,7 +107,7 @@ class Ingestor:
         self.queue = queue
         self.engine: Engine = queue.engine
 
-    def ingest(self, received: Received) -> Outcome:
+    def ingest(self, received: Received) -> IngestResult:
         """Store and index one object; never raises: failures become a refusing status."""
         try:
             return self._ingest(received)
@@ -122,12 +122,12 @@ class Ingestor:
             return self._refused(Status.PROCESSING_FAILURE, "internal error")
 
     @staticmethod
-    def _refused(status: Status, comment: str) -> Outcome:
+    def _refused(status: Status, comment: str) -> IngestResult:
         metrics.INSTANCES_REFUSED.labels(status=f"0x{status:04X}").inc()
         log.warning("C-STORE refused with 0x%04X: %s", status, comment)
-        return Outcome(status, comment=comment)
+        return IngestResult(status, comment=comment)
 
-    def _ingest(self, received: Received) -> Outcome:
+    def _ingest(self, received: Received) -> IngestResult:
         if received.path is None or not received.path.is_file():
             raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
         self._check_space()
@@ -138,7 +138,7 @@ class Ingestor:
         cid = correlation_id(study_uid)
         if self._known(received.sop_instance_uid, sha):
             log.info("[%s] duplicate instance acknowledged, nothing new stored", cid)
-            return Outcome(Status.SUCCESS, duplicate=True)
+            return IngestResult(Status.SUCCESS, duplicate=True)
         key = self._object_key(ds, sha)
         try:
             self.store.put_file(key, received.path, move=True, digest=(size, sha))
@@ -155,7 +155,7 @@ class Ingestor:
         metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
         metrics.BYTES_RECEIVED.inc(size)
         log.info("[%s] instance stored (%d bytes)%s", cid, size, "" if new else " (duplicate)")
-        return Outcome(Status.SUCCESS, duplicate=not new)
+        return IngestResult(Status.SUCCESS, duplicate=not new)
 
     def _check_space(self) -> None:
         """Refuse while the store, or the local spool (the only disk with S3), runs low."""

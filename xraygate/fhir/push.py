@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from xraygate.core.config import Settings
+from xraygate.core.config import Settings, secret_value
 from xraygate.core.http_delivery import post
 from xraygate.core.models import OutboxMessage
-from xraygate.core.outbox import Outcome, Sender
+from xraygate.core.outbox import DeliveryOutcome, Sender
 
 FHIR_JSON = "application/fhir+json"
 
@@ -46,13 +46,14 @@ def transaction_bundle(bundle_id: str, base_url: str, resources: list[dict[str, 
 def make_push_sender(settings: Settings, client: httpx.Client | None = None) -> Sender:
     http = client or httpx.Client(timeout=settings.fhir_push_timeout)
 
-    def send(message: OutboxMessage) -> Outcome:
+    def send(message: OutboxMessage) -> DeliveryOutcome:
         url = settings.fhir_push_url
         if not url:
-            return Outcome("reject", "FHIR push is not configured (XRAYGATE_FHIR_PUSH_URL)")
+            return DeliveryOutcome("reject", "FHIR push is not configured (XRAYGATE_FHIR_PUSH_URL)")
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
-        if settings.fhir_push_auth_token:
-            headers[settings.fhir_push_auth_header] = settings.fhir_push_auth_token
+        token = secret_value(settings.fhir_push_auth_token)
+        if token:
+            headers[settings.fhir_push_auth_header] = token
         content = message.message.encode()
         return post(http, url.rstrip("/"), content, headers, summarize=_outcome_summary)
 

@@ -40,7 +40,7 @@ from xraygate.core.models import (
     StudyResult,
     utcnow,
 )
-from xraygate.core.outbox import NewMessage, OutboxDrainer, Outcome, Sender, add_message
+from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.core.vocabulary import terms_for
@@ -158,8 +158,8 @@ def _notification(cid: str, result: StudyResult, study: Study) -> dict[str, obje
 
 
 def _unconfigured(what: str) -> Sender:
-    def send(message: OutboxMessage) -> Outcome:
-        return Outcome("retry", f"{what} is not configured")
+    def send(message: OutboxMessage) -> DeliveryOutcome:
+        return DeliveryOutcome("retry", f"{what} is not configured")
 
     return send
 

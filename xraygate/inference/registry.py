@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from xraygate.core.config import Settings
+from xraygate.core.config import ModelPolicy, Settings
 from xraygate.core.db import read_session, write_session
 from xraygate.core.errors import DatabaseError, ModelRegistryError
 from xraygate.core.models import ModelState, ModelVersion
@@ -83,7 +83,7 @@ def ensure_default_model(settings: Settings, engine: Engine, store: ObjectStore)
         set_state(session, row.name, row.version, ModelState.ACTIVE)
 
 
-def emitting_version(engine: Engine, policy: str) -> ModelVersion | None:
+def emitting_version(engine: Engine, policy: ModelPolicy) -> ModelVersion | None:
     """The version whose results are emitted (the query is shared with the gateway's checks)."""
     with read_session(engine) as session:
         return emitting_in(session, policy)

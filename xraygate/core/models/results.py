@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel, col
 
+from xraygate.core.config import ModelPolicy
 from xraygate.core.models.base import utcnow
 
 
@@ -105,7 +106,7 @@ class StudyResult(SQLModel, table=True):
 # --- registry queries and state transitions (shared by inference, the CLI and the gateway) ---
 
 
-def emitting_version(session: Session, policy: str) -> ModelVersion | None:
+def emitting_version(session: Session, policy: ModelPolicy) -> ModelVersion | None:
     """The version whose results are emitted under ``model_policy``: the active one, or with
     ``best-auroc`` the not-retired version with the best validated AUROC."""
     if policy == "best-auroc":
