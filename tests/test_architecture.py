@@ -1,4 +1,4 @@
-"""The house rules of DEVELOPERS.md, checked on the source tree."""
+"""The house rules of ARCHITECTURE.md (at the repository root), checked on the source tree."""
 
 from __future__ import annotations
 
@@ -188,3 +188,39 @@ def test_http_exception_only_in_gateway_errors() -> None:
                 else None
             )
             assert name != "HTTPException", f"{path} uses HTTPException: raise a GatewayError"
+
+
+def _job_table() -> str:
+    from dataclasses import fields
+
+    from xraygate.core.jobs import CONTRACT
+
+    rows = [
+        "| kind | what it does | payload | enqueued by | handled by |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, c in CONTRACT.items():
+        payload = f"{c.payload.__name__}({', '.join(f.name for f in fields(c.payload))})"
+        producers = ", ".join(f"`{room}`" for room in c.enqueued_by)
+        rows.append(
+            f"| `{kind}` | {kind.description} | `{payload}` | {producers} | `{c.handled_by}` |"
+        )
+    return "\n".join(rows)
+
+
+def test_architecture_md_job_table_matches_the_contract() -> None:
+    text = (PKG.parent / "ARCHITECTURE.md").read_text()
+    block = text.split("<!-- jobs:begin -->\n", 1)[1].split("\n<!-- jobs:end -->", 1)[0]
+    expected = _job_table()
+    assert block == expected, f"ARCHITECTURE.md's job table is stale; it should read:\n{expected}"
+
+
+def test_secret_settings_are_secret_str() -> None:
+    from pydantic import SecretStr
+
+    from xraygate.core.config import Settings
+
+    words = ("secret", "password", "token")
+    for name, field in Settings.model_fields.items():
+        if any(word in name for word in words):
+            assert field.annotation in (SecretStr, SecretStr | None), f"{name} is not a SecretStr"

@@ -11,21 +11,13 @@ from dataclasses import dataclass
 
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.secret_files import secret_file
 from xraygate.gateway.auth.principal import Role
 
 
 def secret_from_file(settings: Settings, name: str) -> bytes:
     """A random key generated once into ``<data_dir>/<name>`` (mode 0600), then reused."""
-    path = settings.data_dir / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with path.open("x") as fh:
-                fh.write(secrets.token_urlsafe(48))
-            path.chmod(0o600)
-        except FileExistsError:
-            pass  # another process created it first
-    return path.read_text().strip().encode()
+    return secret_file(settings.data_dir / name, lambda: secrets.token_urlsafe(48))
 
 
 def shared_key(settings: Settings) -> bytes | None:

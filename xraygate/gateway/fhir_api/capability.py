@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 import xraygate
 from xraygate.core.config import Settings
-from xraygate.core.models.delivery import (
+from xraygate.core.vocabulary import (
     AI_FINDINGS_CODESYSTEM_PATH,
     PNEUMONIA_RISK_CODE,
     RISK_CATEGORY_CODE,

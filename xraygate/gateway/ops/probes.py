@@ -7,13 +7,12 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select, text
-from sqlmodel import col
+from sqlalchemy import text
 
 from xraygate.core import db
 from xraygate.core.config import Settings
 from xraygate.core.errors import XraygateError
-from xraygate.core.models import ModelState, ModelVersion
+from xraygate.core.models.results import emitting_version
 from xraygate.core.storage import ObjectStore
 from xraygate.gateway.deps import SettingsDep, object_store
 from xraygate.gateway.errors import JsonRoute
@@ -57,15 +56,7 @@ def readiness(settings: Settings, store_of: Callable[[], ObjectStore]) -> dict[s
 def _model_check(settings: Settings, store: ObjectStore | None) -> dict[str, str]:
     try:
         with db.read_session(db.get_engine(settings.resolved_database_url)) as session:
-            query = select(ModelVersion)
-            if settings.model_policy == "best-auroc":
-                query = query.where(
-                    col(ModelVersion.state) != ModelState.RETIRED,
-                    col(ModelVersion.auroc).is_not(None),
-                ).order_by(col(ModelVersion.auroc).desc(), col(ModelVersion.id).desc())
-            else:
-                query = query.where(col(ModelVersion.state) == ModelState.ACTIVE)
-            row = session.scalars(query).first()
+            row = emitting_version(session, settings.model_policy)
     except Exception as exc:  # e.g. the schema is not migrated yet
         return {"model": f"error: {type(exc).__name__}"}
     if row is None:
