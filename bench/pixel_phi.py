@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.anonymizer.pixel_corpus import (  # noqa: E402
+from tests.anonymizer.pixel_corpus import (
     Outcome,
     Sample,
     clean_sample,
@@ -26,10 +26,10 @@ from tests.anonymizer.pixel_corpus import (  # noqa: E402
     run_sample,
     text_sample,
 )
-from xraygate.anonymizer.engine import DeidConfig, Deidentifier  # noqa: E402
-from xraygate.anonymizer.pixel_phi import CheckedResult, PixelPhi  # noqa: E402
-from xraygate.anonymizer.profile import parse_options  # noqa: E402
-from xraygate.anonymizer.text_finder import TextFinder  # noqa: E402
+from xraygate.anonymizer.engine import DeidConfig, Deidentifier
+from xraygate.anonymizer.pixel_phi import CheckedResult, PixelPhi
+from xraygate.anonymizer.profile import parse_options
+from xraygate.anonymizer.text_finder import TextFinder
 
 _ENGINE = Deidentifier(DeidConfig(parse_options([]), b"bench-secret"))
 _STEP = PixelPhi(TextFinder())

@@ -40,7 +40,10 @@ CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 # Only fonts the Makefile installs (fonts-dejavu-core, fonts-dejavu-extra, fonts-liberation2).
-_FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/truetype/liberation2"))
+_FONT_DIRS = (
+    Path("/usr/share/fonts/truetype/dejavu"),
+    Path("/usr/share/fonts/truetype/liberation2"),
+)
 FONT_FILES = (
     "DejaVuSans.ttf",
     "DejaVuSans-Bold.ttf",
@@ -156,7 +159,9 @@ def _variant(base: _Base, rng: random.Random) -> tuple[np.ndarray, list[tuple[in
     y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
     arr = arr[y0 : y0 + ch, x0 : x0 + cw]
     markers = [(x - x0, y - y0, mw, mh) for x, y, mw, mh in markers]
-    markers = [m for m in markers if m[0] >= 0 and m[1] >= 0 and m[0] + m[2] <= cw and m[1] + m[3] <= ch]
+    markers = [
+        m for m in markers if m[0] >= 0 and m[1] >= 0 and m[0] + m[2] <= cw and m[1] + m[3] <= ch
+    ]
     if rng.random() < 0.5:
         arr = arr[:, ::-1]
         markers = [(cw - x - mw, y, mw, mh) for x, y, mw, mh in markers]
@@ -188,17 +193,25 @@ def _to_level(value: float, base: _Base) -> float:
 
 def _phi_strings(rng: random.Random) -> list[tuple[str, tuple[str, ...]]]:
     given, family = rng.choice(_GIVEN), rng.choice(_FAMILY)
-    name = rng.choice([f"{family}, {given}", f"{family}^{given}", f"{given} {family}",
-                       f"{family.title()} {given.title()}"])
+    name = rng.choice(
+        [
+            f"{family}, {given}",
+            f"{family}^{given}",
+            f"{given} {family}",
+            f"{family.title()} {given.title()}",
+        ]
+    )
     mrn = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 9)))
     ident = rng.choice([f"MRN {mrn}", f"ID: {mrn}", mrn, f"PID {mrn}"])
     year, month, day = rng.randint(1930, 2005), rng.randint(1, 12), rng.randint(10, 28)
-    date = rng.choice([
-        f"{day:02d}.{month:02d}.{year}",
-        f"{year}-{month:02d}-{day:02d}",
-        f"{month:02d}/{day:02d}/{year}",
-        f"{day:02d}-{_MONTHS[month - 1]}-{year}",
-    ])
+    date = rng.choice(
+        [
+            f"{day:02d}.{month:02d}.{year}",
+            f"{year}-{month:02d}-{day:02d}",
+            f"{month:02d}/{day:02d}/{year}",
+            f"{day:02d}-{_MONTHS[month - 1]}-{year}",
+        ]
+    )
     date_secret = "".join(c for c in date if c.isalnum()).upper()
     return [
         (name, (family, given)),
@@ -208,8 +221,13 @@ def _phi_strings(rng: random.Random) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _draw(
-    arr: np.ndarray, base: _Base, text: str, origin: tuple[int, int], font: ImageFont.FreeTypeFont,
-    contrast: str, rng: random.Random,
+    arr: np.ndarray,
+    base: _Base,
+    text: str,
+    origin: tuple[int, int],
+    font: ImageFont.FreeTypeFont,
+    contrast: str,
+    rng: random.Random,
 ) -> tuple[int, int, int, int]:
     h, w = arr.shape
     mask_img = Image.new("L", (w, h), 0)
@@ -224,7 +242,7 @@ def _draw(
     if contrast == "extreme":  # the brightest or the darkest displayable value
         level = 1.0 if (bg < 0.5 or rng.random() < 0.25) and bg < 0.9 else 0.0
         top = float((1 << base.bits) - 1)
-        value = (top if (level == 1.0) == (base.photometric == "MONOCHROME2") else 0.0)
+        value = top if (level == 1.0) == (base.photometric == "MONOCHROME2") else 0.0
     else:
         up, down = bg + c, bg - c
         level = up if (up <= 1.0 and (down < 0.0 or rng.random() < 0.6)) else down
@@ -258,10 +276,8 @@ def text_sample(seed: int, *, max_side: int = 4096, base: str | None = None) -> 
         margin = rng.randint(max(4, w // 100), max(8, w // 25))
         x = margin if corner[1] == "l" else w - tw - margin
         line = int(size * 1.3)
-        if corner[0] == "t":
-            y = margin + stacks[corner]
-        else:
-            y = h - margin - line - stacks[corner]
+        top = corner[0] == "t"
+        y = margin + stacks[corner] if top else h - margin - line - stacks[corner]
         stacks[corner] += line
         contrast = rng.choices(list(CONTRASTS), CONTRAST_WEIGHTS)[0]
         box = _draw(arr, b, text, (x, y), font, contrast, rng)
@@ -440,7 +456,7 @@ class Outcome:
     seconds: float  # de-identification time (header + pixels)
 
 
-def _covered(box: tuple[int, int, int, int], regions: list[tuple[int, ...]]) -> float:
+def covered(box: tuple[int, int, int, int], regions: list[tuple[int, ...]]) -> float:
     x, y, w, h = box
     mask = np.zeros((h, w), dtype=bool)
     for _, rx, ry, rw, rh in regions:
@@ -457,7 +473,9 @@ def _overlaps(region: tuple[int, ...], box: tuple[int, int, int, int]) -> bool:
     return rx < x + w and x < rx + rw and ry < y + h and y < ry + rh
 
 
-def run_sample(sample: Sample, deidentify: Callable[[bytes], object], *, read_before: bool = True) -> Outcome:
+def run_sample(
+    sample: Sample, deidentify: Callable[[bytes], object], *, read_before: bool = True
+) -> Outcome:
     """De-identify one sample with ``deidentify`` (bytes -> CheckedResult, may raise) and
     read its planted strings back with OCR before and after."""
     from xraygate.anonymizer.pixel_phi import CheckedResult, TextHeld
@@ -471,19 +489,36 @@ def run_sample(sample: Sample, deidentify: Callable[[bytes], object], *, read_be
     except TextHeld as exc:
         seconds = time.perf_counter() - start
         regions = [tuple(r) for r in exc.report.regions]
-        return Outcome(sample.name, sample.clean, "held", before, [], 0,
-                       _beyond(regions, sample.markers), seconds)
+        return Outcome(
+            sample.name,
+            sample.clean,
+            "held",
+            before,
+            [],
+            0,
+            _beyond(regions, sample.markers),
+            seconds,
+        )
     except BurnedInText:
-        return Outcome(sample.name, sample.clean, "skipped", before, [], 0, True,
-                       time.perf_counter() - start)
+        return Outcome(
+            sample.name, sample.clean, "skipped", before, [], 0, True, time.perf_counter() - start
+        )
     seconds = time.perf_counter() - start
     assert isinstance(res, CheckedResult)
     out = dcmread(io.BytesIO(res.data))
     regions = [tuple(r) for r in res.pixel.regions]
     after = readable(out, sample.planted) if sample.planted else []
-    covered = sum(1 for p in sample.planted if _covered(p.box, regions) >= 0.9)
-    return Outcome(sample.name, sample.clean, res.pixel.action, before, after, covered,
-                   _beyond(regions, sample.markers), seconds)
+    inside = sum(1 for p in sample.planted if covered(p.box, regions) >= 0.9)
+    return Outcome(
+        sample.name,
+        sample.clean,
+        res.pixel.action,
+        before,
+        after,
+        inside,
+        _beyond(regions, sample.markers),
+        seconds,
+    )
 
 
 def _beyond(regions: list[tuple[int, ...]], markers: list[Planted]) -> bool:
@@ -503,7 +538,7 @@ class Figures:
     leaked: int  # of those: exported with a secret still readable
     held: int  # of those: held (or skipped), not exported
     clean_after: int  # of those: exported with no secret readable
-    covered: int  # planted strings fully inside blanked regions
+    covered: int  # planted strings (>= 90 % of their box) inside blanked regions
     planted: int
     clean_images: int
     false_positives: int  # clean images blanked/held beyond markers
@@ -532,7 +567,8 @@ class Figures:
             f"  no planted string readable after: {self.clean_after} exported clean "
             f"({100 * self.clean_rate:.1f} %), {self.held} held ({100 * self.held_rate:.1f} %), "
             f"{self.leaked} exported with a readable string",
-            f"  planted strings fully inside blanked regions: {self.covered}/{self.planted}",
+            f"  planted strings (>= 90 % of their box) inside blanked regions: "
+            f"{self.covered}/{self.planted}",
             f"clean images: {self.clean_images}, blanked or held beyond markers: "
             f"{self.false_positives} ({100 * self.false_positive_rate:.1f} %)",
         ]
@@ -547,10 +583,49 @@ def figures(outcomes: list[Outcome], samples: list[Sample]) -> Figures:
         readable_before=len(readable_text),
         leaked=sum(1 for o in readable_text if o.after),
         held=sum(1 for o in readable_text if o.action in ("held", "skipped")),
-        clean_after=sum(1 for o in readable_text if o.action not in ("held", "skipped") and not o.after),
+        clean_after=sum(
+            1 for o in readable_text if o.action not in ("held", "skipped") and not o.after
+        ),
         covered=sum(o.covered for o in text),
         planted=sum(len(s.planted) for s in samples),
         clean_images=len(clean),
         false_positives=sum(1 for o in clean if o.beyond_markers),
         seconds=sum(o.seconds for o in outcomes),
     )
+
+
+def burn_in(
+    ds: Dataset,
+    text: str,
+    secrets: tuple[str, ...],
+    *,
+    corner: str = "tl",
+    size: int = 48,
+    font: str = "DejaVuSans.ttf",
+    contrast: str = "extreme",
+    seed: int = 0,
+) -> Planted:
+    """Draw ``text`` into a real image's pixels (in place; the pixel data become uncompressed
+    Explicit VR Little Endian), as a device that burns in annotations would."""
+    arr = ds.pixel_array.astype(np.float64)
+    bits = int(ds.BitsStored)
+    center = float(ds.get("WindowCenter", 0) or 0)
+    width = float(ds.get("WindowWidth", 0) or 0)
+    if not width:
+        lo, hi = np.percentile(arr, [0.5, 99.5])
+        center, width = (lo + hi) / 2, max(hi - lo, 1)
+    base = _Base("real", arr, bits, str(ds.PhotometricInterpretation), (center, width), "CR")
+    face = ImageFont.truetype(str(font_path(font)), size)
+    h, w = arr.shape
+    tw, margin = int(face.getlength(text)), max(8, w // 40)
+    x = margin if corner[1] == "l" else w - tw - margin
+    y = margin if corner[0] == "t" else h - margin - int(size * 1.3)
+    box = _draw(arr, base, text, (x, y), face, contrast, random.Random(seed))
+    ds.set_pixel_data(
+        np.clip(np.rint(arr), 0, (1 << bits) - 1).astype(np.uint16),
+        str(ds.PhotometricInterpretation),
+        bits,
+        generate_instance_uid=False,
+    )
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return Planted(text, secrets, box, size, font, contrast, corner)

@@ -132,33 +132,32 @@ def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[
     diff = np.asarray(img, dtype=np.int16) - np.asarray(smooth, dtype=np.int16)
     return [
         (name, Image.fromarray(np.where(strokes, 0, 255).astype(np.uint8)))
-        for name, strokes in (("bright", diff >= config.contrast), ("dark", -diff >= config.contrast))
+        for name, strokes in (
+            ("bright", diff >= config.contrast),
+            ("dark", -diff >= config.contrast),
+        )
     ]
 
 
 def find_words(display: Display, config: OcrConfig | None = None) -> list[Word]:
     """Every word read in the text views of one displayed image, boxed in its pixels.
 
-    Both views are read in one Tesseract run: side by side on one white page."""
+    Each view is read on its own page (side by side on one page, Tesseract's layout analysis
+    loses words it reads alone)."""
     config = config or OcrConfig()
     scale = working_scale(display.shape, config)
     height, width = display.shape[:2]
-    views = text_views(display, scale, config)
-    vw, vh = views[0][1].size
-    page = Image.new("L", (len(views) * (vw + 2 * _BORDER), vh + 2 * _BORDER), 255)
-    for i, (_, view) in enumerate(views):
-        page.paste(view, (i * (vw + 2 * _BORDER) + _BORDER, _BORDER))
     found = []
-    for word in read_words(page, config=config):
-        x, y, w, h = word.box
-        index = min(len(views) - 1, max(0, x + w // 2) // (vw + 2 * _BORDER))
-        x -= index * (vw + 2 * _BORDER) + _BORDER
-        y -= _BORDER
-        x0, y0 = max(0, int(x / scale)), max(0, int(y / scale))
-        x1 = min(width, int(np.ceil((x + w) / scale)))
-        y1 = min(height, int(np.ceil((y + h) / scale)))
-        if x1 > x0 and y1 > y0:
-            found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), views[index][0]))
+    for name, view in text_views(display, scale, config):
+        page = ImageOps.expand(view, border=_BORDER, fill=255)
+        for word in read_words(page, config=config):
+            x, y, w, h = word.box
+            x, y = x - _BORDER, y - _BORDER
+            x0, y0 = max(0, int(x / scale)), max(0, int(y / scale))
+            x1 = min(width, int(np.ceil((x + w) / scale)))
+            y1 = min(height, int(np.ceil((y + h) / scale)))
+            if x1 > x0 and y1 > y0:
+                found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), name))
     return found
 
 
@@ -187,5 +186,7 @@ def read_region(
     return [
         word
         for method in ("0", "2")
-        for word in read_words(view, psm=7, config=config, extra=("-c", f"thresholding_method={method}"))
+        for word in read_words(
+            view, psm=7, config=config, extra=("-c", f"thresholding_method={method}")
+        )
     ]

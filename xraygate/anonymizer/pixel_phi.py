@@ -30,15 +30,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from pydicom import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.sequence import Sequence
 
 from xraygate.anonymizer import pixels
-from xraygate.anonymizer.engine import DeidResult, Deidentifier, read
+from xraygate.anonymizer.engine import Deidentifier, DeidResult, read
 from xraygate.anonymizer.ocr import Box, Display
 from xraygate.anonymizer.profile import CLEAN_PIXEL_CODE
 from xraygate.anonymizer.text_finder import Found, TextFinder
-from xraygate.core.errors import BurnedInText, DeidentificationError
+from xraygate.core.errors import BurnedInText
 
 MASK_CODE = ("113047", "Pixel by pixel mask")  # CID 7203 Image Derivation
 THUMBNAIL_PX = 160
@@ -113,11 +113,16 @@ class PixelPhi:
                     blank_box(frame, box)
                     blanked.append((index, *box))
             views = [display(ds, frame) for frame in frames]
-            found = [self.finder.find(view) if hit else Found((), ()) for view, hit in zip(views, found, strict=True)]
+            found = [
+                self.finder.find(view) if hit else Found((), ())
+                for view, hit in zip(views, found, strict=True)
+            ]
             if not any(found):
                 report = PixelReport("blanked", tuple(blanked), kept, rnd + 1)
                 return self._blanked(res, ds, arr, report)
-        raise self._held("burned-in text still found after blanking", ds, views, found, kept, self.rounds + 1)
+        raise self._held(
+            "burned-in text still found after blanking", ds, views, found, kept, self.rounds + 1
+        )
 
     def _held(
         self,

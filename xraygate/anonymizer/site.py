@@ -10,8 +10,8 @@ from xraygate.anonymizer.engine import DeidConfig, Deidentifier
 from xraygate.anonymizer.ocr import OcrConfig, tesseract_version
 from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, PixelMode, PixelPhi
 from xraygate.anonymizer.pixels import load_rules
-from xraygate.anonymizer.text_finder import TextFinder
 from xraygate.anonymizer.profile import parse_options
+from xraygate.anonymizer.text_finder import TextFinder
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.storage import ObjectStore, open_store

@@ -3,19 +3,18 @@
 Tesseract also "reads" words in anatomy (rib edges, bowel gas, collimator borders): short, low
 confidence strings such as ``ae`` or ``we``. Words are first grouped into text lines (similar
 height, overlapping vertically, horizontally close: the two text views' reads of one string
-fall on one line too). A line is then judged as a whole:
+fall on one line too). A line is then judged as a whole, on its tokens (letters and digits of a
+word, upper case) that are neither allow-listed (laterality and view markers) nor a piece of a
+long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a character:
 
-- a line of allow-listed tokens only (laterality and view markers) stays;
-- a line with nothing worth a look (no word of 4+ letters/digits, none of 2+ at confidence 30)
-  is noise;
-- otherwise a closer look: the line's box, cropped from the displayed image, scaled and read
-  again as one line. It is text when that reading gives a token that is not allow-listed with
-  5+ letters/digits, or 3+ at confidence >= 60; an allowed marker when the closer reading is a
-  marker that explains every confident word of the first reading (``ORTAB`` + ``LE`` read as
-  ``PORTABLE``); text again when the first reading had a confident word (2+ at confidence 85, 5+
-  at 60) the closer look cannot read; noise otherwise.
+- text when one of them reads confidently: 2+ characters at confidence >= 85, or 5+ at >= 60;
+- noise when none is worth a closer look (5+ characters, or 2+ at confidence >= 30);
+- otherwise a closer look decides: the line's box, cropped from the displayed image, letters
+  scaled to ~32 px, read again as one line (Otsu and Sauvola binarization). Text when that
+  reading gives a token (not allow-listed) of 5+ characters, or 3+ at confidence >= 60.
 
-The boxes of text lines come back padded (a third of their height), merged where they overlap.
+Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
+The boxes of text lines come back padded, merged where they overlap.
 """
 
 from __future__ import annotations
@@ -58,35 +57,51 @@ class TextFinder:
         boxes: list[Box] = []
         kept: set[str] = set()
         for line in _lines(words):
-            verdict, tokens = self._judge(display, line)
+            verdict, markers = self._judge(display, line)
             if verdict == "text":
                 boxes.append(_pad(_union([w.box for w in line]), width, height))
-            elif verdict == "allowed":
-                kept.update(tokens)
+            else:
+                kept.update(markers)
         return Found(tuple(_merge(boxes)), tuple(sorted(kept)))
 
     def _judge(self, display: Display, line: list[Word]) -> tuple[str, list[str]]:
+        """``text`` or ``noise``, and the allow-listed tokens the line holds."""
         tokens = [token(w.text) for w in line]
-        if all(self._marker_like(t) or len(t) < 2 for t in tokens):
-            markers = [t for t in tokens if self._marker_like(t)]
-            return ("allowed", [t for t in markers if t in self.allowed]) if markers else ("noise", [])
-        others = [(t, w.conf) for t, w in zip(tokens, line, strict=True) if not self._marker_like(t)]
+        markers = [t for t in tokens if t in self.allowed]
+        others = [
+            (t, w.conf)
+            for t, w in zip(tokens, line, strict=True)
+            if len(t) >= 2 and not self._marker_like(t)
+        ]
         if any(_confident(t, c) for t, c in others):
-            return "text", []
-        if not any(len(t) >= 5 or (len(t) >= 3 and c >= 50) for t, c in others):
-            return "noise", []
+            return "text", markers
+        if not any(len(t) >= 5 or (len(t) >= 2 and c >= 30) for t, c in others):
+            return "noise", markers
         letter = min(w.box[3] for w in line if len(token(w.text)) >= 2)
         box = _union([w.box for w in line])
         closer = [(token(w.text), w.conf) for w in read_region(display, box, letter, self.ocr)]
         if any(_confirms(t, c) and not self._marker_like(t) for t, c in closer):
-            return "text", []
-        return "noise", []
+            return "text", markers
+        return "noise", markers
 
     def _marker_like(self, tok: str) -> bool:
-        """An allowed token, or a piece of a long one (``ORTAB`` of ``PORTABLE``)."""
-        return tok in self.allowed or (
-            len(tok) >= 2 and any(len(a) >= 5 and tok in a for a in self.allowed)
+        """An allowed token, a piece of a long one (``ORTAB`` of ``PORTABLE``), or a long one
+        misread by one character (``SORTABLE``)."""
+        return tok in self.allowed or any(
+            len(a) >= 5 and len(tok) >= 2 and (tok in a or _distance(tok, a) <= 1)
+            for a in self.allowed
         )
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
 
 
 def _confident(tok: str, conf: float) -> bool:
@@ -129,11 +144,12 @@ def _same_line(a: Box, b: Box) -> bool:
 
 
 def _pad(box: Box, width: int, height: int) -> Box:
-    """Grow a box by a third of its height (anti-aliasing, accents, descenders), clipped."""
+    """Grow a box by half its height sideways and a third up and down (anti-aliasing, accents,
+    descenders, a last letter half read), clipped to the image."""
     x, y, w, h = box
-    pad = max(3, h // 3)
-    x0, y0 = max(0, x - pad), max(0, y - pad)
-    x1, y1 = min(width, x + w + pad), min(height, y + h + pad)
+    px, py = max(4, h // 2), max(3, h // 3)
+    x0, y0 = max(0, x - px), max(0, y - py)
+    x1, y1 = min(width, x + w + px), min(height, y + h + py)
     return x0, y0, x1 - x0, y1 - y0
 
 

@@ -14,8 +14,8 @@ from functools import cached_property
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from xraygate.anonymizer.pixel_phi import CheckedDeidentifier
 from xraygate.anonymizer.export import StudyExport, export_row, export_study
+from xraygate.anonymizer.pixel_phi import CheckedDeidentifier
 from xraygate.anonymizer.policy import Decision, ExportPolicy, Label, label_for
 from xraygate.anonymizer.site import export_store, outbound_deidentifier
 from xraygate.core import metrics

@@ -89,7 +89,14 @@ def deid(
             (out / "held").mkdir(exist_ok=True)
             thumb = out / "held" / f"{len(held):05d}.png"
             thumb.write_bytes(exc.thumbnail)
-            held.append({"file": str(path), "reason": str(exc), "thumbnail": thumb.name, **exc.report.manifest()})
+            held.append(
+                {
+                    "file": str(path),
+                    "reason": str(exc),
+                    "thumbnail": thumb.name,
+                    **exc.report.manifest(),
+                }
+            )
             typer.echo(f"held {path}: {exc}", err=True)
             continue
         except BurnedInText as exc:

@@ -46,7 +46,7 @@ from xraygate.core.storage import ObjectStore, store_from_settings
 
 # feedback_api and fhir_api belong to other areas: they have no auth inside and are included
 # below behind their roles.
-from xraygate.gateway import admin_api, clinical_api, feedback_api, fhir_api, pages
+from xraygate.gateway import admin_api, clinical_api, deid_review, feedback_api, fhir_api, pages
 from xraygate.gateway.audit import AuditMiddleware
 from xraygate.gateway.auth import (
     Authenticator,
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clinical_api.router, dependencies=clinician)
     app.include_router(feedback_api.router, dependencies=clinician)
     app.include_router(admin_api.router, dependencies=[Depends(require_roles("admin"))])
+    app.include_router(deid_review.router, dependencies=[Depends(require_roles("admin"))])
     app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
     app.include_router(self_router(app))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -28,6 +28,7 @@ from xraygate.gateway.auth import (
     bearer_scheme,
     current_principal,
 )
+from xraygate.gateway.deid_review import list_held
 from xraygate.gateway.deps import ReadDb, SettingsDep
 from xraygate.gateway.studies import Status, study_view, worklist
 
@@ -177,13 +178,14 @@ def admin_page(
     settings: SettingsDep,
     principal: Annotated[Principal, page_role("admin")],
 ) -> Response:
-    """Model versions (activate, roll back) and dead letters (retry)."""
+    """Model versions (activate, roll back), dead letters (retry), images held for text."""
     counts = JobQueue.from_settings(settings).counts()
     return render(
         request,
         "admin.html",
         models=list_models(session),
         dead=list_dead_letters(session),
+        held=list_held(session),
         counts=counts,
         principal=principal,
     )
