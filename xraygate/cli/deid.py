@@ -11,7 +11,12 @@ import typer
 
 from xraygate.cli.core import fail
 from xraygate.core.config import get_settings
-from xraygate.core.errors import BurnedInText, UnparseableInput, XraygateError
+from xraygate.core.errors import (
+    BurnedInText,
+    DeidentificationError,
+    UnparseableInput,
+    XraygateError,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -99,7 +104,7 @@ def deid(
             )
             typer.echo(f"held {path}: {exc}", err=True)
             continue
-        except BurnedInText as exc:
+        except (BurnedInText, DeidentificationError) as exc:  # incl. OCR that failed
             skipped += 1
             typer.echo(f"skipped {path}: {exc}", err=True)
             continue
