@@ -10,13 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
 from sqlalchemy import select
 from sqlmodel import col
 
 from tests.anonymizer.conftest import Made, drain, enqueue_deidentify, make_study
 from tests.anonymizer.corpus import leaks, phi_dataset, to_bytes
-from tests.anonymizer.pixel_corpus import Planted, burn_in, readable
+from tests.anonymizer.pixel_corpus import Planted, burn_in, chest_cr, readable
 from xraygate.anonymizer.site import export_store
 from xraygate.anonymizer.worker import make_handlers
 from xraygate.core import db, metrics
@@ -218,7 +217,7 @@ def test_low_confidence_score_near_threshold_is_exported(deid_settings: Settings
 
 def _burned_in_cr() -> tuple[bytes, list[Planted]]:
     """A real chest CR, BurnedInAnnotation absent, with a name and an ID burned in."""
-    ds = dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    ds = chest_cr()
     planted = [
         burn_in(ds, "FAIRWEATHER, ODETTE", ("FAIRWEATHER", "ODETTE"), corner="tr", size=64),
         burn_in(ds, "MRN 40417732", ("40417732",), corner="bl", size=48, contrast="medium"),

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from tests.anonymizer.conftest import make_study
 from tests.anonymizer.corpus import leaks, to_bytes, write_corpus
-from tests.anonymizer.pixel_corpus import burn_in, readable
+from tests.anonymizer.pixel_corpus import burn_in, chest_cr, readable
 from xraygate.cli import app
 from xraygate.core import db
 from xraygate.core.config import Settings
@@ -136,7 +136,7 @@ def test_deid_cli_clean_exit_and_bad_option(tmp_path: Path, sqlite_settings: Set
 
 
 def test_deid_cli_blanks_or_holds_burned_in_text(tmp_path: Path, sqlite_settings: Settings) -> None:
-    ds = dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    ds = chest_cr()
     planted = [burn_in(ds, "VASQUEZ^OSWALD", ("VASQUEZ", "OSWALD"), corner="tl", size=72)]
     assert readable(ds, planted)
     src = tmp_path / "in"

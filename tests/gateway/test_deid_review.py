@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydicom import dcmread
-from pydicom.data import get_testdata_file
 
 from tests.anonymizer.conftest import drain, enqueue_deidentify, make_study
 from tests.anonymizer.corpus import to_bytes
-from tests.anonymizer.pixel_corpus import burn_in, fuzzy_in
+from tests.anonymizer.pixel_corpus import burn_in, chest_cr, fuzzy_in
 from tests.gateway.conftest import gateway_settings, token
 from xraygate.anonymizer.ocr import read_words
 from xraygate.anonymizer.worker import make_handlers
@@ -27,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 def test_admin_page_lists_held_images_with_unreadable_thumbnails(tmp_path: Path) -> None:
     settings = gateway_settings(tmp_path, deid_pixel_phi="hold", deid_secret="review-secret")
-    ds = dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    ds = chest_cr()
     burn_in(ds, "LINDQVIST, BEATRIX", ("LINDQVIST", "BEATRIX"), corner="tl", size=80)
     engine = db.get_engine(settings.resolved_database_url)
     store = store_from_settings(settings)

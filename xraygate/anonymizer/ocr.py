@@ -33,6 +33,7 @@ Display = np.ndarray  # 2-D uint8, 0 black .. 255 white, as a viewer shows the i
 TESSERACT = "tesseract"
 _BORDER = 24  # white margin: Tesseract misses text that touches the image edge
 _TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
+_MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
 
 
 class OcrFailed(DeidentificationError):
@@ -139,7 +140,16 @@ def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[
     ]
 
 
-def find_words(display: Display, config: OcrConfig | None = None) -> list[Word]:
+@dataclass(frozen=True)
+class Reading:
+    """The words read in one displayed image, and where its text views have strokes."""
+
+    words: list[Word]
+    strokes: dict[str, np.ndarray]  # each view's strokes (bool, at ``scale`` of the image)
+    scale: float
+
+
+def find_words(display: Display, config: OcrConfig | None = None) -> Reading:
     """Every word read in the text views of one displayed image, boxed in its pixels.
 
     Each view is read on its own page (side by side on one page, Tesseract's layout analysis
@@ -148,7 +158,8 @@ def find_words(display: Display, config: OcrConfig | None = None) -> list[Word]:
     scale = working_scale(display.shape, config)
     height, width = display.shape[:2]
     found = []
-    for name, view in text_views(display, scale, config):
+    views = text_views(display, scale, config)
+    for name, view in views:
         page = ImageOps.expand(view, border=_BORDER, fill=255)
         for word in read_words(page, config=config):
             x, y, w, h = word.box
@@ -158,7 +169,38 @@ def find_words(display: Display, config: OcrConfig | None = None) -> list[Word]:
             y1 = min(height, int(np.ceil((y + h) / scale)))
             if x1 > x0 and y1 > y0:
                 found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), name))
-    return found
+    strokes = {name: np.asarray(view) == 0 for name, view in views}
+    return Reading(found, strokes, scale)
+
+
+def extend_along_line(box: Box, reading: Reading, gap: float = 1.5) -> Box:
+    """Grow a text line's box sideways over the strokes (either view) that continue it (words
+    of the line Tesseract did not read), across at most ``gap`` line heights of empty space and
+    by at most 8 line heights."""
+    x, y, w, h = box
+    s = reading.scale
+    band = slice(int(y * s), int(np.ceil((y + h) * s)))
+    rows = np.logical_or(*(mask[band] for mask in reading.strokes.values()))
+    if rows.size == 0:
+        return box
+    columns = np.asarray(rows.any(axis=0), dtype=bool)
+    step = max(1, int(gap * h * s))
+    reach = int(_MAX_EXTEND * h * s)
+    left, right = int(x * s), min(len(columns), int(np.ceil((x + w) * s)))
+    first, last = max(0, left - reach), min(len(columns), right + reach)
+    while right < last:
+        ahead = np.flatnonzero(columns[right : min(last, right + step)])
+        if ahead.size == 0:
+            break
+        right += int(ahead[-1]) + 1
+    while left > first:
+        start = max(first, left - step)
+        behind = np.flatnonzero(columns[start:left])
+        if behind.size == 0 or start + int(behind[0]) == left:
+            break
+        left = start + int(behind[0])
+    x0, x1 = min(x, int(left / s)), max(x + w, int(np.ceil(right / s)))
+    return x0, y, x1 - x0, h
 
 
 def crop_view(display: Display, box: Box, letter_px: int) -> Image.Image:

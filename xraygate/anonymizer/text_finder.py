@@ -14,7 +14,8 @@ long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a characte
   reading gives a token (not allow-listed) of 5+ characters, or 3+ at confidence >= 60.
 
 Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
-The boxes of text lines come back padded, merged where they overlap.
+A text line's box grows sideways over the strokes that continue it (``DOB`` read, the date after
+it not: both go), then comes back padded, merged with the boxes it overlaps.
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from xraygate.anonymizer.ocr import Box, Display, OcrConfig, Word, find_words, read_region
+from xraygate.anonymizer.ocr import (
+    Box,
+    Display,
+    OcrConfig,
+    Word,
+    extend_along_line,
+    find_words,
+    read_region,
+)
 
 # Non-PHI tokens that may stay in an image: laterality and view / position markers.
 DEFAULT_ALLOWED = ("L", "R", "LT", "RT", "PA", "AP", "ERECT", "SUPINE", "PORTABLE")
@@ -52,14 +61,16 @@ class TextFinder:
         self.ocr = ocr or OcrConfig()
 
     def find(self, display: Display) -> Found:
-        words = [w for w in find_words(display, self.ocr) if token(w.text)]
+        reading = find_words(display, self.ocr)
+        words = [w for w in reading.words if token(w.text)]
         height, width = display.shape[:2]
         boxes: list[Box] = []
         kept: set[str] = set()
         for line in _lines(words):
             verdict, markers = self._judge(display, line)
             if verdict == "text":
-                boxes.append(_pad(_union([w.box for w in line]), width, height))
+                box = extend_along_line(_union([w.box for w in _main_view(line)]), reading)
+                boxes.append(_pad(box, width, height))
             else:
                 kept.update(markers)
         return Found(tuple(_merge(boxes)), tuple(sorted(kept)))
@@ -121,6 +132,13 @@ def _lines(words: list[Word]) -> list[list[Word]]:
         lines = [line for line in lines if line not in joined]
         lines.append(merged)
     return lines
+
+
+def _main_view(line: list[Word]) -> list[Word]:
+    """The words of a line read in the view that reads it best: the other view holds the
+    halo around the strokes, whose "words" would stretch the box over anatomy."""
+    best = max(line, key=lambda w: len(token(w.text)) * (w.conf + 1))
+    return [w for w in line if w.view == best.view]
 
 
 def _union(boxes: list[Box]) -> Box:
