@@ -247,7 +247,7 @@ def test_burned_in_text_reaches_the_export_store_blanked(
 
 
 def test_hold_mode_keeps_the_image_on_site_with_a_review_thumbnail(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XRAYGATE_DEID_SECRET", "flow-test-secret")
     monkeypatch.setenv("XRAYGATE_DEID_PIXEL_PHI", "hold")
