@@ -34,9 +34,10 @@ from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply
 from pydicom.sequence import Sequence
 
 from xraygate.anonymizer import pixels
-from xraygate.anonymizer.engine import Deidentifier, DeidResult, read
+from xraygate.anonymizer.engine import Deidentifier, DeidResult
 from xraygate.anonymizer.ocr import Box, Display
 from xraygate.anonymizer.profile import CLEAN_PIXEL_CODE
+from xraygate.anonymizer.reading import read
 from xraygate.anonymizer.text_finder import Found, TextFinder
 from xraygate.core.errors import BurnedInText
 
