@@ -7,6 +7,9 @@ Each tool reads every file from disk and writes its output file; the page cache 
 first, dirty pages are synced between runs, and each figure is the best of ``--rounds`` rounds
 run in rotated tool order.
 Leaks: planted PHI values each tool leaves in its outputs of the PHI corpus (tests/anonymizer).
+``xraygate+ocr`` is what leaves the site (export, ``xraygate deid``): the header profile plus the
+pixel PHI step (Tesseract reads every image); it runs on the ``large`` CR corpus only, and the
+ratio of its files/s to header-only xraygate is printed.
 
     .venv/bin/python bench/deid.py [--large 200] [--small 2000]
 """
@@ -36,6 +39,7 @@ from xraygate.anonymizer.engine import DeidConfig, Deidentifier  # noqa: E402
 from xraygate.anonymizer.profile import parse_options  # noqa: E402
 
 Tool = Callable[[list[Path], Path], None]
+OCR_ONLY_LARGE = frozenset({"xraygate+ocr"})
 
 
 def build_large(folder: Path, count: int) -> list[Path]:
@@ -68,6 +72,20 @@ def xraygate_tool() -> Tool:
     def run(paths: list[Path], out: Path) -> None:
         for path in paths:
             engine.deidentify_file(path).write(out / path.name)
+
+    return run
+
+
+def xraygate_ocr_tool() -> Tool:
+    from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, PixelPhi
+    from xraygate.anonymizer.text_finder import TextFinder
+
+    engine = Deidentifier(DeidConfig(parse_options([]), b"bench-secret"))
+    checked = CheckedDeidentifier(engine, PixelPhi(TextFinder()))
+
+    def run(paths: list[Path], out: Path) -> None:
+        for path in paths:
+            checked.deidentify_file(path).write(out / path.name)
 
     return run
 
@@ -107,6 +125,7 @@ def deid_tool() -> Tool:
 
 TOOLS: dict[str, Callable[[], Tool]] = {
     "xraygate": xraygate_tool,
+    "xraygate+ocr": xraygate_ocr_tool,
     "dicognito": dicognito_tool,
     "deid": deid_tool,
 }
@@ -173,6 +192,8 @@ def main() -> None:
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
             for name in order:
                 for corpus, paths in corpora.items():
+                    if name in OCR_ONLY_LARGE and (corpus != "large" or rnd > 0):
+                        continue  # OCR: one round on the CR corpus (minutes per round)
                     out = work / f"out-{name}-{corpus}"
                     seconds = timed(TOOLS[name](), paths, out)
                     key = (name, corpus)
@@ -181,6 +202,8 @@ def main() -> None:
                     os.sync()
         for name in names:
             for corpus, paths in corpora.items():
+                if (name, corpus) not in results:
+                    continue
                 seconds, mb = results[(name, corpus)], sizes[corpus] / 1e6
                 print(
                     f"{name:10s} {corpus:5s} {len(paths):5d} files {mb:8.1f} MB "
@@ -192,10 +215,17 @@ def main() -> None:
         for corpus in corpora:
             ours = results[("xraygate", corpus)]
             for name in names:
-                if name != "xraygate":
+                if name != "xraygate" and (name, corpus) in results:
                     print(f"{corpus:5s}: xraygate is {results[(name, corpus)] / ours:5.1f}x {name}")
+        if ("xraygate+ocr", "large") in results:
+            ocr = results[("xraygate+ocr", "large")]
+            print(
+                f"large: pixel PHI step (OCR): {len(corpora['large']) / ocr:.2f} files/s with it, "
+                f"{len(corpora['large']) / results[('xraygate', 'large')]:.1f} without: "
+                f"{ocr / results[('xraygate', 'large')]:.0f}x slower"
+            )
         print(f"\nleaks on the PHI corpus (3 files, {len(PHI)} planted values each):")
-        for name in names:
+        for name in [n for n in names if n not in OCR_ONLY_LARGE]:
             sub = work / f"leaks-{name}"
             sub.mkdir()
             total, keys = count_leaks(TOOLS[name](), sub)

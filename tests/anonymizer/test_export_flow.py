@@ -15,12 +15,20 @@ from sqlmodel import col
 
 from tests.anonymizer.conftest import Made, drain, enqueue_deidentify, make_study
 from tests.anonymizer.corpus import leaks, phi_dataset, to_bytes
+from tests.anonymizer.pixel_corpus import Planted, burn_in, chest_cr, readable
 from xraygate.anonymizer.site import export_store
 from xraygate.anonymizer.worker import make_handlers
 from xraygate.core import db, metrics
 from xraygate.core.config import Settings, get_settings
-from xraygate.core.models import DeidDecision, DeidExport, DeidQuarantine, Feedback, Job
-from xraygate.core.models.deid import Finding, record_feedback
+from xraygate.core.models import (
+    DeidDecision,
+    DeidExport,
+    DeidQuarantine,
+    Feedback,
+    Instance,
+    Job,
+)
+from xraygate.core.models.deid import Finding, held_thumbnail_key, record_feedback
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore, store_from_settings
 
@@ -205,3 +213,60 @@ def test_low_confidence_score_near_threshold_is_exported(deid_settings: Settings
     (row,) = env.exports(near)
     assert (row.label_source, row.label) == ("model", "NORMAL")
     assert row.object_key.startswith("images/UNLABELED/")  # model labels never train a model
+
+
+def _burned_in_cr() -> tuple[bytes, list[Planted]]:
+    """A real chest CR, BurnedInAnnotation absent, with a name and an ID burned in."""
+    ds = chest_cr()
+    planted = [
+        burn_in(ds, "FAIRWEATHER, ODETTE", ("FAIRWEATHER", "ODETTE"), corner="tr", size=64),
+        burn_in(ds, "MRN 40417732", ("40417732",), corner="bl", size=48, contrast="medium"),
+    ]
+    assert readable(ds, planted)  # OCR reads them in the input
+    return to_bytes(ds), planted
+
+
+def test_burned_in_text_reaches_the_export_store_blanked(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XRAYGATE_DEID_SECRET", "flow-test-secret")
+    get_settings.cache_clear()
+    env = Env(get_settings())
+    data, planted = _burned_in_cr()
+    made = env.study([data])  # indeterminate: selected for export
+    assert env.run() == 1
+    (row,) = env.exports(made)
+    assert row.status == "exported" and row.pixels_cleaned and "113101" in row.method_codes
+    out = dcmread(io.BytesIO(env.target.get_bytes(row.object_key)))
+    assert readable(out, planted) == []  # OCR reads none of it in what left the site
+    assert out.BurnedInAnnotation == "NO"
+    (line,) = env.manifest(row.manifest_key)
+    assert line["pixel_phi"]["action"] == "blanked" and len(line["pixel_phi"]["regions"]) >= 2
+    assert all(len(region) == 5 for region in line["pixel_phi"]["regions"])
+    get_settings.cache_clear()
+
+
+def test_hold_mode_keeps_the_image_on_site_with_a_review_thumbnail(
+    sqlite_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XRAYGATE_DEID_SECRET", "flow-test-secret")
+    monkeypatch.setenv("XRAYGATE_DEID_PIXEL_PHI", "hold")
+    get_settings.cache_clear()
+    env = Env(get_settings())
+    data, _ = _burned_in_cr()
+    made = env.study([data, to_bytes(phi_dataset(0))])
+    before = _value(metrics.DEID_EXPORTS, "held")
+    assert env.run() == 1
+    held, clean = env.exports(made)
+    assert held.status == "held" and "burned-in text" in held.reason and held.object_key == ""
+    assert clean.status == "exported"
+    assert len(list(env.target.list(prefix="images/"))) == 1  # only the clean image left
+    with db.read_session(env.engine) as s:
+        inst = s.get(Instance, held.instance_pk)
+        assert inst is not None
+    thumb = env.store.get_bytes(held_thumbnail_key(inst.sha256))
+    assert thumb.startswith(b"\x89PNG")
+    (decision,) = env.decisions(made)
+    assert (decision.exported, decision.skipped) == (1, 1)
+    assert _value(metrics.DEID_EXPORTS, "held") == before + 1
+    get_settings.cache_clear()

@@ -20,7 +20,8 @@ from sqlmodel import col
 from typer.testing import CliRunner
 
 from tests.anonymizer.conftest import make_study
-from tests.anonymizer.corpus import leaks, write_corpus
+from tests.anonymizer.corpus import leaks, to_bytes, write_corpus
+from tests.anonymizer.pixel_corpus import burn_in, chest_cr, readable
 from xraygate.cli import app
 from xraygate.core import db
 from xraygate.core.config import Settings
@@ -132,3 +133,29 @@ def test_deid_cli_clean_exit_and_bad_option(tmp_path: Path, sqlite_settings: Set
     assert good.exit_code == 0, good.output
     bad = runner.invoke(app, ["deid", str(tmp_path), "--out", str(tmp_path / "x"), "-o", "nope"])
     assert bad.exit_code == 2 and "unknown de-identification option" in bad.output
+
+
+def test_deid_cli_blanks_or_holds_burned_in_text(tmp_path: Path, sqlite_settings: Settings) -> None:
+    ds = chest_cr()
+    planted = [burn_in(ds, "VASQUEZ^OSWALD", ("VASQUEZ", "OSWALD"), corner="tl", size=72)]
+    assert readable(ds, planted)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "cr.dcm").write_bytes(to_bytes(ds))
+    runner = CliRunner()
+    blank = runner.invoke(app, ["deid", str(src), "--out", str(tmp_path / "b")])
+    assert blank.exit_code == 0, blank.output
+    assert "de-identified: 1  text blanked: 1" in blank.output
+    (path,) = (tmp_path / "b").rglob("*.dcm")
+    assert readable(dcmread(path), planted) == []
+
+    hold = runner.invoke(
+        app, ["deid", str(src), "--out", str(tmp_path / "h"), "--pixel-phi", "hold"]
+    )
+    assert hold.exit_code == 0, hold.output
+    assert "held: 1" in hold.output and not list((tmp_path / "h").rglob("*.dcm"))
+    (entry,) = [json.loads(x) for x in (tmp_path / "h" / "held.jsonl").read_text().splitlines()]
+    assert entry["action"] == "held" and entry["regions"] and "VASQUEZ" not in json.dumps(entry)
+    assert (tmp_path / "h" / "held" / entry["thumbnail"]).read_bytes().startswith(b"\x89PNG")
+    bad = runner.invoke(app, ["deid", str(src), "--out", str(tmp_path / "x"), "--pixel-phi", "x"])
+    assert bad.exit_code == 2 and "blank or hold" in bad.output

@@ -10,7 +10,9 @@ once the bucket is copied locally, e.g. with ``xraygate export-pull DIR``)::
 
 A clinician's later finding re-runs the export: the same UIDs come out (keyed hash), the file
 moves to its label's folder and the manifest lines carry the new label. Raw objects that cannot
-be parsed are quarantined and never written here.
+be parsed are quarantined and never written here. Images with burned-in text are blanked by the
+pixel step (the manifest line's ``pixel_phi`` says where) or, in ``hold`` mode, held: not
+written here, their review thumbnail put in the main store (:func:`held_thumbnail_key`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from xraygate.anonymizer.engine import Deidentifier, DeidResult
+from xraygate.anonymizer.engine import DeidResult
+from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, CheckedResult, TextHeld
 from xraygate.anonymizer.policy import Label
 from xraygate.core.errors import BurnedInText, UnparseableInput
 from xraygate.core.models import DeidExport, Instance, StudyResult, utcnow
+from xraygate.core.models.deid import HELD, held_thumbnail_key
 from xraygate.core.storage import ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ExportOutcome:
     instance: Instance
-    status: str  # exported | skipped | quarantined
+    status: str  # exported | skipped | held | quarantined
     reason: str = ""
     result: DeidResult | None = None
     stored: StoredObject | None = None
@@ -51,7 +55,7 @@ def image_key(label: Label, res: DeidResult) -> str:
 
 
 def export_study(
-    deid: Deidentifier,
+    deid: CheckedDeidentifier,
     source: ObjectStore,
     target: ObjectStore,
     result: StudyResult,
@@ -71,6 +75,9 @@ def export_study(
             if old_key:
                 target.delete(old_key)  # an earlier export may not stay
             status = "quarantined" if isinstance(exc, UnparseableInput) else "skipped"
+            if isinstance(exc, TextHeld):
+                source.put_bytes(held_thumbnail_key(inst.sha256), exc.thumbnail)
+                status = HELD
             export.outcomes.append(ExportOutcome(inst, status, str(exc)[:500]))
             continue
         key = image_key(label, res)
@@ -105,6 +112,7 @@ def manifest_line(outcome: ExportOutcome, result: StudyResult, label: Label) -> 
         "label": label.value,
         "method_codes": list(res.codes),
         "pixels_cleaned": res.pixels_cleaned,
+        "pixel_phi": res.pixel.manifest() if isinstance(res, CheckedResult) else None,
         "exported_at": utcnow().isoformat(),
     }
 

@@ -104,16 +104,33 @@ def may_carry_burned_in_text(ds: Dataset, modalities: frozenset[str]) -> bool:
 
 def clean_pixels(ds: Dataset, rule: PixelRule) -> None:
     """Blank the rule's rectangles in every frame and re-encode uncompressed (Explicit VR LE)."""
-    try:
-        arr = np.array(ds.pixel_array)  # writable copy, decoded
-    except Exception as exc:  # any decoder failure means we cannot clean: refuse
-        raise DeidentificationError(f"pixel data cannot be decoded: {type(exc).__name__}") from exc
+    arr = decoded_pixels(ds)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     blank = _blank_value(ds, arr, photometric)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    view = arr if frames > 1 else arr[np.newaxis, ...]
+    view = frames_of(ds, arr)
     for x, y, w, h in rule.rectangles:
         view[:, y : y + h, x : x + w, ...] = blank
+    store_pixels(ds, arr)
+    ds.BurnedInAnnotation = "NO"
+
+
+def decoded_pixels(ds: Dataset) -> np.ndarray[Any, Any]:
+    """A writable, decoded copy of the pixel data; DeidentificationError when it cannot be."""
+    try:
+        return np.array(ds.pixel_array)
+    except Exception as exc:  # any decoder failure means we cannot clean: refuse
+        raise DeidentificationError(f"pixel data cannot be decoded: {type(exc).__name__}") from exc
+
+
+def frames_of(ds: Dataset, arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The pixel array with a leading frame axis (a view: writes go to ``arr``)."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    return arr if frames > 1 else arr[np.newaxis, ...]
+
+
+def store_pixels(ds: Dataset, arr: np.ndarray[Any, Any]) -> None:
+    """Write changed pixels back, uncompressed (Explicit VR Little Endian)."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     for _ in ds.iterall():  # decode every raw element: the encoding changes on write
         pass
     if photometric.startswith("YBR") and ds.get("SamplesPerPixel", 1) == 3:
@@ -122,7 +139,6 @@ def clean_pixels(ds: Dataset, rule: PixelRule) -> None:
         arr, photometric, int(ds.get("BitsStored", arr.itemsize * 8)), generate_instance_uid=False
     )
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.BurnedInAnnotation = "NO"
 
 
 def _blank_value(ds: Dataset, arr: np.ndarray[Any, Any], photometric: str) -> int:

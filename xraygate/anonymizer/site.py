@@ -5,9 +5,12 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from xraygate.anonymizer.engine import DeidConfig
+from xraygate.anonymizer.engine import DeidConfig, Deidentifier
+from xraygate.anonymizer.ocr import OcrConfig, tesseract_version
+from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, PixelMode, PixelPhi
 from xraygate.anonymizer.pixels import load_rules
 from xraygate.anonymizer.profile import parse_options
+from xraygate.anonymizer.text_finder import TextFinder
 from xraygate.core.config import Settings, secret_value
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.secret_files import secret_file
@@ -37,6 +40,22 @@ def deid_config(
         rules=load_rules(rules_file or settings.deid_rules_file),
         burned_in_modalities=frozenset(m.upper() for m in settings.deid_burned_in_modalities),
         shift_max_days=settings.deid_date_shift_max_days,
+    )
+
+
+def pixel_phi(settings: Settings, mode: str | None = None) -> PixelPhi:
+    """The pixel step as configured; ConfigurationError when Tesseract is missing."""
+    tesseract_version()
+    finder = TextFinder(settings.deid_text_allow, OcrConfig(min_text_px=settings.deid_text_min_px))
+    return PixelPhi(finder, PixelMode(mode or settings.deid_pixel_phi))
+
+
+def outbound_deidentifier(
+    settings: Settings, config: DeidConfig | None = None, *, mode: str | None = None
+) -> CheckedDeidentifier:
+    """Header de-identification plus the pixel step: for every image that leaves the site."""
+    return CheckedDeidentifier(
+        Deidentifier(config or deid_config(settings)), pixel_phi(settings, mode)
     )
 
 

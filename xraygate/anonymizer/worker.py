@@ -14,10 +14,10 @@ from functools import cached_property
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from xraygate.anonymizer.engine import Deidentifier
 from xraygate.anonymizer.export import StudyExport, export_row, export_study
+from xraygate.anonymizer.pixel_phi import CheckedDeidentifier
 from xraygate.anonymizer.policy import Decision, ExportPolicy, Label, label_for
-from xraygate.anonymizer.site import deid_config, export_store
+from xraygate.anonymizer.site import export_store, outbound_deidentifier
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
@@ -55,8 +55,8 @@ class DeidentifyHandler:
         self.policy = ExportPolicy.from_settings(settings)
 
     @cached_property
-    def deid(self) -> Deidentifier:
-        return Deidentifier(deid_config(self.settings))
+    def deid(self) -> CheckedDeidentifier:
+        return outbound_deidentifier(self.settings)  # header, then pixel PHI
 
     @cached_property
     def target(self) -> ObjectStore:
@@ -83,10 +83,11 @@ class DeidentifyHandler:
             self.deid, self.store, self.target, result, loaded.instances, label, loaded.previous
         )
         log.info(
-            "[%s] exported %d, skipped %d, quarantined %d",
+            "[%s] exported %d, skipped %d, held %d, quarantined %d",
             cid,
             export.count("exported"),
             export.count("skipped"),
+            export.count("held"),
             export.count("quarantined"),
         )
         return self._commit(payload, loaded, decision, export, label)
@@ -122,7 +123,7 @@ class DeidentifyHandler:
 
         def commit(session: Session) -> None:
             assert result.id is not None
-            counts = {"exported": 0, "skipped": 0, "quarantined": 0}
+            counts = {"exported": 0, "skipped": 0, "held": 0, "quarantined": 0}
             for outcome in export.outcomes if export else []:
                 counts[outcome.status] += 1
                 metrics.DEID_EXPORTS.labels(outcome.status).inc()
@@ -145,7 +146,7 @@ class DeidentifyHandler:
                     selected=decision.selected,
                     reason=decision.reason[:500],
                     exported=counts["exported"],
-                    skipped=counts["skipped"],
+                    skipped=counts["skipped"] + counts["held"],  # held: not exported either
                     quarantined=counts["quarantined"],
                 )
             )

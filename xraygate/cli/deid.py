@@ -11,7 +11,12 @@ import typer
 
 from xraygate.cli.core import fail
 from xraygate.core.config import get_settings
-from xraygate.core.errors import BurnedInText, UnparseableInput, XraygateError
+from xraygate.core.errors import (
+    BurnedInText,
+    DeidentificationError,
+    UnparseableInput,
+    XraygateError,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -45,37 +50,61 @@ def deid(
     rules: Annotated[
         Path | None, typer.Option(help="JSON rules: pixel rectangles, safe private elements.")
     ] = None,
+    pixel_phi: Annotated[
+        str | None,
+        typer.Option(help="Burned-in text OCR finds: blank | hold [default: the setting]."),
+    ] = None,
 ) -> None:
     """De-identify files (PS3.15 Annex E) into OUT/<study>/<series>/<sop>.dcm.
 
     Unreadable files are quarantined (listed in OUT/quarantine.jsonl, never written out) and make
-    the exit code 1; images with possible burned-in text and no cleaning rule are skipped.
+    the exit code 1; images with possible burned-in text and no cleaning rule are skipped. Every
+    image is read with OCR: burned-in text is blanked, or with --pixel-phi hold the image is held
+    (not written; listed in OUT/held.jsonl with a blurred thumbnail in OUT/held/).
     """
-    from xraygate.anonymizer.engine import Deidentifier
-    from xraygate.anonymizer.site import deid_config
+    from xraygate.anonymizer.pixel_phi import TextHeld
+    from xraygate.anonymizer.site import deid_config, outbound_deidentifier
 
     if profile.lower() != "basic":
         raise fail(f"unknown profile {profile!r}: only 'basic' (plus --option) exists")
     try:
+        if pixel_phi is not None and pixel_phi not in ("blank", "hold"):
+            raise fail("--pixel-phi must be blank or hold")
+        settings = get_settings()
         config = deid_config(
-            get_settings(),
+            settings,
             options=list(option) if option is not None else None,
             secret=secret.encode() if secret else None,
             rules_file=rules,
         )
-        engine = Deidentifier(config)
+        engine = outbound_deidentifier(settings, config, mode=pixel_phi)
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
-    done = skipped = 0
+    done = skipped = blanked = 0
     quarantined: list[dict[str, str]] = []
+    held: list[dict[str, object]] = []
     for path in _files(paths):
         try:
             res = engine.deidentify_file(path)
         except UnparseableInput as exc:
             quarantined.append({"file": str(path), "reason": str(exc)})
             continue
-        except BurnedInText as exc:
+        except TextHeld as exc:
+            (out / "held").mkdir(exist_ok=True)
+            thumb = out / "held" / f"{len(held):05d}.png"
+            thumb.write_bytes(exc.thumbnail)
+            held.append(
+                {
+                    "file": str(path),
+                    "reason": str(exc),
+                    "thumbnail": thumb.name,
+                    **exc.report.manifest(),
+                }
+            )
+            typer.echo(f"held {path}: {exc}", err=True)
+            continue
+        except (BurnedInText, DeidentificationError) as exc:  # incl. OCR that failed
             skipped += 1
             typer.echo(f"skipped {path}: {exc}", err=True)
             continue
@@ -83,12 +112,18 @@ def deid(
         target.parent.mkdir(parents=True, exist_ok=True)
         res.write(target)
         done += 1
+        blanked += res.pixel.action == "blanked"
     for entry in quarantined:
         typer.echo(f"quarantined {entry['file']}: {entry['reason']}", err=True)
     if quarantined:
         lines = "".join(json.dumps(e) + "\n" for e in quarantined)
         (out / "quarantine.jsonl").write_text(lines)
-    typer.echo(f"de-identified: {done}  skipped: {skipped}  quarantined: {len(quarantined)}")
+    if held:
+        (out / "held.jsonl").write_text("".join(json.dumps(e) + "\n" for e in held))
+    typer.echo(
+        f"de-identified: {done}  text blanked: {blanked}  skipped: {skipped}  held: {len(held)}  "
+        f"quarantined: {len(quarantined)}"
+    )
     if quarantined:
         raise typer.Exit(code=1)
 

@@ -228,6 +228,24 @@ class Settings(BaseSettings):
         description="Modalities treated as carrying burned-in text when BurnedInAnnotation "
         "is absent.",
     )
+    deid_pixel_phi: Literal["blank", "hold"] = Field(
+        "blank",
+        description="Burned-in text that OCR finds in an image leaving the site (retraining "
+        "export, xraygate deid): blank it (padded boxes set to their background) or hold the "
+        "image for review on the admin page.",
+    )
+    deid_text_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["L", "R", "LT", "RT", "PA", "AP", "ERECT", "SUPINE", "PORTABLE"],
+        description="Comma-separated non-PHI tokens the pixel step leaves in an image "
+        "(laterality and view markers).",
+    )
+    deid_text_min_px: int = Field(
+        24,
+        ge=8,
+        le=200,
+        description="Smallest burned-in text size (font pixels) the pixel step must find; "
+        "smaller is slower (images are read downscaled to ~17 px letters).",
+    )
     export_enabled: bool = Field(True, description="Export de-identified studies for retraining.")
     export_categories: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["indeterminate"],
@@ -254,7 +272,11 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "deid_options", "deid_burned_in_modalities", "export_categories", mode="before"
+        "deid_options",
+        "deid_burned_in_modalities",
+        "deid_text_allow",
+        "export_categories",
+        mode="before",
     )
     @classmethod
     def _deid_csv(cls, value: object) -> object:

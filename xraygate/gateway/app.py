@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 import xraygate
 from xraygate.core.config import Settings, get_settings
 from xraygate.gateway import errors, fhir_api, ops
-from xraygate.gateway.api import admin, clinical, feedback, session
+from xraygate.gateway.api import admin, clinical, deid_review, feedback, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.middleware.audit import AuditMiddleware
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clinical.router, dependencies=clinician)
     app.include_router(feedback.router, dependencies=clinician)
     app.include_router(admin.router, dependencies=[Depends(require(Role.ADMIN))])
+    app.include_router(deid_review.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

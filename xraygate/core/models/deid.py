@@ -6,6 +6,10 @@
 - :class:`DeidExport`: the index of exported (or refused) instances, one row per instance, with
   the manifest fields (pseudonymous ids, model version, score, label source, label).
 - :class:`DeidQuarantine`: inputs that could not be parsed; their raw object is never exported.
+
+An image whose pixels hold burned-in text in ``hold`` mode gets a ``DeidExport`` row with status
+``held`` (nothing in the export store) and a blurred review thumbnail in the main object store
+under :func:`held_thumbnail_key`, which the admin page shows.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ class DeidExport(SQLModel, table=True):
     instance_pk: int = Field(foreign_key="instances.id")
     study_pk: int = Field(foreign_key="studies.id", index=True)
     study_result_id: int
-    status: str = Field(max_length=16, description="exported | skipped")
+    status: str = Field(max_length=16, description="exported | skipped | held")
     reason: str = Field(default="", max_length=500)
     pseudo_patient_id: str = Field(default="", max_length=64)
     pseudo_study_uid: str = Field(default="", max_length=64, index=True)
@@ -114,6 +118,12 @@ class DeidQuarantine(SQLModel, table=True):
 
 
 LABELS = {Finding.CONFIRM: "PNEUMONIA", Finding.REJECT: "NORMAL"}
+HELD = "held"
+
+
+def held_thumbnail_key(sha256: str) -> str:
+    """Main-store key of the review thumbnail of a held image (by the raw object's digest)."""
+    return f"deid-held/{sha256}.png"
 
 
 def agreement_of(finding: Finding, result: StudyResult | None) -> Agreement:

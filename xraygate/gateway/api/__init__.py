@@ -6,6 +6,7 @@ module          who             what
 ``clinical``    clinician       worklist, a study's triage, images rendered as PNG
 ``feedback``    clinician       a clinician's finding on a study
 ``admin``       admin           models, dead letters, effective settings, the audit trail
+``deid_review`` admin           images held for burned-in text, their blurred thumbnails
 ``session``     authenticated   who am I, the OpenAPI description
 ==============  ==============  ===========================================================
 """

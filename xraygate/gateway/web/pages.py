@@ -16,6 +16,7 @@ from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
 from xraygate.gateway.deps import AUDITED, QueueDep, ReadDb, SettingsDep, authenticator, require
 from xraygate.gateway.errors import NotFound, Unauthorized
 from xraygate.gateway.views.admin import list_dead_letters, list_models
+from xraygate.gateway.views.deid_review import list_held
 from xraygate.gateway.views.studies import StudyStatus, study_view, worklist
 from xraygate.gateway.web.render import HtmlRoute, render
 
@@ -115,12 +116,13 @@ def study_page(request: Request, study_uid: str, session: ReadDb, principal: Cli
 
 @router.get("/admin")
 def admin_page(request: Request, session: ReadDb, queue: QueueDep, principal: Admin) -> Response:
-    """Model versions (activate, roll back) and dead letters (retry)."""
+    """Model versions (activate, roll back), dead letters (retry), images held for text."""
     return render(
         request,
         "admin.html",
         models=list_models(session),
         dead=list_dead_letters(session),
+        held=list_held(session),
         counts=queue.counts(),
         principal=principal,
     )

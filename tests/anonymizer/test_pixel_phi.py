@@ -1,0 +1,155 @@
+"""Pixel PHI with the real Tesseract: burned-in names, IDs and dates in real images from
+pydicom-data are blanked (or the image held) so that OCR reads none of them afterwards; clean
+images and allow-listed markers pass untouched. A small, seeded slice of the corpus that
+bench/pixel_phi.py evaluates in full."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+
+from tests.anonymizer.corpus import to_bytes
+from tests.anonymizer.pixel_corpus import (
+    Planted,
+    burn_in,
+    chest_cr,
+    clean_sample,
+    covered,
+    figures,
+    fuzzy_in,
+    readable,
+    run_sample,
+    text_sample,
+)
+from xraygate.anonymizer.engine import DeidConfig, Deidentifier
+from xraygate.anonymizer.ocr import OcrConfig, OcrFailed, read_words, tesseract_version
+from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, PixelMode, PixelPhi, TextHeld
+from xraygate.anonymizer.profile import parse_options
+from xraygate.anonymizer.text_finder import TextFinder
+from xraygate.core.errors import ConfigurationError
+
+pytestmark = pytest.mark.integration
+
+SIDE = 896  # CI reads downscaled images: the full-size corpus is bench/pixel_phi.py's
+TEXT_BASES = ("RG1", "RG1M2", "RG3", "MR2")
+CLEAN_BASES = ("RG1M2", "RG3")
+
+
+def _engine() -> Deidentifier:
+    return Deidentifier(DeidConfig(parse_options([]), b"pixel-test-secret"))
+
+
+@pytest.fixture(scope="module")
+def checked() -> CheckedDeidentifier:
+    return CheckedDeidentifier(_engine(), PixelPhi(TextFinder()))
+
+
+def test_corpus_slice_no_planted_string_readable_after_deid(checked: CheckedDeidentifier) -> None:
+    text = [text_sample(7000 + i, max_side=SIDE, base=b) for i, b in enumerate(TEXT_BASES)]
+    clean = [clean_sample(8000 + i, max_side=SIDE, base=b) for i, b in enumerate(CLEAN_BASES)]
+    assert {str(s.ds.PhotometricInterpretation) for s in text} == {"MONOCHROME1", "MONOCHROME2"}
+    outcomes = [run_sample(s, checked.deidentify_bytes) for s in text + clean]
+    result = figures(outcomes, text + clean)
+    report = "\n".join(result.lines())
+    assert result.readable_before >= len(text) - 1, report  # OCR reads the corpus before
+    assert result.leaked == 0, report  # ... and none of it after
+    assert result.clean_after + result.held == result.readable_before, report
+    assert result.false_positives == 0, report
+
+
+def test_blanked_image_is_recorded_as_cleaned_and_stays_valid(
+    checked: CheckedDeidentifier, tmp_path: Path
+) -> None:
+    """A compressed real chest CR (RG1's header) with a name and a birth date burned in,
+    BurnedInAnnotation absent: the output is blanked, uncompressed, says so, and dciodvfy finds
+    no error the header-only output does not have."""
+    ds = chest_cr(1280)
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    planted = [
+        burn_in(ds, "QUIMBY, ZEBEDEE", ("QUIMBY", "ZEBEDEE"), corner="tl", size=64),
+        burn_in(ds, "DOB 15.04.1962", ("15041962",), corner="br", size=40, contrast="medium"),
+    ]
+    ds.compress(JPEG2000Lossless)
+    assert readable(dcmread(io.BytesIO(to_bytes(ds))), planted)  # OCR reads them before
+
+    res = checked.deidentify_bytes(to_bytes(ds))
+    out = dcmread(io.BytesIO(res.data))
+    assert res.pixel.action == "blanked" and res.pixels_cleaned
+    assert readable(out, planted) == []
+    assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert out.BurnedInAnnotation == "NO" and out.ImageType[0] == "DERIVED"
+    assert "113101" in [c.CodeValue for c in out.DeidentificationMethodCodeSequence]
+    assert "113101" in res.codes
+    assert [c.CodeValue for c in out.DerivationCodeSequence] == ["113047"]
+    assert "blanked in" in out.DerivationDescription
+    for p in planted:  # each planted string lies inside the blanked regions
+        assert covered(p.box, list(res.pixel.regions)) >= 0.98, (p.box, res.pixel.regions)
+    blanked_area = sum(r[3] * r[4] for r in res.pixel.regions)
+    assert blanked_area < 0.1 * out.Rows * out.Columns  # most of the anatomy is left alone
+
+    header_only = _engine().deidentify_bytes(to_bytes(ds))
+    errors = {}
+    for name, data in (("header", header_only.data), ("blanked", res.data)):
+        path = tmp_path / f"{name}.dcm"
+        path.write_bytes(data)
+        proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, check=False)
+        errors[name] = {line for line in proc.stderr.splitlines() if line.startswith("Error")}
+    assert errors["blanked"] <= errors["header"]
+
+
+def test_clean_image_leaves_byte_for_byte_and_markers_stay(checked: CheckedDeidentifier) -> None:
+    ds = chest_cr()
+    burn_in(ds, "PORTABLE", (), corner="tr", size=56)
+    burn_in(ds, "L", (), corner="bl", size=96)
+    data = to_bytes(ds)
+    res = checked.deidentify_bytes(data)
+    assert res.pixel.action == "none" and not res.pixel.regions
+    assert "PORTABLE" in res.pixel.kept
+    assert res.data == _engine().deidentify_bytes(data).data
+    assert "BurnedInAnnotation" not in dcmread(io.BytesIO(res.data))  # nothing was proven
+
+
+def _read_anything(img: Image.Image) -> str:
+    texts = []
+    for factor in (1, 4, 8):
+        big = img.resize((img.width * factor, img.height * factor), Image.Resampling.BICUBIC)
+        for psm in (3, 11):
+            texts.extend(w.text for w in read_words(big.convert("L"), psm=psm))
+    return "".join(c for c in " ".join(texts).upper() if c.isalnum())
+
+
+def test_hold_mode_holds_with_a_thumbnail_ocr_cannot_read() -> None:
+    step = CheckedDeidentifier(_engine(), PixelPhi(TextFinder(), PixelMode.HOLD))
+    ds = chest_cr()
+    planted: list[Planted] = [
+        burn_in(ds, "OKONKWO ODETTE", ("OKONKWO", "ODETTE"), corner="tl", size=96),
+        burn_in(ds, "MRN 88412907", ("88412907",), corner="bl", size=96),
+    ]
+    assert len(readable(ds, planted)) >= 2  # full size: OCR reads them
+    with pytest.raises(TextHeld) as info:
+        step.deidentify_bytes(to_bytes(ds))
+    held = info.value
+    assert held.report.action == "held" and len(held.report.regions) >= 2
+    thumb = Image.open(io.BytesIO(held.thumbnail))
+    assert thumb.format == "PNG" and max(thumb.size) <= 160
+    seen = _read_anything(thumb)
+    for secret in ("OKONKWO", "ODETTE", "88412907"):
+        assert not fuzzy_in(secret, seen, 2), seen
+    assert np.asarray(thumb.convert("L")).std() > 10  # still a picture of the chest
+
+
+def test_missing_or_failing_tesseract_is_an_error_not_a_pass() -> None:
+    with pytest.raises(ConfigurationError, match="tesseract-ocr"):
+        tesseract_version("no-such-tesseract")
+    img = Image.new("L", (64, 32), 255)
+    with pytest.raises(OcrFailed):
+        read_words(img, config=OcrConfig(command="false"))
+    with pytest.raises(OcrFailed):
+        read_words(img, config=OcrConfig(command="/nonexistent/tesseract"))

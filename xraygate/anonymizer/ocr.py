@@ -1,0 +1,234 @@
+"""Find text in an image with Tesseract (Debian ``tesseract-ocr``, English data).
+
+Tesseract reads clean black text on white; an X-ray is neither. So the image is first turned into
+*text views*: the displayed image (8 bit, window applied, white = bright) minus a blurred copy of
+itself keeps only sharp, small, high-contrast structure; thresholding that difference once for
+structure brighter than its surroundings and once for darker gives two black-on-white views where
+burned-in text (drawn sharp, usually in the brightest or darkest value) stands out and the smooth
+anatomy drops away. Each view is read once, downscaled so the smallest text size looked for
+still has ~17 px letters; word boxes come back in image pixels.
+
+Tesseract runs as a subprocess fed on stdin (an uncompressed PGM) and answering TSV on stdout:
+no image of a patient is ever written to a temporary file. ``OMP_THREAD_LIMIT=1``: its OpenMP
+threads only spin on a small shared machine (measured: 3x slower with them).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from xraygate.core.errors import ConfigurationError, DeidentificationError
+
+Box = tuple[int, int, int, int]  # x, y, width, height
+Display = np.ndarray  # 2-D uint8, 0 black .. 255 white, as a viewer shows the image
+
+TESSERACT = "tesseract"
+_BORDER = 24  # white margin: Tesseract misses text that touches the image edge
+_TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
+_MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
+
+
+class OcrFailed(DeidentificationError):
+    """Tesseract could not read an image (crash, timeout): nothing can be said about it."""
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    conf: float  # 0..100 (Tesseract's word confidence)
+    box: Box  # in image pixels
+    view: str  # which text view it was read in
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    min_text_px: int = 24  # smallest font size (pixels) that must be found
+    contrast: int = 24  # display levels (of 255) a stroke must stand out from its surroundings
+    timeout_s: float = 60.0
+    psm: int = 3  # page segmentation: 3 = automatic layout
+    command: str = TESSERACT
+
+
+@cache
+def tesseract_version(command: str = TESSERACT) -> str:
+    """The installed Tesseract's version; ConfigurationError when it is missing."""
+    path = shutil.which(command)
+    if path is None:
+        raise ConfigurationError(
+            f"{command!r} not found: install Debian's tesseract-ocr (make system-deps)"
+        )
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, timeout=30, check=True, env=_env()
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigurationError(f"{command} --version failed: {type(exc).__name__}") from exc
+    first = (out.stdout or out.stderr).decode(errors="replace").splitlines()
+    return first[0] if first else "tesseract"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_THREAD_LIMIT": "1"}
+
+
+def read_words(
+    image: Image.Image,
+    *,
+    psm: int | None = None,
+    config: OcrConfig | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[Word]:
+    """Every word Tesseract reads in a greyscale image."""
+    config = config or OcrConfig()
+    psm = config.psm if psm is None else psm
+    buf = io.BytesIO()
+    image.convert("L").save(buf, "PPM")  # PGM: no compression work
+    cmd = [config.command, "stdin", "stdout", "--psm", str(psm), "--dpi", "300", *extra, "tsv"]
+    try:
+        proc = subprocess.run(
+            cmd, input=buf.getvalue(), capture_output=True, timeout=config.timeout_s, env=_env()
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise OcrFailed(f"tesseract timed out after {config.timeout_s:.0f} s") from exc
+    except OSError as exc:
+        raise OcrFailed(f"tesseract could not run: {exc.strerror}") from exc
+    if proc.returncode != 0:
+        raise OcrFailed(f"tesseract failed with exit code {proc.returncode}")
+    return list(_parse_tsv(proc.stdout.decode("utf-8", errors="replace")))
+
+
+def _parse_tsv(text: str) -> list[Word]:
+    words = []
+    for line in text.splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
+            continue
+        left, top, width, height = (int(c) for c in cols[6:10])
+        words.append(Word(cols[11].strip(), float(cols[10]), (left, top, width, height), ""))
+    return words
+
+
+def working_scale(shape: tuple[int, ...], config: OcrConfig) -> float:
+    """Downscale factor for reading: the smallest font looked for keeps ~17 px."""
+    return min(1.0, _TARGET_LETTER_PX / max(config.min_text_px, 1))
+
+
+def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[str, Image.Image]]:
+    """The black-on-white views Tesseract reads: strokes brighter (``bright``) and darker
+    (``dark``) than their surroundings by at least ``config.contrast`` levels."""
+    img = Image.fromarray(display)
+    if scale < 1.0:
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BOX)
+    radius = max(4, round(_TARGET_LETTER_PX * 1.5))
+    smooth = img.filter(ImageFilter.BoxBlur(radius)).filter(ImageFilter.BoxBlur(radius))
+    diff = np.asarray(img, dtype=np.int16) - np.asarray(smooth, dtype=np.int16)
+    return [
+        (name, Image.fromarray(np.where(strokes, 0, 255).astype(np.uint8)))
+        for name, strokes in (
+            ("bright", diff >= config.contrast),
+            ("dark", -diff >= config.contrast),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The words read in one displayed image, and where its text views have strokes."""
+
+    words: list[Word]
+    strokes: dict[str, np.ndarray]  # each view's strokes (bool, at ``scale`` of the image)
+    scale: float
+
+
+def find_words(display: Display, config: OcrConfig | None = None) -> Reading:
+    """Every word read in the text views of one displayed image, boxed in its pixels.
+
+    Each view is read on its own page (side by side on one page, Tesseract's layout analysis
+    loses words it reads alone)."""
+    config = config or OcrConfig()
+    scale = working_scale(display.shape, config)
+    height, width = display.shape[:2]
+    found = []
+    views = text_views(display, scale, config)
+    for name, view in views:
+        page = ImageOps.expand(view, border=_BORDER, fill=255)
+        for word in read_words(page, config=config):
+            x, y, w, h = word.box
+            x, y = x - _BORDER, y - _BORDER
+            x0, y0 = max(0, int(x / scale)), max(0, int(y / scale))
+            x1 = min(width, int(np.ceil((x + w) / scale)))
+            y1 = min(height, int(np.ceil((y + h) / scale)))
+            if x1 > x0 and y1 > y0:
+                found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), name))
+    strokes = {name: np.asarray(view) == 0 for name, view in views}
+    return Reading(found, strokes, scale)
+
+
+def extend_along_line(box: Box, reading: Reading, gap: float = 1.5) -> Box:
+    """Grow a text line's box sideways over the strokes (either view) that continue it (words
+    of the line Tesseract did not read), across at most ``gap`` line heights of empty space and
+    by at most 8 line heights."""
+    x, y, w, h = box
+    s = reading.scale
+    band = slice(int(y * s), int(np.ceil((y + h) * s)))
+    rows = np.logical_or(*(mask[band] for mask in reading.strokes.values()))
+    if rows.size == 0:
+        return box
+    columns = np.asarray(rows.any(axis=0), dtype=bool)
+    step = max(1, int(gap * h * s))
+    reach = int(_MAX_EXTEND * h * s)
+    left, right = int(x * s), min(len(columns), int(np.ceil((x + w) * s)))
+    first, last = max(0, left - reach), min(len(columns), right + reach)
+    while right < last:
+        ahead = np.flatnonzero(columns[right : min(last, right + step)])
+        if ahead.size == 0:
+            break
+        right += int(ahead[-1]) + 1
+    while left > first:
+        start = max(first, left - step)
+        behind = np.flatnonzero(columns[start:left])
+        if behind.size == 0 or start + int(behind[0]) == left:
+            break
+        left = start + int(behind[0])
+    x0, x1 = min(x, int(left / s)), max(x + w, int(np.ceil(right / s)))
+    return x0, y, x1 - x0, h
+
+
+def crop_view(display: Display, box: Box, letter_px: int) -> Image.Image:
+    """A padded box of the displayed image as Tesseract reads it best: letters of
+    ``letter_px`` upscaled to ~32 px, a border of background around them."""
+    x, y, w, h = box
+    pad = max(8, letter_px // 2)
+    crop = display[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad]
+    img = Image.fromarray(crop)
+    factor = 32.0 / max(letter_px, 1)
+    if factor > 1.25:
+        size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    fill = int(np.median(np.asarray(img)))
+    return ImageOps.expand(img, border=_BORDER, fill=fill)
+
+
+def read_region(
+    display: Display, box: Box, letter_px: int, config: OcrConfig | None = None
+) -> list[Word]:
+    """A closer look at one box holding letters ``letter_px`` high: the words read in its crop
+    as one text line, binarized twice (Otsu, then Sauvola's local threshold for crops whose
+    background is a gradient; Tesseract tries inverted lines itself)."""
+    view = crop_view(display, box, letter_px)
+    return [
+        word
+        for method in ("0", "2")
+        for word in read_words(
+            view, psm=7, config=config, extra=("-c", f"thresholding_method={method}")
+        )
+    ]

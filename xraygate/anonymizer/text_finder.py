@@ -1,0 +1,197 @@
+"""Which of the words OCR reads in an image are text to remove, which are allowed markers.
+
+Tesseract also "reads" words in anatomy (rib edges, bowel gas, collimator borders): short, low
+confidence strings such as ``ae`` or ``we``. Words are first grouped into text lines (similar
+height, overlapping vertically, horizontally close: the two text views' reads of one string
+fall on one line too). A line is then judged as a whole, on its tokens (letters and digits of a
+word, upper case) that are neither allow-listed (laterality and view markers) nor a piece of a
+long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a character:
+
+- text when one of them reads confidently: 2+ characters at confidence >= 85, or 5+ at >= 60;
+- noise when none is worth a closer look (5+ characters, or 2+ at confidence >= 30);
+- otherwise a closer look decides: the line's box, cropped from the displayed image, letters
+  scaled to ~32 px, read again as one line (Otsu and Sauvola binarization). Text when that
+  reading gives a token (not allow-listed) of 5+ characters, or 3+ at confidence >= 60.
+
+Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
+A text line's box grows sideways over the strokes that continue it (``DOB`` read, the date after
+it not: both go), then comes back padded, merged with the boxes it overlaps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from xraygate.anonymizer.ocr import (
+    Box,
+    Display,
+    OcrConfig,
+    Word,
+    extend_along_line,
+    find_words,
+    read_region,
+)
+
+# Non-PHI tokens that may stay in an image: laterality and view / position markers.
+DEFAULT_ALLOWED = ("L", "R", "LT", "RT", "PA", "AP", "ERECT", "SUPINE", "PORTABLE")
+_NOT_ALNUM = re.compile(r"[^0-9A-Z]")
+
+
+def token(text: str) -> str:
+    """A word as compared to the allow-list: upper case, letters and digits only."""
+    return _NOT_ALNUM.sub("", text.upper())
+
+
+@dataclass(frozen=True)
+class Found:
+    """What one image holds: boxes of text to remove, allow-listed tokens seen."""
+
+    boxes: tuple[Box, ...]
+    kept: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.boxes)
+
+
+class TextFinder:
+    def __init__(self, allowed: Iterable[str] = DEFAULT_ALLOWED, ocr: OcrConfig | None = None):
+        self.allowed = frozenset(token(t) for t in allowed if token(t))
+        self.ocr = ocr or OcrConfig()
+
+    def find(self, display: Display) -> Found:
+        reading = find_words(display, self.ocr)
+        words = [w for w in reading.words if token(w.text)]
+        height, width = display.shape[:2]
+        boxes: list[Box] = []
+        kept: set[str] = set()
+        for line in _lines(words):
+            verdict, markers = self._judge(display, line)
+            if verdict == "text":
+                box = extend_along_line(_union([w.box for w in _main_view(line)]), reading)
+                boxes.append(_pad(box, width, height))
+            else:
+                kept.update(markers)
+        return Found(tuple(_merge(boxes)), tuple(sorted(kept)))
+
+    def _judge(self, display: Display, line: list[Word]) -> tuple[str, list[str]]:
+        """``text`` or ``noise``, and the allow-listed tokens the line holds."""
+        tokens = [token(w.text) for w in line]
+        markers = [t for t in tokens if t in self.allowed]
+        others = [
+            (t, w.conf)
+            for t, w in zip(tokens, line, strict=True)
+            if len(t) >= 2 and not self._marker_like(t)
+        ]
+        if any(_confident(t, c) for t, c in others):
+            return "text", markers
+        if not any(len(t) >= 5 or (len(t) >= 2 and c >= 30) for t, c in others):
+            return "noise", markers
+        letter = min(w.box[3] for w in line if len(token(w.text)) >= 2)
+        box = _union([w.box for w in line])
+        closer = [(token(w.text), w.conf) for w in read_region(display, box, letter, self.ocr)]
+        if any(_confirms(t, c) and not self._marker_like(t) for t, c in closer):
+            return "text", markers
+        return "noise", markers
+
+    def _marker_like(self, tok: str) -> bool:
+        """An allowed token, a piece of a long one (``ORTAB`` of ``PORTABLE``), or a long one
+        misread by one character (``SORTABLE``)."""
+        return tok in self.allowed or any(
+            len(a) >= 5 and len(tok) >= 2 and (tok in a or _distance(tok, a) <= 1)
+            for a in self.allowed
+        )
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def _confident(tok: str, conf: float) -> bool:
+    return (len(tok) >= 2 and conf >= 85) or (len(tok) >= 5 and conf >= 60)
+
+
+def _confirms(tok: str, conf: float) -> bool:
+    return len(tok) >= 5 or (len(tok) >= 3 and conf >= 60)
+
+
+def _lines(words: list[Word]) -> list[list[Word]]:
+    """Words grouped into text lines (transitively: a word joins every line it continues)."""
+    lines: list[list[Word]] = []
+    for word in words:
+        joined = [line for line in lines if any(_same_line(word.box, w.box) for w in line)]
+        merged = [word, *(w for line in joined for w in line)]
+        lines = [line for line in lines if line not in joined]
+        lines.append(merged)
+    return lines
+
+
+def _main_view(line: list[Word]) -> list[Word]:
+    """The words of a line read in the view that reads it best: the other view holds the
+    halo around the strokes, whose "words" would stretch the box over anatomy."""
+    best = max(line, key=lambda w: len(token(w.text)) * (w.conf + 1))
+    return [w for w in line if w.view == best.view]
+
+
+def _union(boxes: list[Box]) -> Box:
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _same_line(a: Box, b: Box) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    if not 1 / 3 <= ah / max(bh, 1) <= 3.0:
+        return False
+    overlap = min(ay + ah, by + bh) - max(ay, by)
+    if overlap < 0.5 * min(ah, bh):
+        return False
+    gap = max(bx - (ax + aw), ax - (bx + bw), 0)
+    return gap <= 2 * max(ah, bh)
+
+
+def _pad(box: Box, width: int, height: int) -> Box:
+    """Grow a box by half its height sideways and a third up and down (anti-aliasing, accents,
+    descenders, a last letter half read), clipped to the image."""
+    x, y, w, h = box
+    px, py = max(4, h // 2), max(3, h // 3)
+    x0, y0 = max(0, x - px), max(0, y - py)
+    x1, y1 = min(width, x + w + px), min(height, y + h + py)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def _merge(boxes: list[Box]) -> list[Box]:
+    """Union overlapping boxes until none overlap."""
+    out = list(boxes)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if _overlaps(a, b):
+                    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+                    x1 = max(a[0] + a[2], b[0] + b[2])
+                    y1 = max(a[1] + a[3], b[1] + b[3])
+                    out[i] = (x0, y0, x1 - x0, y1 - y0)
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return sorted(out, key=lambda b: (b[1], b[0]))
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
