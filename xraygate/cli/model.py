@@ -185,37 +185,49 @@ def train_cmd(
     name: Annotated[str, typer.Option(help="Model name.")] = "site-cxr",
     version: Annotated[str, typer.Option(help="Version string.")] = "1",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    size: Annotated[int, typer.Option(help="Input height and width in pixels.")] = 128,
     out: Annotated[Path | None, typer.Option(help="Keep the artifact here.")] = None,
 ) -> None:
-    """Train a model from a site's labelled images and import it as a candidate."""
+    """Train a model from a site's labelled images and import it as a candidate; its manifest
+    carries the training reference (OOD gate, score distribution)."""
     from xraygate.inference.manifest import InputSpec
     from xraygate.inference.registry import import_model
     from xraygate.inference.training.data import load_directory
     from xraygate.inference.training.train import TrainConfig, save, train
 
     settings = get_settings()
-    spec = InputSpec(height=128, width=128)
+    try:
+        spec = InputSpec(height=size, width=size)
+    except ValueError as exc:
+        raise fail(f"--size must be between 16 and 1024: {size}") from exc
     try:
         images, labels, skipped = load_directory(data, spec)
         for line in skipped:
             typer.echo(f"skipped {line}", err=True)
-        model, metrics = train(images, labels, spec, TrainConfig(epochs=epochs))
+        trained = train(images, labels, spec, TrainConfig(epochs=epochs))
         target = out or Path(tempfile.mkdtemp(prefix="xraygate-model-"))
         save(
-            model,
+            trained.model,
             target,
             name=name,
             version=version,
             spec=spec,
-            metrics=metrics,
+            metrics=trained.metrics,
+            reference=trained.reference,
             training_data=f"{len(labels)} images from {data.name}",
             intended_use="Site-trained pneumonia triage model; validate before clinical use.",
             demo=False,
         )
-        row = import_model(_engine(settings), store_from_settings(settings), target)
+        row = import_model(
+            _engine(settings), store_from_settings(settings), target, origin=f"trained:{data}"
+        )
     except XraygateError as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"trained and imported {row.label} (candidate), auroc={metrics.auroc}")
+    metrics = trained.metrics
+    typer.echo(
+        f"trained and imported {row.label} (candidate), auroc={metrics.auroc}, "
+        f"OOD gate flags {metrics.ood_flagged or 0.0:.1%} of the held-out split"
+    )
 
 
 def results(

@@ -30,6 +30,11 @@ INFERENCE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 STUDIES_SCORED = Counter("xraygate_studies_scored_total", "Study results by category", ["category"])
+OUT_OF_DISTRIBUTION = Counter(
+    "xraygate_out_of_distribution_total",
+    "Images a model version's OOD gate refused to score",
+    ["model_version"],
+)
 DELIVERIES = Counter(
     "xraygate_deliveries_total", "Result deliveries by channel and outcome", ["channel", "outcome"]
 )

@@ -284,13 +284,18 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
             "system": UCUM,
             "code": "%",
         }
-    else:
+    else:  # not applicable, or no image the model knows (out of distribution): no score
+        code, display = (
+            ("not-applicable", "Not Applicable")
+            if r.category == Category.NOT_APPLICABLE
+            else ("unknown", "Unknown")
+        )
         out["dataAbsentReason"] = {
             "coding": [
                 {
                     "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                    "code": "not-applicable",
-                    "display": "Not Applicable",
+                    "code": code,
+                    "display": display,
                 }
             ],
             "text": r.reason or "no image the model may read",
