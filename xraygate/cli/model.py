@@ -19,10 +19,15 @@ from xraygate.core.models import ModelState, ModelVersion, Study, StudyResult
 from xraygate.core.models.results import find_version, rollback, set_state
 from xraygate.core.storage import store_from_settings
 
-model_app = typer.Typer(help="Model versions: list, import, activate, evaluate, compare, train.")
+model_app = typer.Typer(
+    help="Model versions: list, import, activate, evaluate, compare, train, report, publish, pull."
+)
 
 
 def register(app: typer.Typer) -> None:
+    from xraygate.cli import model_loop
+
+    model_loop.register(model_app)
     app.add_typer(model_app, name="model")
     app.command("results")(results)
 
@@ -69,23 +74,34 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 @model_app.command("import")
 def import_(directory: Annotated[Path, typer.Argument(help="Folder with manifest.json.")]) -> None:
     """Register a model version (as a candidate) after verifying manifest and sha256."""
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
     from xraygate.inference.registry import import_model
 
     settings = get_settings()
+    engine = _engine(settings)
     try:
-        row = import_model(_engine(settings), store_from_settings(settings), directory)
+        row = import_model(engine, store_from_settings(settings), directory)
+        with db.write_session(engine) as session:
+            detail = f"from {directory} sha256={row.sha256}"
+            session.add(model_event("import", row.label, actor=actor(), detail=detail))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"imported {row.label} ({row.state})")
 
 
 def _transition(ref: str, state: ModelState) -> None:
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
+
     name, version = _split(ref)
     engine = _engine(get_settings())
     try:
         with db.write_session(engine) as session:
             row = set_state(session, name, version, state)
             label, new_state = row.label, row.state
+            step = {"active": "activate", "shadow": "shadow", "retired": "retire"}.get(state, state)
+            session.add(model_event(step, label, actor=actor()))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"{label} is now {new_state}")
@@ -113,9 +129,13 @@ def retire(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
 def rollback_cmd() -> None:
     """Re-activate the version that was active before the current one."""
     engine = _engine(get_settings())
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
+
     try:
         with db.write_session(engine) as session:
             label = rollback(session).label
+            session.add(model_event("rollback", label, actor=actor()))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"rolled back: {label} is active")
@@ -190,6 +210,8 @@ def train_cmd(
 ) -> None:
     """Train a model from a site's labelled images and import it as a candidate; its manifest
     carries the training reference (OOD gate, score distribution)."""
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
     from xraygate.inference.manifest import InputSpec
     from xraygate.inference.registry import import_model
     from xraygate.inference.training.data import load_directory
@@ -218,9 +240,11 @@ def train_cmd(
             intended_use="Site-trained pneumonia triage model; validate before clinical use.",
             demo=False,
         )
-        row = import_model(
-            _engine(settings), store_from_settings(settings), target, origin=f"trained:{data}"
-        )
+        engine = _engine(settings)
+        row = import_model(engine, store_from_settings(settings), target, origin=f"trained:{data}")
+        with db.write_session(engine) as session:
+            detail = f"trained on {len(labels)} images from {data} sha256={row.sha256}"
+            session.add(model_event("import", row.label, actor=actor(), detail=detail))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     metrics = trained.metrics

@@ -41,7 +41,7 @@ from xraygate.core.models.results import OOD_LIMIT, ood_reason
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.core.worker import BatchHandler, Commit, Handler
-from xraygate.inference import applicability
+from xraygate.inference import applicability, sync
 from xraygate.inference.manifest import Manifest, Thresholds, parse_manifest
 from xraygate.inference.preprocess import preprocess, read_dataset
 from xraygate.inference.registry import (
@@ -314,4 +314,8 @@ def parse_manifest_row(version: ModelVersion) -> Manifest:
 
 def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     ensure_default_model(settings, queue.engine, store)
-    return {"infer": InferHandler(settings, store, queue)}
+    handlers: dict[str, Handler] = {"infer": InferHandler(settings, store, queue)}
+    if sync.enabled(settings):
+        handlers[sync.MODEL_SYNC] = sync.ModelSyncHandler(settings, store, queue)
+        sync.schedule(queue, settings)
+    return handlers
