@@ -143,8 +143,8 @@ def render(data: dict[str, Any]) -> str:
             value = "-" if diff["value"] is None else f"{diff['value']:+.3f}"
             ci = f" [{diff['ci95'][0]:+.3f},{diff['ci95'][1]:+.3f}]" if diff["ci95"] else ""
             lines.append(
-                f"  {key:<12} {_p(pair['baseline'][key], False)} -> "
-                f"{_p(pair['candidate'][key], False)}  difference {value}{ci}"
+                f"  {key:<12} {_p(pair['baseline_figures'][key], False)} -> "
+                f"{_p(pair['candidate_figures'][key], False)}  difference {value}{ci}"
             )
     return "\n".join(lines)
 

@@ -168,8 +168,8 @@ def paired(baseline: Sequence[Row], candidate: Sequence[Row], *, intervals: bool
     b = [p[1] for p in pairs]
     out: Json = {
         "n_paired": len(pairs),
-        "baseline": measure(a, intervals=intervals),
-        "candidate": measure(b, intervals=intervals),
+        "baseline_figures": measure(a, intervals=intervals),
+        "candidate_figures": measure(b, intervals=intervals),
     }
     correct_a = np.array([_agrees(r) for r in a], dtype=bool)
     correct_b = np.array([_agrees(r) for r in b], dtype=bool)

@@ -50,7 +50,7 @@ def verdicts(engine: Engine, min_paired: int) -> list[Verdict]:
 
 def _verdict(baseline: str, candidate: str, figures: Json, min_paired: int) -> Verdict:
     n = int(figures["n_paired"])
-    a, b = figures["baseline"], figures["candidate"]
+    a, b = figures["baseline_figures"], figures["candidate_figures"]
     agree = (a["agreement"]["value"], b["agreement"]["value"])
     sens = (a["sensitivity"]["value"], b["sensitivity"]["value"])
     if n < min_paired:

@@ -78,17 +78,14 @@ def reliability(labels: ArrayLike, scores: ArrayLike, bins: int = 10) -> list[Bi
 
 def expected_calibration_error(labels: ArrayLike, scores: ArrayLike, bins: int = 10) -> float:
     """ECE: the count-weighted mean |mean score - observed rate| over the reliability bins."""
-    table = reliability(labels, scores, bins)
-    total = sum(b.n for b in table)
-    if total == 0:
+    y = np.asarray(labels, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) == 0:
         raise ValueError("ECE needs at least one score")
-    return float(
-        sum(
-            b.n / total * abs(b.mean_score - b.observed)
-            for b in table
-            if b.n and b.mean_score is not None and b.observed is not None
-        )
-    )
+    index = np.clip(np.digitize(s, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    counts = np.bincount(index, minlength=bins)
+    gap = np.abs(np.bincount(index, s, bins) - np.bincount(index, y, bins))  # n * |mean - rate|
+    return float(gap[counts > 0].sum() / len(s))
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float] | None:
