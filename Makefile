@@ -6,13 +6,19 @@ BIN := $(VENV)/bin
 
 .PHONY: run test setup system-deps lint typecheck pytest bench
 
-$(BIN)/xraygate: pyproject.toml
+# Two install levels: `make run` needs only the runtime dependencies; the dev tools (linters,
+# test peers such as moto, playwright, schemathesis) come with `make setup` / `make test`.
+$(VENV)/.runtime: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/xraygate
+setup: $(VENV)/.dev
 
 # Debian packages the tests drive as real peers: dcmtk (storescu/storescp/dsrdump), Chromium (web
 # pages), Orthanc + its DICOMweb plugin (the PACS), dicom3tools (dciodvfy), Tesseract (pixel PHI),
@@ -29,7 +35,7 @@ system-deps:
 	  $$SUDO apt-get install -y -qq $$(echo $$missing | tr ' ' '\n' | sort -u) >/dev/null; \
 	fi
 
-run: setup
+run: $(VENV)/.runtime
 	$(BIN)/xraygate serve
 
 lint: setup

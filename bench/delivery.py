@@ -40,6 +40,7 @@ from tests.mllp_listener import CR, EB, SB, MllpListener
 from tests.results_factory import make_result
 from xraygate.core import db
 from xraygate.core.config import Settings, get_settings
+from xraygate.core.jobs import JobKind, SendHl7Payload
 from xraygate.core.models import Channel, FhirResource, OutboxMessage
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import JobQueue, RetryPolicy
@@ -115,7 +116,7 @@ def bench_pipeline(settings: Settings, engine: Any, messages: list[str], port: i
             add_message(
                 s,
                 queue,
-                "send-hl7",
+                SendHl7Payload,
                 NewMessage(
                     channel=Channel.HL7,
                     stream_key=f"patient-{i % 50}",
@@ -131,7 +132,7 @@ def bench_pipeline(settings: Settings, engine: Any, messages: list[str], port: i
     start = time.perf_counter()
     threads = [
         threading.Thread(
-            target=Worker(queue, {"send-hl7": drainer}).run, args=(stop, 0.01), daemon=True
+            target=Worker(queue, {JobKind.SEND_HL7: drainer}).run, args=(stop, 0.01), daemon=True
         )
         for _ in range(2)
     ]

@@ -65,3 +65,63 @@ def test_fhir_resources_still_importable_beside_our_fhir_package() -> None:
 
     assert Path(fhir.resources.__file__).parts[-3] != "xraygate"
     assert xraygate.fhir.__name__ == "xraygate.fhir"
+
+
+def _string_constants(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_job_kinds_and_job_keys_are_spelled_only_in_core_jobs() -> None:
+    """The job contract has one home: a bare "emit-hl7" or "outbox:" elsewhere is a second one."""
+    from xraygate.core.jobs import JobKind
+
+    kinds = {k.value for k in JobKind}
+    home = PKG / "core" / "jobs.py"
+    migrations = PKG / "core" / "migrations"
+    bad = [
+        f"{path.relative_to(PKG)}:{line}: {value!r}"
+        for path in _modules()
+        if path != home and migrations not in path.parents
+        for line, value in _string_constants(path)
+        if value in kinds or value.startswith("outbox:")
+    ]
+    assert not bad, "use xraygate.core.jobs (JobKind, payload classes):\n" + "\n".join(bad)
+
+
+def _names_used(room: str, within: str | None = None) -> set[str]:
+    """Names and attribute names a room's modules use (inside functions named ``within``)."""
+    used: set[str] = set()
+    for path in _modules(room):
+        if path == PKG / "core" / "jobs.py":
+            continue  # the contract itself names every class
+        tree = ast.parse(path.read_text(), filename=str(path))
+        scopes: list[ast.AST] = [tree]
+        if within:
+            scopes = [
+                n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == within
+            ]
+        for scope in scopes:
+            for node in ast.walk(scope):
+                if isinstance(node, ast.Name):
+                    used.add(node.id)
+                elif isinstance(node, ast.Attribute):
+                    used.add(node.attr)
+    return used
+
+
+def test_job_contract_names_the_rooms_that_enqueue_and_handle_each_kind() -> None:
+    from xraygate.core.jobs import CONTRACT, JobKind
+
+    assert set(CONTRACT) == set(JobKind)
+    handled = {room: _names_used(room, "make_handlers") for room in SERVICES}
+    for kind, contract in CONTRACT.items():
+        assert contract.payload.kind == kind
+        rooms = {room for room, names in handled.items() if kind.name in names}
+        assert rooms == {contract.handled_by}, f"{kind} is handled in {rooms}"
+        for room in contract.enqueued_by:
+            assert contract.payload.__name__ in _names_used(room), f"{room} never builds {kind}"

@@ -19,6 +19,8 @@ from sqlalchemy import func, select
 
 from xraygate.core import db
 from xraygate.core.config import Settings
+from xraygate.core.errors import ConfigurationError
+from xraygate.core.jobs import JobKind
 from xraygate.core.logging import configure_logging
 from xraygate.core.models import Instance, Patient, Series, Study
 from xraygate.core.queue import JobQueue
@@ -40,6 +42,8 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
     handlers.update(deid_handlers(settings, store, queue))
     handlers.update(fhir_handlers(settings, store, queue))
     handlers.update(hl7_handlers(settings, store, queue))
+    if missing := set(JobKind) - handlers.keys():
+        raise ConfigurationError(f"no handler for job kinds {sorted(missing)}")
     return handlers
 
 

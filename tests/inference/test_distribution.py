@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 from xraygate.cli import app
 from xraygate.core import db
 from xraygate.core.config import Settings, get_settings
+from xraygate.core.jobs import JobKind
 from xraygate.core.models import AuditRecord, Job, JobState, ModelVersion
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore, open_store, store_from_settings
 from xraygate.core.worker import Worker
 from xraygate.inference import distribution, signing
 from xraygate.inference.registry import DEMO_DIR, import_model
-from xraygate.inference.sync import MODEL_SYNC
 from xraygate.inference.worker import make_handlers
 
 pytestmark = pytest.mark.integration
@@ -216,13 +216,15 @@ def test_periodic_model_sync_job_pulls_and_reschedules(
     worker = Worker(queue, make_handlers(edge.settings, edge.store, queue))
     make_handlers(edge.settings, edge.store, queue)  # a second worker process: same slot
     with db.read_session(edge.engine) as s:
-        [first] = s.scalars(select(Job).where(col(Job.kind) == MODEL_SYNC)).all()
+        [first] = s.scalars(select(Job).where(col(Job.kind) == JobKind.MODEL_SYNC)).all()
     assert worker.run_once()
     with db.read_session(edge.engine) as s:
-        jobs = list(s.scalars(select(Job).where(col(Job.kind) == MODEL_SYNC).order_by(col(Job.id))))
+        query = select(Job).where(col(Job.kind) == JobKind.MODEL_SYNC)
+        jobs = list(s.scalars(query.order_by(col(Job.id))))
     assert [j.state for j in jobs] == [JobState.DONE, JobState.PENDING]
     slot = int(first.dedupe_key.rsplit(":", 1)[1])
-    assert jobs[1].dedupe_key == f"{MODEL_SYNC}:{slot + 1}"
+    assert jobs[1].dedupe_key == f"{JobKind.MODEL_SYNC.value}:{slot + 1}"
+    assert jobs[1].payload == {"slot": slot + 1}
     versions = edge.versions()
     assert versions[LABEL].state == "shadow"
     assert versions["xraygate-demo-cxr:1.0.0"].state == "active"

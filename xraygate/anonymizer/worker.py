@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import Session, col
@@ -22,6 +21,7 @@ from xraygate.anonymizer.site import deid_config, export_store
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
+from xraygate.core.jobs import DeidentifyPayload, JobKind
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import (
     DeidDecision,
@@ -63,21 +63,21 @@ class DeidentifyHandler:
         return export_store(self.settings)
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        payload = job.payload
-        loaded = self._load(int(payload["study_result_id"]))
+        payload = DeidentifyPayload.from_job(job)
+        loaded = self._load(payload.study_result_id)
         if loaded is None:
             log.warning("deidentify job %s: study result is gone", job.id)
             return None
         result = loaded.result
         cid = correlation_id(result.study_instance_uid)
-        if "feedback_id" not in payload and int(payload.get("revision", 0)) < result.revision:
+        if payload.feedback_id is None and payload.revision < result.revision:
             decision = Decision(False, f"superseded by revision {result.revision}")
         else:
             decision = self.policy.decide(result, loaded.feedback)
         if not decision.selected:
             log.info("[%s] not exported: %s", cid, decision.reason)
             metrics.DEID_EXPORTS.labels("not-selected").inc()
-            return self._commit(job.payload, loaded, decision, None, Label("none", ""))
+            return self._commit(payload, loaded, decision, None, Label("none", ""))
         label = label_for(result, loaded.feedback)
         export = export_study(
             self.deid, self.store, self.target, result, loaded.instances, label, loaded.previous
@@ -89,7 +89,7 @@ class DeidentifyHandler:
             export.count("skipped"),
             export.count("quarantined"),
         )
-        return self._commit(job.payload, loaded, decision, export, label)
+        return self._commit(payload, loaded, decision, export, label)
 
     def _load(self, result_id: int) -> _Loaded | None:
         with read_session(self.engine) as session:
@@ -112,7 +112,7 @@ class DeidentifyHandler:
 
     def _commit(
         self,
-        payload: dict[str, Any],
+        payload: DeidentifyPayload,
         loaded: _Loaded,
         decision: Decision,
         export: StudyExport | None,
@@ -139,9 +139,9 @@ class DeidentifyHandler:
                 DeidDecision(
                     study_pk=result.study_pk,
                     study_result_id=result.id,
-                    model_version=str(payload.get("model_version", result.model_version)),
-                    revision=int(payload.get("revision", result.revision)),
-                    feedback_id=payload.get("feedback_id"),
+                    model_version=payload.model_version,
+                    revision=payload.revision,
+                    feedback_id=payload.feedback_id,
                     selected=decision.selected,
                     reason=decision.reason[:500],
                     exported=counts["exported"],
@@ -172,4 +172,4 @@ def _quarantine(session: Session, inst: Instance, reason: str) -> None:
 
 
 def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
-    return {"deidentify": DeidentifyHandler(settings, store, queue)}
+    return {JobKind.DEIDENTIFY: DeidentifyHandler(settings, store, queue)}

@@ -15,6 +15,7 @@ from xraygate.cli.core import fail
 from xraygate.core import db
 from xraygate.core.config import get_settings
 from xraygate.core.errors import XraygateError
+from xraygate.core.jobs import DELIVERY_KINDS
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Job, OutboxMessage
 from xraygate.core.outbox import list_messages, retry_message
@@ -23,7 +24,6 @@ from xraygate.core.queue import JobQueue
 outbox_app = typer.Typer(
     help="Result deliveries (HL7, FHIR push, escalation).", no_args_is_help=True
 )
-DELIVERY_KINDS = ("emit-fhir", "push-fhir", "emit-hl7", "send-hl7", "notify-escalation")
 
 
 def register(app: typer.Typer) -> None:

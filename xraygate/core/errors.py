@@ -11,7 +11,8 @@ Adapters translate library errors with ``raise ... from exc``.
     │   └── StorageFull           not enough free space to accept data
     ├── DatabaseError             the index or queue database failed
     ├── QueueError                the work queue refused an operation
-    │   └── LeaseLost             the job's lease expired and another worker may own it
+    │   ├── LeaseLost             the job's lease expired and another worker may own it
+    │   └── JobPayloadError       a job's payload does not fit its kind (core/jobs.py)
     ├── IngestError               an incoming DICOM object was refused (carries a Status)
     ├── AssociationRefused        a DICOM peer rejected, aborted or did not answer an association
     ├── InferenceError            preprocessing or the model failed
@@ -61,6 +62,12 @@ class QueueError(XraygateError):
 
 class LeaseLost(QueueError):
     """The job's lease expired; another worker may own it now."""
+
+
+class JobPayloadError(QueueError):
+    """A job's kind or payload does not fit the contract in :mod:`xraygate.core.jobs`."""
+
+    permanent = True
 
 
 class IngestError(XraygateError):

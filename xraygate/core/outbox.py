@@ -2,7 +2,8 @@
 
 A producer (``emit-hl7``, ``emit-fhir``) calls :func:`add_message` in its commit transaction: the
 message is stored exactly as it will go on the wire, gets the next sequence number of its stream
-(channel + patient), and one send job is enqueued for it. The send job runs
+(channel + patient), and one send job (an :class:`~xraygate.core.jobs.OutboxPayload` kind) is
+enqueued for it. The send job runs
 :class:`OutboxDrainer`, which
 
 1. takes the stream's lease (a compare-and-set on ``delivery_streams``, so one sender per stream
@@ -34,6 +35,7 @@ from sqlmodel import Session, col
 from xraygate.core import metrics
 from xraygate.core.db import is_sqlite, read_session, write_session
 from xraygate.core.errors import PermanentDelivery, QueueError, RetryableDelivery
+from xraygate.core.jobs import OutboxPayload, outbox_key
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import (
     DeliveryStream,
@@ -75,12 +77,10 @@ class NewMessage:
     priority: int = 0
 
 
-def job_dedupe_key(outbox_id: int) -> str:
-    return f"outbox:{outbox_id}"
-
-
-def add_message(session: Session, queue: JobQueue, job_kind: str, new: NewMessage) -> int | None:
-    """Store ``new`` with the next sequence number of its stream and enqueue its send job.
+def add_message(
+    session: Session, queue: JobQueue, send: type[OutboxPayload], new: NewMessage
+) -> int | None:
+    """Store ``new`` with the next sequence number of its stream and enqueue its ``send`` job.
 
     Returns the outbox id, or None if a message with the same dedupe key already exists.
     """
@@ -109,14 +109,7 @@ def add_message(session: Session, queue: JobQueue, job_kind: str, new: NewMessag
     session.add(row)
     session.flush()
     assert row.id is not None
-    queue.enqueue(
-        session,
-        job_kind,
-        job_dedupe_key(row.id),
-        study_uid=new.study_uid,
-        payload={"outbox_id": row.id, "channel": new.channel},
-        priority=new.priority,
-    )
+    queue.put(session, send(row.id, new.channel), study_uid=new.study_uid, priority=new.priority)
     return row.id
 
 
@@ -154,7 +147,7 @@ class OutboxDrainer:
         self.busy_wait = busy_wait_seconds
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        outbox_id = int(job.payload["outbox_id"])
+        outbox_id = OutboxPayload.from_job(job).outbox_id
         own = self._load(outbox_id)
         if own is None or own.state != OutboxState.PENDING:
             return None  # delivered by an earlier drain of the stream, or dead-lettered
@@ -345,7 +338,7 @@ def retry_message(queue: JobQueue, outbox_id: int) -> None:
         row.updated_at = utcnow()
         session.add(row)
         job = session.scalars(
-            select(Job).where(col(Job.dedupe_key) == job_dedupe_key(outbox_id))
+            select(Job).where(col(Job.dedupe_key) == outbox_key(outbox_id))
         ).first()
     if job is None or job.id is None:
         raise QueueError(f"outbox message {outbox_id} has no send job")

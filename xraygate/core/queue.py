@@ -2,9 +2,10 @@
 
 Protocol, in the order a job lives it:
 
-1. :meth:`JobQueue.enqueue` inserts a job inside the caller's transaction, so the job exists if
+1. :meth:`JobQueue.put` inserts a job inside the caller's transaction, so the job exists if
    and only if the row that caused it (an index row, a result) was committed. ``(kind,
-   dedupe_key)`` is unique: enqueueing the same work twice is a no-op.
+   dedupe_key)`` is unique: enqueueing the same work twice is a no-op. The kinds and their
+   payloads are the contract in :mod:`xraygate.core.jobs`.
 2. :meth:`JobQueue.claim` hands the most urgent available job to one worker with a lease.
    PostgreSQL picks it with ``FOR UPDATE SKIP LOCKED``; SQLite runs claims through the
    process-wide single-writer lock. A running job whose lease expired (its worker died) is
@@ -30,6 +31,7 @@ from sqlmodel import Session, col
 from xraygate.core.config import Settings
 from xraygate.core.db import get_engine, is_sqlite, read_session, write_session
 from xraygate.core.errors import LeaseLost, QueueError
+from xraygate.core.jobs import JobPayload
 from xraygate.core.models import Job, JobState, utcnow
 
 
@@ -87,6 +89,30 @@ class JobQueue:
         return JobQueue(self.engine, lease_seconds=self.lease.total_seconds(), policy=policy)
 
     # -- 1. enqueue -----------------------------------------------------------------------
+    def put(
+        self,
+        session: Session,
+        job: JobPayload,
+        *,
+        study_uid: str | None = None,
+        priority: int = 0,
+        delay_seconds: float = 0.0,
+    ) -> bool:
+        """Add the job ``job`` describes (kind, dedupe key, payload) in the caller's transaction.
+
+        Returns False if it already existed.
+        """
+        return self.enqueue(
+            session,
+            job.kind,
+            job.dedupe_key(study_uid),
+            study_uid=study_uid,
+            instance_uid=job.instance_uid,
+            payload=job.to_payload(),
+            priority=priority,
+            delay_seconds=delay_seconds,
+        )
+
     def enqueue(
         self,
         session: Session,
@@ -99,7 +125,10 @@ class JobQueue:
         priority: int = 0,
         delay_seconds: float = 0.0,
     ) -> bool:
-        """Add a job in the caller's transaction. Returns False if it already existed."""
+        """Add a job in the caller's transaction. Returns False if it already existed.
+
+        The untyped form under :meth:`put`, which is what services use.
+        """
         now = utcnow()
         values = {
             "kind": kind,

@@ -27,6 +27,7 @@ from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import is_sqlite, read_session, write_session
 from xraygate.core.errors import DatabaseError, IngestError, StorageError, StorageFull
+from xraygate.core.jobs import InferPayload
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Instance, Patient, Series, Study, utcnow
 from xraygate.core.queue import JobQueue
@@ -35,7 +36,6 @@ from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
 
-INFER = "infer"
 _UNDEFINED = 0xFFFFFFFF
 _SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
@@ -232,12 +232,10 @@ class Ingestor:
             }
             if not self._store_instance(session, values):
                 return False
-            self.queue.enqueue(
+            self.queue.put(
                 session,
-                INFER,
-                f"{rec.sop_instance_uid}:{sha}",
+                InferPayload(rec.sop_instance_uid, sha),
                 study_uid=_text(ds, "StudyInstanceUID"),
-                instance_uid=rec.sop_instance_uid,
             )
             return True
 

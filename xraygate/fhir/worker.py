@@ -20,6 +20,7 @@ from sqlmodel import Session
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
+from xraygate.core.jobs import EmitFhirPayload, JobKind, PushFhirPayload
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Channel
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
@@ -33,9 +34,6 @@ from xraygate.fhir.store import save
 from xraygate.fhir.validate import validate_resource
 
 log = logging.getLogger(__name__)
-
-EMIT_FHIR = "emit-fhir"
-PUSH_FHIR = "push-fhir"
 
 
 def delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
@@ -51,7 +49,7 @@ class EmitFhir:
         self.tz = ZoneInfo(settings.local_timezone)
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        result_id = int(job.payload["study_result_id"])
+        result_id = EmitFhirPayload.from_job(job).study_result_id
         with read_session(self.engine) as session:
             ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
         if ctx is None or ctx.result.shadow:
@@ -101,7 +99,7 @@ class EmitFhir:
         add_message(
             session,
             self.delivery,
-            PUSH_FHIR,
+            PushFhirPayload,
             NewMessage(
                 channel=Channel.FHIR_PUSH,
                 stream_key=ctx.patient.patient_key,
@@ -123,4 +121,4 @@ def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> di
         {Channel.FHIR_PUSH: make_push_sender(settings)},
         lease_seconds=settings.delivery_stream_lease_seconds,
     )
-    return {EMIT_FHIR: EmitFhir(settings, queue), PUSH_FHIR: drainer}
+    return {JobKind.EMIT_FHIR: EmitFhir(settings, queue), JobKind.PUSH_FHIR: drainer}

@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 from xraygate.core import db
 from xraygate.core.config import Settings
 from xraygate.core.errors import ModelRegistryError, QueueError
+from xraygate.core.jobs import outbox_id_of
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import AuditRecord, Job, JobState, ModelState, ModelVersion, utcnow
 from xraygate.core.models.results import rollback, set_state
@@ -139,8 +140,8 @@ def retry(job_id: DbId, session: ReadDb, settings: SettingsDep) -> dict[str, Any
         raise HTTPException(404, f"no dead job {job_id}")
     queue = JobQueue.from_settings(settings)
     try:
-        if job.dedupe_key.startswith("outbox:") and job.dedupe_key[7:].isdigit():
-            retry_message(queue, int(job.dedupe_key[7:]))
+        if (outbox_id := outbox_id_of(job.dedupe_key)) is not None:
+            retry_message(queue, outbox_id)
         else:
             queue.retry(job_id)
     except QueueError as exc:

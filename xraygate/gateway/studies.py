@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from xraygate.core.jobs import EMIT_KINDS
 from xraygate.core.models import (
     Category,
     Feedback,
@@ -133,7 +134,7 @@ def _progress(session: Session, study_uids: list[str]) -> dict[str, _Progress]:
     for uid, kind, state in jobs:
         p = out[uid]
         p.dead |= state == JobState.DEAD
-        if kind.startswith("emit-"):
+        if kind in EMIT_KINDS:
             p.emit_total += 1
             p.emit_open += state != JobState.DONE
         p.jobs[kind] = _worst(p.jobs.get(kind), state)

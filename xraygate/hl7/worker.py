@@ -21,6 +21,13 @@ from sqlmodel import Session
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.errors import PermanentDelivery
+from xraygate.core.jobs import (
+    EmitHl7Payload,
+    JobKind,
+    NotifyEscalationPayload,
+    OutboxPayload,
+    SendHl7Payload,
+)
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import (
     Category,
@@ -40,9 +47,6 @@ from xraygate.hl7.oru import build_oru
 
 log = logging.getLogger(__name__)
 
-EMIT_HL7 = "emit-hl7"
-SEND_HL7 = "send-hl7"
-NOTIFY = "notify-escalation"
 HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 ESCALATION_BOOST = 5
 
@@ -75,7 +79,7 @@ class EmitHl7:
         return out
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        result_id = int(job.payload["study_result_id"])
+        result_id = EmitHl7Payload.from_job(job).study_result_id
         with read_session(self.engine) as session:
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
@@ -99,16 +103,17 @@ class EmitHl7:
         patient: Patient,
         now: datetime,
         priority: int,
-    ) -> tuple[str, NewMessage]:
+    ) -> tuple[type[OutboxPayload], NewMessage]:
         cid = control_id(channel, result)
+        send: type[OutboxPayload]
         if channel == Channel.WEBHOOK_ESCALATION:
             body = json.dumps(_notification(cid, result, study), separators=(",", ":"))
-            kind, ctype = NOTIFY, "application/json"
+            send, ctype = NotifyEscalationPayload, "application/json"
         else:
             body = build_oru(self.settings, cid, result, study, patient, now)
-            kind, ctype = SEND_HL7, HL7_CONTENT_TYPE
+            send, ctype = SendHl7Payload, HL7_CONTENT_TYPE
         boost = ESCALATION_BOOST if channel != Channel.HL7 else 0
-        return kind, NewMessage(
+        return send, NewMessage(
             channel=channel,
             stream_key=patient.patient_key,
             dedupe_key=f"{result.study_instance_uid}:{result.model_version}:{result.revision}",
@@ -121,9 +126,11 @@ class EmitHl7:
             priority=priority + boost,
         )
 
-    def _commit(self, session: Session, messages: list[tuple[str, NewMessage]]) -> None:
-        for kind, new in messages:
-            added = add_message(session, self.delivery, kind, new)
+    def _commit(
+        self, session: Session, messages: list[tuple[type[OutboxPayload], NewMessage]]
+    ) -> None:
+        for send, new in messages:
+            added = add_message(session, self.delivery, send, new)
             log.info(
                 "[%s] %s message %s",
                 correlation_id(new.study_uid),
@@ -189,13 +196,13 @@ def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> di
     )
     lease = s.delivery_stream_lease_seconds
     return {
-        EMIT_HL7: EmitHl7(settings, queue),
-        SEND_HL7: OutboxDrainer(
+        JobKind.EMIT_HL7: EmitHl7(settings, queue),
+        JobKind.SEND_HL7: OutboxDrainer(
             queue.engine,
             {Channel.HL7: hl7, Channel.HL7_ESCALATION: escalation},
             lease_seconds=lease,
         ),
-        NOTIFY: OutboxDrainer(
+        JobKind.NOTIFY_ESCALATION: OutboxDrainer(
             queue.engine,
             {Channel.WEBHOOK_ESCALATION: make_webhook_sender(s.escalation_webhook_url, 10.0)},
             lease_seconds=lease,

@@ -2,10 +2,10 @@
 promotion rule.
 
 It runs when ``XRAYGATE_MODEL_SOURCE_URL`` is set or ``XRAYGATE_MODEL_AUTO_PROMOTE`` is on. Jobs
-are keyed by time slot (``model-sync:<slot>``, one slot per ``XRAYGATE_MODEL_PULL_INTERVAL_
-SECONDS``), so any number of workers schedule each slot once; a job first schedules the next
-slot in its own transaction, so a failing source (retried, then dead-lettered) does not stop
-later pulls.
+are keyed by time slot (:class:`~xraygate.core.jobs.ModelSyncPayload`, one slot per
+``XRAYGATE_MODEL_PULL_INTERVAL_SECONDS``), so any number of workers schedule each slot once; a
+job first schedules the next slot in its own transaction, so a failing source (retried, then
+dead-lettered) does not stop later pulls.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 
 from xraygate.core.config import Settings
 from xraygate.core.db import write_session
+from xraygate.core.jobs import ModelSyncPayload
 from xraygate.core.quality.promotion import promote, verdicts
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -23,8 +24,6 @@ from xraygate.core.worker import Commit
 from xraygate.inference.distribution import pull
 
 log = logging.getLogger(__name__)
-
-MODEL_SYNC = "model-sync"
 
 
 def enabled(settings: Settings) -> bool:
@@ -38,7 +37,7 @@ def schedule(queue: JobQueue, settings: Settings, *, next_slot: bool = False) ->
     slot = math.floor(now / interval) + (1 if next_slot else 0)
     delay = max(0.0, slot * interval - now) if next_slot else 0.0
     with write_session(queue.engine) as session:
-        queue.enqueue(session, MODEL_SYNC, f"{MODEL_SYNC}:{slot}", delay_seconds=delay)
+        queue.put(session, ModelSyncPayload(slot), delay_seconds=delay)
 
 
 class ModelSyncHandler:
@@ -48,6 +47,7 @@ class ModelSyncHandler:
         self.queue = queue
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
+        ModelSyncPayload.from_job(job)  # a job of this kind, with a slot
         schedule(self.queue, self.settings, next_slot=True)
         actor = f"worker:{job.worker_id}"
         engine = self.queue.engine

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +26,14 @@ from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.errors import InferenceError, StorageError
+from xraygate.core.jobs import (
+    DeidentifyPayload,
+    EmitFhirPayload,
+    EmitHl7Payload,
+    InferPayload,
+    JobKind,
+    ResultPayload,
+)
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import (
     Category,
@@ -54,7 +61,7 @@ from xraygate.inference.scoring import aggregate
 
 log = logging.getLogger(__name__)
 
-DOWNSTREAM = ("emit-fhir", "emit-hl7", "deidentify")
+DOWNSTREAM: tuple[type[ResultPayload], ...] = (EmitFhirPayload, EmitHl7Payload, DeidentifyPayload)
 HIGH_PRIORITY = 10
 
 
@@ -108,14 +115,14 @@ class InferHandler(BatchHandler):
 
     # -- reading --------------------------------------------------------------------------
     def _instance(self, job: ClaimedJob) -> Instance | None:
-        expected_sha = job.dedupe_key.rsplit(":", 1)[-1]
+        work = InferPayload.from_job(job)
         with read_session(self.engine) as session:
             row = session.scalars(
-                select(Instance).where(col(Instance.sop_instance_uid) == job.instance_uid)
+                select(Instance).where(col(Instance.sop_instance_uid) == work.sop_instance_uid)
             ).first()
         if row is None:
             raise InferenceError("the indexed instance does not exist")
-        return row if row.sha256 == expected_sha else None
+        return row if row.sha256 == work.sha256 else None
 
     def _dataset(self, instance: Instance) -> Dataset:
         data = self.store.get_bytes(instance.object_key)
@@ -290,18 +297,12 @@ class InferHandler(BatchHandler):
 
     def _enqueue_downstream(self, session: Session, result: StudyResult) -> None:
         priority = HIGH_PRIORITY if result.category == Category.HIGH else 0
-        payload: dict[str, Any] = {
-            "study_result_id": result.id,
-            "model_version": result.model_version,
-            "revision": result.revision,
-        }
-        for kind in DOWNSTREAM:
-            self.queue.enqueue(
+        assert result.id is not None
+        for payload in DOWNSTREAM:
+            self.queue.put(
                 session,
-                kind,
-                f"{result.study_instance_uid}:{result.model_version}:{result.revision}",
+                payload(result.id, result.model_version, result.revision),
                 study_uid=result.study_instance_uid,
-                payload=payload,
                 priority=priority,
             )
 
@@ -314,8 +315,8 @@ def parse_manifest_row(version: ModelVersion) -> Manifest:
 
 def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     ensure_default_model(settings, queue.engine, store)
-    handlers: dict[str, Handler] = {"infer": InferHandler(settings, store, queue)}
+    handlers: dict[str, Handler] = {JobKind.INFER: InferHandler(settings, store, queue)}
     if sync.enabled(settings):
-        handlers[sync.MODEL_SYNC] = sync.ModelSyncHandler(settings, store, queue)
+        handlers[JobKind.MODEL_SYNC] = sync.ModelSyncHandler(settings, store, queue)
         sync.schedule(queue, settings)
     return handlers

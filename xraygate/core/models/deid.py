@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel, col
 
 from xraygate.core import metrics
+from xraygate.core.jobs import DeidentifyPayload
 from xraygate.core.models.base import utcnow
 from xraygate.core.models.index import Study
 from xraygate.core.models.results import Category, StudyResult
@@ -173,18 +174,8 @@ def record_feedback(
     session.add(row)
     session.flush()
     if result is not None:
-        payload: dict[str, Any] = {
-            "study_result_id": result.id,
-            "model_version": result.model_version,
-            "revision": result.revision,
-            "feedback_id": row.id,
-        }
-        queue.enqueue(
-            session,
-            "deidentify",
-            f"{study_uid}:feedback:{row.id}",
-            study_uid=study_uid,
-            payload=payload,
-        )
+        assert result.id is not None and row.id is not None
+        payload = DeidentifyPayload(result.id, result.model_version, result.revision, row.id)
+        queue.put(session, payload, study_uid=study_uid)
     metrics.FEEDBACK.labels(agreement.value).inc()
     return row
