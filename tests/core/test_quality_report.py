@@ -244,3 +244,35 @@ def test_measure_report_is_valid_fhir_r4(sqlite_url: str) -> None:
             "2026-W02",
             "2026-W03",
         ]
+
+
+def test_prometheus_gauges_per_version(sqlite_url: str) -> None:
+    from prometheus_client import REGISTRY
+
+    from xraygate.core.quality.gauges import refresh_quality_metrics
+
+    db.upgrade(sqlite_url)
+    engine = db.get_engine(sqlite_url)
+    truth = populate(engine, n=40)
+    with db.write_session(engine) as s:  # the results are "recent" for the window
+        for row in s.scalars(select(StudyResult)):
+            row.created_at = datetime.now(UTC) - timedelta(days=1)
+            s.add(row)
+    refresh_quality_metrics(engine, window_days=30, force=True)
+    want = expected(truth, A)
+
+    def gauge(name: str, version: str, state: str) -> float | None:
+        labels = {"model_version": version, "state": state}
+        return REGISTRY.get_sample_value(name, labels)
+
+    assert gauge("xraygate_model_results", A, "active") == 40
+    assert gauge("xraygate_model_labelled_studies", A, "active") == want["n_labelled"]
+    assert gauge("xraygate_model_sensitivity_ratio", A, "active") == pytest.approx(
+        want["sensitivity"], abs=1e-6
+    )
+    assert gauge("xraygate_model_agreement_ratio", B, "shadow") == pytest.approx(
+        expected(truth, B)["agreement"], abs=1e-6
+    )
+    assert gauge("xraygate_model_auroc", A, "active") == pytest.approx(want["auroc"], abs=1e-6)
+    assert gauge("xraygate_model_score_psi", B, "shadow") is not None
+    assert REGISTRY.get_sample_value("xraygate_last_result_timestamp_seconds") is not None

@@ -78,3 +78,57 @@ SCORE_DISTRIBUTION = Gauge(
     "Emitted study results by score decile: decile 0.3 counts [0.3, 0.4) (scrape time)",
     ["decile"],
 )
+
+# --- model quality from clinicians' labels (core/quality/gauges.py, read at scrape time) -----
+_VERSION = ["model_version", "state"]
+MODEL_RESULTS = Gauge(
+    "xraygate_model_results",
+    "Study results of a model version in the quality window (shadow versions included)",
+    _VERSION,
+)
+MODEL_LABELLED = Gauge(
+    "xraygate_model_labelled_studies",
+    "Results of a model version in the quality window with a clinician's finding",
+    _VERSION,
+)
+MODEL_AGREEMENT = Gauge(
+    "xraygate_model_agreement_ratio",
+    "Share of labelled studies whose category states the clinician's finding",
+    _VERSION,
+)
+MODEL_SENSITIVITY = Gauge(
+    "xraygate_model_sensitivity_ratio", "Sensitivity at the high threshold (labelled)", _VERSION
+)
+MODEL_SPECIFICITY = Gauge(
+    "xraygate_model_specificity_ratio", "Specificity at the high threshold (labelled)", _VERSION
+)
+MODEL_PPV_HIGH = Gauge(
+    "xraygate_model_ppv_high_ratio", "Share of labelled high-risk results with pneumonia", _VERSION
+)
+MODEL_NPV_LOW = Gauge(
+    "xraygate_model_npv_low_ratio", "Share of labelled low-risk results without pneumonia", _VERSION
+)
+MODEL_INDETERMINATE = Gauge(
+    "xraygate_model_indeterminate_ratio", "Share of a version's results indeterminate", _VERSION
+)
+MODEL_OOD = Gauge(
+    "xraygate_model_out_of_distribution_ratio",
+    "Share of a version's results with an image outside its training distribution",
+    _VERSION,
+)
+MODEL_AUROC = Gauge("xraygate_model_auroc", "AUROC on labelled studies (when enough)", _VERSION)
+MODEL_ECE = Gauge("xraygate_model_ece", "Expected calibration error on labelled studies", _VERSION)
+MODEL_PSI = Gauge(
+    "xraygate_model_score_psi",
+    "Population stability index of the scores against the version's validation scores",
+    _VERSION,
+)
+MODEL_KS = Gauge(
+    "xraygate_model_score_ks",
+    "Kolmogorov-Smirnov statistic of the scores against the version's validation scores",
+    _VERSION,
+)
+LAST_RESULT = Gauge(
+    "xraygate_last_result_timestamp_seconds",
+    "Unix time of the newest emitted study result (scrape time)",
+)
