@@ -315,8 +315,9 @@ def parse_manifest_row(version: ModelVersion) -> Manifest:
 
 def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     ensure_default_model(settings, queue.engine, store)
-    handlers: dict[str, Handler] = {JobKind.INFER: InferHandler(settings, store, queue)}
     if sync.enabled(settings):
-        handlers[JobKind.MODEL_SYNC] = sync.ModelSyncHandler(settings, store, queue)
         sync.schedule(queue, settings)
-    return handlers
+    return {
+        JobKind.INFER: InferHandler(settings, store, queue),
+        JobKind.MODEL_SYNC: sync.ModelSyncHandler(settings, store, queue),
+    }
