@@ -42,9 +42,13 @@ NON_CHEST = [
 
 
 def flagged(model: runtime.LoadedModel, images: np.ndarray) -> np.ndarray:
-    distances = model.read(images.astype(np.float32)).ood_distances
-    assert distances is not None
-    return distances
+    """OOD distances, read in batches of 50 (a worker reads at most its batch size)."""
+    out = []
+    for start in range(0, len(images), 50):
+        distances = model.read(images[start : start + 50].astype(np.float32)).ood_distances
+        assert distances is not None
+        out.append(distances)
+    return np.concatenate(out)
 
 
 def test_ledoit_wolf_equals_sklearn() -> None:
