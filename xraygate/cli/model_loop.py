@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,19 +40,12 @@ def _engine() -> Any:
 
 
 def parse_since(value: str | None) -> datetime | None:
-    """``2026-01-31`` / an ISO timestamp (UTC unless it says), or ``30d`` / ``12h`` ago."""
-    if value is None:
-        return None
-    match = re.fullmatch(r"(\d+)([dh])", value.strip())
-    if match:
-        amount = int(match.group(1))
-        delta = timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
-        return datetime.now(UTC) - delta
+    from xraygate.core.quality.report import parse_since as parse
+
     try:
-        parsed = datetime.fromisoformat(value)
+        return parse(value)
     except ValueError:
         raise fail(f"--since takes a date, an ISO timestamp or Nd / Nh, not {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def report(

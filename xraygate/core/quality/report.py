@@ -12,9 +12,10 @@ gauges) and the promotion rule (:mod:`.promotion`).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Engine, func, select
@@ -44,6 +45,20 @@ class Scored:
     version: str
     row: Row
     scored_at: datetime
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``2026-01-31`` or an ISO timestamp (UTC unless it says), or ``30d`` / ``12h`` ago.
+    Raises ValueError for anything else."""
+    if value is None or not value.strip():
+        return None
+    match = re.fullmatch(r"(\d{1,5})([dh])", value.strip())
+    if match:
+        amount = int(match.group(1))
+        delta = timedelta(days=amount) if match.group(2) == "d" else timedelta(hours=amount)
+        return utcnow() - delta
+    parsed = datetime.fromisoformat(value.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def period_of(when: datetime, period: Period) -> tuple[str, datetime]:
