@@ -142,7 +142,8 @@ def build_report(
     by_version: dict[str, list[Scored]] = defaultdict(list)
     for item in scored:
         by_version[item.version].append(item)
-    wanted = [model] if model is not None else [v for v in info if v in by_version]
+    registered = [v for v in info if v in by_version]
+    wanted = [model] if model else registered + sorted(set(by_version) - set(registered))
     out: Json = {
         "generated_at": utcnow().isoformat(timespec="seconds"),
         "since": since.isoformat(timespec="seconds") if since else None,
