@@ -1,13 +1,16 @@
 """Per-version quality and drift gauges for ``/metrics``, from the database at scrape time.
 
 The figures are those of :func:`~.report.build_report` over the last
-``XRAYGATE_QUALITY_WINDOW_DAYS`` (no intervals), recomputed at most every
-:data:`REFRESH_SECONDS` per process; a gauge without a value (too few labels, no reference) is
-absent rather than 0. The alert rules in ``deploy/prometheus/alerts.yml`` read them.
+``XRAYGATE_QUALITY_WINDOW_DAYS`` (no intervals). They are recomputed when a result or a finding
+was added since the last time (at most every :data:`MIN_SECONDS`), else every
+:data:`REFRESH_SECONDS` (the window slides); a gauge without a value (too few labels, no
+reference) is absent rather than 0. The alert rules in ``deploy/prometheus/alerts.yml`` read
+them.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import timedelta
@@ -19,12 +22,13 @@ from sqlmodel import col
 
 from xraygate.core import metrics
 from xraygate.core.db import read_session
-from xraygate.core.models import StudyResult, utcnow
+from xraygate.core.models import Feedback, StudyResult, utcnow
 from xraygate.core.quality.report import build_report
 
 REFRESH_SECONDS = 60.0
+MIN_SECONDS = 5.0
 _lock = threading.Lock()
-_last: dict[str, float] = {}
+_last: dict[str, tuple[float, tuple[object, ...]]] = {}  # engine URL -> (when, fingerprint)
 
 PROPORTIONS: dict[str, Gauge] = {
     "agreement": metrics.MODEL_AGREEMENT,
@@ -47,13 +51,16 @@ ALL = [
 
 
 def refresh_quality_metrics(engine: Engine, window_days: float, *, force: bool = False) -> None:
-    """Update the gauges, unless this engine's were updated less than a minute ago."""
+    """Update the gauges when the data changed or the window moved on (see the module doc)."""
     key = str(engine.url)
+    mark = fingerprint(engine)
     with _lock:
         now = time.monotonic()
-        if not force and now - _last.get(key, -REFRESH_SECONDS) < REFRESH_SECONDS:
+        when, seen = _last.get(key, (-math.inf, ()))
+        changed = mark != seen and now - when >= MIN_SECONDS
+        if not (force or changed or now - when >= REFRESH_SECONDS):
             return
-        _last[key] = now
+        _last[key] = (now, mark)
     since = utcnow() - timedelta(days=window_days)
     report = build_report(engine, since=since, period="month", intervals=False)
     _last_result(engine)
@@ -61,6 +68,16 @@ def refresh_quality_metrics(engine: Engine, window_days: float, *, force: bool =
         gauge.clear()
     for version in report["versions"]:
         _set_version(version)
+
+
+def fingerprint(engine: Engine) -> tuple[object, ...]:
+    """Changes when a study result or a clinician's finding is added or updated."""
+    with read_session(engine) as session:
+        results = session.execute(
+            select(func.count(), func.max(col(StudyResult.updated_at))).select_from(StudyResult)
+        ).one()
+        findings = session.execute(select(func.max(col(Feedback.id)))).scalar()
+    return (*results, findings)
 
 
 def _set_version(version: dict[str, Any]) -> None:
