@@ -1,4 +1,4 @@
-"""The house rules of DEVELOPERS.md, checked on the source tree."""
+"""The house rules of ARCHITECTURE.md (at the repository root), checked on the source tree."""
 
 from __future__ import annotations
 
@@ -125,3 +125,102 @@ def test_job_contract_names_the_rooms_that_enqueue_and_handle_each_kind() -> Non
         assert rooms == {contract.handled_by}, f"{kind} is handled in {rooms}"
         for room in contract.enqueued_by:
             assert contract.payload.__name__ in _names_used(room), f"{room} never builds {kind}"
+
+
+# --- the gateway's rooms -------------------------------------------------------------------------
+# gateway/ is split by audience. Every room may import the shared ones (deps, errors, auth,
+# views); only app.py, which wires the app, imports the others (api, fhir_api, web, ops,
+# middleware). So a feature room never reaches into another's internals, and a new one (e.g.
+# dicomweb/) plugs in by importing the shared rooms and being included in app.py.
+GATEWAY = PKG / "gateway"
+SHARED_ROOMS = {"deps", "errors", "auth", "views"}
+
+
+def _room(module: str) -> str | None:
+    """``xraygate.gateway.<room>[...]`` -> room (None outside the gateway's rooms)."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["xraygate", "gateway"] and len(parts) > 2 else None
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module (or module attribute) named by an import, relative imports resolved."""
+    own = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = own[:-1]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", _modules("gateway"), ids=lambda p: str(p.relative_to(GATEWAY)))
+def test_gateway_rooms_import_only_shared_rooms(path: Path) -> None:
+    room = path.relative_to(GATEWAY).parts[0].removesuffix(".py")
+    if room == "app":
+        return
+    for name in _imported_modules(path):
+        other = _room(name)
+        assert other in (None, room, *SHARED_ROOMS), (
+            f"gateway/{path.relative_to(GATEWAY)} imports {name}: the {room} room may import "
+            f"only itself and the shared rooms {sorted(SHARED_ROOMS)}; app.py wires the rest"
+        )
+
+
+def test_http_exception_only_in_gateway_errors() -> None:
+    """Routes raise the GatewayError family; only gateway/errors.py meets FastAPI's own."""
+    for path in _modules():
+        if path == GATEWAY / "errors.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            name = (
+                node.id
+                if isinstance(node, ast.Name)
+                else node.attr
+                if isinstance(node, ast.Attribute)
+                else node.name
+                if isinstance(node, ast.alias)
+                else None
+            )
+            assert name != "HTTPException", f"{path} uses HTTPException: raise a GatewayError"
+
+
+def _job_table() -> str:
+    from dataclasses import fields
+
+    from xraygate.core.jobs import CONTRACT
+
+    rows = [
+        "| kind | what it does | payload | enqueued by | handled by |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, c in CONTRACT.items():
+        payload = f"{c.payload.__name__}({', '.join(f.name for f in fields(c.payload))})"
+        producers = ", ".join(f"`{room}`" for room in c.enqueued_by)
+        rows.append(
+            f"| `{kind}` | {kind.description} | `{payload}` | {producers} | `{c.handled_by}` |"
+        )
+    return "\n".join(rows)
+
+
+def test_architecture_md_job_table_matches_the_contract() -> None:
+    text = (PKG.parent / "ARCHITECTURE.md").read_text()
+    block = text.split("<!-- jobs:begin -->\n", 1)[1].split("\n<!-- jobs:end -->", 1)[0]
+    expected = _job_table()
+    assert block == expected, f"ARCHITECTURE.md's job table is stale; it should read:\n{expected}"
+
+
+def test_secret_settings_are_secret_str() -> None:
+    from pydantic import SecretStr
+
+    from xraygate.core.config import Settings
+
+    words = ("secret", "password", "token")
+    for name, field in Settings.model_fields.items():
+        if any(word in name for word in words):
+            assert field.annotation in (SecretStr, SecretStr | None), f"{name} is not a SecretStr"

@@ -51,9 +51,8 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     """Run the chosen parts until SIGINT/SIGTERM."""
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db.upgrade(settings.resolved_database_url)
+    queue = JobQueue.from_settings(settings, migrate=True)
     store = store_from_settings(settings)
-    queue = JobQueue.from_settings(settings)
     stop = threading.Event()
     threads: list[threading.Thread] = []
 
@@ -138,9 +137,7 @@ def _wait_for_signal(stop: threading.Event) -> None:
 
 def status_counts(settings: Settings) -> dict[str, int]:
     """Counts for ``xraygate status``: index rows and jobs by state."""
-    url = settings.resolved_database_url
-    db.upgrade(url)
-    engine = db.get_engine(url)
+    engine = db.open_database(settings.resolved_database_url, migrate=True)
     counts: dict[str, int] = {}
     with db.read_session(engine) as session:
         for name, model in (

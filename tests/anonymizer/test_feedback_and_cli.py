@@ -26,7 +26,7 @@ from xraygate.core import db
 from xraygate.core.config import Settings
 from xraygate.core.models import Feedback, Job
 from xraygate.core.storage import store_from_settings
-from xraygate.gateway.feedback_api import router
+from xraygate.gateway.api.feedback import router
 
 pytestmark = pytest.mark.integration
 

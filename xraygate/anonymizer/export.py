@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Outcome:
+class ExportOutcome:
     instance: Instance
     status: str  # exported | skipped | quarantined
     reason: str = ""
@@ -39,7 +39,7 @@ class Outcome:
 
 @dataclass
 class StudyExport:
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[ExportOutcome] = field(default_factory=list)
     manifest_key: str = ""
 
     def count(self, status: str) -> int:
@@ -71,13 +71,13 @@ def export_study(
             if old_key:
                 target.delete(old_key)  # an earlier export may not stay
             status = "quarantined" if isinstance(exc, UnparseableInput) else "skipped"
-            export.outcomes.append(Outcome(inst, status, str(exc)[:500]))
+            export.outcomes.append(ExportOutcome(inst, status, str(exc)[:500]))
             continue
         key = image_key(label, res)
         stored = target.put_bytes(key, res.data)
         if old_key and old_key != key:
             target.delete(old_key)  # the label changed: the file moved folders
-        export.outcomes.append(Outcome(inst, "exported", result=res, stored=stored))
+        export.outcomes.append(ExportOutcome(inst, "exported", result=res, stored=stored))
     exported = [o for o in export.outcomes if o.status == "exported"]
     if exported:
         assert exported[0].result is not None
@@ -87,7 +87,7 @@ def export_study(
     return export
 
 
-def manifest_line(outcome: Outcome, result: StudyResult, label: Label) -> dict[str, object]:
+def manifest_line(outcome: ExportOutcome, result: StudyResult, label: Label) -> dict[str, object]:
     res, stored = outcome.result, outcome.stored
     assert res is not None and stored is not None
     return {
@@ -110,7 +110,11 @@ def manifest_line(outcome: Outcome, result: StudyResult, label: Label) -> dict[s
 
 
 def export_row(
-    outcome: Outcome, result: StudyResult, label: Label, manifest_key: str, row: DeidExport | None
+    outcome: ExportOutcome,
+    result: StudyResult,
+    label: Label,
+    manifest_key: str,
+    row: DeidExport | None,
 ) -> DeidExport:
     """The index row of one instance's outcome (new, or the previous row updated)."""
     inst = outcome.instance

@@ -82,7 +82,22 @@ OPTION_CODES = {
 BASIC_CODE = _CID.BasicApplicationConfidentialityProfile
 CLEAN_PIXEL_CODE = _CID.CleanPixelDataOption
 
+#: The action codes of Table E.1-1, compound ones included (resolved to an :class:`Action`).
 VALID_ACTIONS = {"D", "Z", "X", "K", "C", "U", "Z/D", "X/Z", "X/D", "X/Z/D", "X/Z/U*"}
+
+
+class Action(StrEnum):
+    """What happens to one element: a resolved PS3.15 action, or one of our two for attributes
+    the table does not list. Values are the table's letters."""
+
+    REMOVE = "X"
+    EMPTY = "Z"  # a zero-length value (an empty sequence)
+    DUMMY = "D"  # a dummy value of the VR (one empty item for a sequence)
+    KEEP = "K"  # the value as it is (every item of a sequence walked)
+    CLEAN = "C"  # a value of similar meaning that identifies nobody
+    UID = "U"  # a pseudonymous UID, the same for the same input
+    MAYBE_UID = "UI?"  # unlisted UI: a pseudonymous UID unless it is a well-known registry UID
+    SCRUB = "S"  # unlisted free text: identifying terms removed
 
 
 @dataclass(frozen=True)
@@ -103,13 +118,13 @@ class Profile:
     """
 
     options: frozenset[Option]
-    actions: dict[int, str]
-    seq_actions: dict[int, str]
-    curve_action: str  # for every element of groups 50xx
-    overlay_data_action: str  # (60xx,3000)
-    overlay_comments_action: str  # (60xx,4000)
-    private_action: str  # X, or C = keep only the safe-private list
-    date_action: str  # for DA/DT/TM attributes the table does not list
+    actions: dict[int, Action]
+    seq_actions: dict[int, Action]
+    curve_action: Action  # for every element of groups 50xx
+    overlay_data_action: Action  # (60xx,3000)
+    overlay_comments_action: Action  # (60xx,4000)
+    private_action: Action  # X, or C = keep only the safe-private list
+    date_action: Action  # for DA/DT/TM attributes the table does not list
     codes: list[tuple[str, str]] = field(default_factory=list)  # (value, meaning) of CID 7050
 
     @property
@@ -164,19 +179,23 @@ def _effective(row: Row, options: frozenset[Option]) -> str:
     return action
 
 
-def _resolve_value(action: str) -> str:
-    return {"X/Z": "Z", "X/D": "D", "X/Z/D": "D", "Z/D": "D", "X/Z/U*": "U"}.get(action, action)
+def _resolve_value(action: str) -> Action:
+    return Action(
+        {"X/Z": "Z", "X/D": "D", "X/Z/D": "D", "Z/D": "D", "X/Z/U*": "U"}.get(action, action)
+    )
 
 
-def _resolve_seq(action: str) -> str:
-    return {
-        "X/Z": "Z",
-        "X/D": "X",
-        "X/Z/D": "X",
-        "Z/D": "D",
-        "X/Z/U*": "K",  # keep, the UIDs inside are replaced by their own rows
-        "U": "K",
-    }.get(action, action)
+def _resolve_seq(action: str) -> Action:
+    return Action(
+        {
+            "X/Z": "Z",
+            "X/D": "X",
+            "X/Z/D": "X",
+            "Z/D": "D",
+            "X/Z/U*": "K",  # keep, the UIDs inside are replaced by their own rows
+            "U": "K",
+        }.get(action, action)
+    )
 
 
 def _tag(text: str) -> int:
@@ -186,8 +205,8 @@ def _tag(text: str) -> int:
 @lru_cache(maxsize=32)
 def build_profile(options: frozenset[Option]) -> Profile:
     """The resolved profile for an option set (cached: built once per set)."""
-    actions: dict[int, str] = {}
-    seq_actions: dict[int, str] = {}
+    actions: dict[int, Action] = {}
+    seq_actions: dict[int, Action] = {}
     special: dict[str, str] = {}
     for row in load_table():
         action = _effective(row, options)
@@ -198,11 +217,11 @@ def build_profile(options: frozenset[Option]) -> Profile:
         actions[tag] = _resolve_value(action)
         seq_actions[tag] = _resolve_seq(action)
     if Option.RETAIN_LONG_FULL_DATES in options:
-        date_action = "K"
+        date_action = Action.KEEP
     elif Option.RETAIN_LONG_MODIFIED_DATES in options:
-        date_action = "C"
+        date_action = Action.CLEAN
     else:
-        date_action = "X"
+        date_action = Action.REMOVE
     profile_codes = [(BASIC_CODE.value, BASIC_CODE.meaning)]
     profile_codes += [
         (OPTION_CODES[o].value, OPTION_CODES[o].meaning) for o in Option if o in options
@@ -211,10 +230,10 @@ def build_profile(options: frozenset[Option]) -> Profile:
         options=options,
         actions=actions,
         seq_actions=seq_actions,
-        curve_action=special["(50xx,xxxx)"],
-        overlay_data_action=special["(60xx,3000)"],
-        overlay_comments_action=special["(60xx,4000)"],
-        private_action=special["(gggg,eeee)"],
+        curve_action=Action(special["(50xx,xxxx)"]),
+        overlay_data_action=Action(special["(60xx,3000)"]),
+        overlay_comments_action=Action(special["(60xx,4000)"]),
+        private_action=Action(special["(gggg,eeee)"]),
         date_action=date_action,
         codes=sorted(profile_codes),
     )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from xraygate.anonymizer.engine import DeidConfig
 from xraygate.anonymizer.pixels import load_rules
 from xraygate.anonymizer.profile import parse_options
-from xraygate.core.config import Settings
+from xraygate.core.config import Settings, secret_value
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.secret_files import secret_file
 from xraygate.core.storage import ObjectStore, open_store
 
 SECRET_FILE = "deid-secret"  # noqa: S105  (a file name, not a secret)
@@ -18,21 +18,10 @@ SECRET_FILE = "deid-secret"  # noqa: S105  (a file name, not a secret)
 
 def site_secret(settings: Settings) -> bytes:
     """The configured secret, else one generated once into ``<data_dir>/deid-secret`` (0600)."""
-    if settings.deid_secret:
-        return settings.deid_secret.encode()
-    path = settings.data_dir / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    value = path.read_text().strip()
-    if not value:
-        raise ConfigurationError(f"empty de-identification secret in {path}")
-    return value.encode()
+    configured = secret_value(settings.deid_secret)
+    if configured:
+        return configured.encode()
+    return secret_file(settings.data_dir / SECRET_FILE, lambda: secrets.token_hex(32))
 
 
 def deid_config(
@@ -65,5 +54,5 @@ def export_store(settings: Settings) -> ObjectStore:
         endpoint_url=settings.export_s3_endpoint_url,
         region=settings.export_s3_region,
         access_key_id=settings.export_s3_access_key_id,
-        secret_access_key=settings.export_s3_secret_access_key,
+        secret_access_key=secret_value(settings.export_s3_secret_access_key),
     )

@@ -110,8 +110,7 @@ def feedback(
         raise fail("--finding must be confirm or reject") from None
     settings = get_settings()
     try:
-        db.upgrade(settings.resolved_database_url)
-        queue = JobQueue.from_settings(settings)
+        queue = JobQueue.from_settings(settings, migrate=True)
         with db.write_session(queue.engine) as session:
             row = record_feedback(session, queue, study_uid, parsed, author=by, comment=comment)
             if row is None:

@@ -28,11 +28,11 @@ def gateway() -> None:
 
 
 def _roles(role: list[str]) -> list[str]:
-    from xraygate.gateway.auth import ROLES
+    from xraygate.gateway.auth import Role
 
-    bad = [r for r in role if r not in ROLES]
+    bad = set(role) - {r.value for r in Role}
     if bad or not role:
-        raise fail(f"roles must be among {', '.join(ROLES)}")
+        raise fail(f"roles must be among {', '.join(Role)}")
     return role
 
 

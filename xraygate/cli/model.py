@@ -33,8 +33,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _engine(settings: Settings) -> Any:
-    db.upgrade(settings.resolved_database_url)
-    return db.get_engine(settings.resolved_database_url)
+    return db.open_database(settings.resolved_database_url, migrate=True)
 
 
 def _split(ref: str) -> tuple[str, str]:

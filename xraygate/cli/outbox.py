@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from xraygate.cli.core import fail
-from xraygate.core import db
 from xraygate.core.config import get_settings
 from xraygate.core.errors import XraygateError
 from xraygate.core.jobs import DELIVERY_KINDS
@@ -31,9 +30,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _queue() -> JobQueue:
-    settings = get_settings()
-    db.upgrade(settings.resolved_database_url)
-    return JobQueue.from_settings(settings)
+    return JobQueue.from_settings(get_settings(), migrate=True)
 
 
 def _row(m: OutboxMessage) -> dict[str, object]:

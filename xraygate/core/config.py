@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
+ModelPolicy = Literal["active", "best-auroc"]
+
+
+def secret_value(secret: SecretStr | str | None) -> str | None:
+    """The plain value of a secret setting, for the one call that hands it to a library (a plain
+    string too: ``Settings.model_copy(update=...)`` does not validate)."""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else secret
 
 
 def _split_csv(value: object) -> object:
@@ -36,7 +45,7 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint URL (MinIO, Ceph, AWS).")
     s3_region: str = Field("us-east-1", description="S3 region name.")
     s3_access_key_id: str | None = Field(None, description="S3 access key (else boto3 chain).")
-    s3_secret_access_key: str | None = Field(None, description="S3 secret key.")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
     min_free_bytes: int = Field(
         256 * 1024 * 1024,
         description="Refuse C-STORE (0xA700) when the local store has less free space.",
@@ -130,7 +139,7 @@ class Settings(BaseSettings):
     infer_accept_missing_view: bool = Field(
         True, description="Score images without ViewPosition (lateral views are always refused)."
     )
-    model_policy: str = Field(
+    model_policy: ModelPolicy = Field(
         "active",
         description="Which model emits results: 'active' (the one activated) or 'best-auroc' "
         "(the validated version with the highest AUROC).",
@@ -199,7 +208,7 @@ class Settings(BaseSettings):
     fhir_push_auth_header: str = Field(
         "Authorization", description="Header carrying the FHIR push credential."
     )
-    fhir_push_auth_token: str | None = Field(
+    fhir_push_auth_token: SecretStr | None = Field(
         None, description="Value of that header, e.g. 'Bearer <token>'; none when unset."
     )
     fhir_push_timeout: float = Field(10.0, description="FHIR push timeout in seconds.")
@@ -210,7 +219,9 @@ class Settings(BaseSettings):
     hl7_sending_facility: str = Field("RADIOLOGY", description="MSH-4 sending facility.")
     hl7_receiving_application: str = Field("EHR", description="MSH-5 receiving application.")
     hl7_receiving_facility: str = Field("HOSPITAL", description="MSH-6 receiving facility.")
-    hl7_processing_id: str = Field("P", description="MSH-11: P production, T training, D debug.")
+    hl7_processing_id: Literal["P", "T", "D"] = Field(
+        "P", description="MSH-11: P production, T training, D debug."
+    )
     escalation_hl7_host: str | None = Field(
         None, description="Extra MLLP host that also receives high-risk ORUs (escalation)."
     )
@@ -233,7 +244,7 @@ class Settings(BaseSettings):
         "retain-patient-characteristics, retain-long-full-dates | retain-long-modified-dates, "
         "clean-descriptors, clean-structured-content, clean-graphics.",
     )
-    deid_secret: str | None = Field(
+    deid_secret: SecretStr | None = Field(
         None,
         description="Site secret keying pseudonymous UIDs, Patient IDs and date shifts; default: "
         "generated once into <data_dir>/deid-secret.",
@@ -272,7 +283,9 @@ class Settings(BaseSettings):
     export_s3_endpoint_url: str | None = Field(None, description="Export store S3 endpoint URL.")
     export_s3_region: str = Field("us-east-1", description="Export store S3 region.")
     export_s3_access_key_id: str | None = Field(None, description="Export store access key.")
-    export_s3_secret_access_key: str | None = Field(None, description="Export store secret key.")
+    export_s3_secret_access_key: SecretStr | None = Field(
+        None, description="Export store secret key."
+    )
 
     @field_validator(
         "deid_options", "deid_burned_in_modalities", "export_categories", mode="before"

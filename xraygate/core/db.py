@@ -94,6 +94,14 @@ def upgrade(url: str, revision: str = "head") -> None:
         raise DatabaseError(f"migration failed: {exc}") from exc
 
 
+def open_database(url: str, *, migrate: bool = False) -> Engine:
+    """The engine for ``url``; with ``migrate``, the schema is brought to the newest revision
+    first (what every command and process that may be the first to touch the database asks)."""
+    if migrate:
+        upgrade(url)
+    return get_engine(url)
+
+
 def current_revision(url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

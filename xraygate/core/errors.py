@@ -22,9 +22,10 @@ Adapters translate library errors with ``raise ... from exc``.
     ├── DeliveryError             sending a result failed
     │   ├── RetryableDelivery     the peer may accept later (timeout, 5xx, HL7 AE)
     │   └── PermanentDelivery     the peer refused for good (4xx, HL7 AR)
-    └── DeidentificationError     a file could not be de-identified safely
-        ├── UnparseableInput      the file is not readable DICOM: quarantined, never exported
-        └── BurnedInText          pixels may carry burned-in text and no cleaning rule exists
+    ├── DeidentificationError     a file could not be de-identified safely
+    │   ├── UnparseableInput      the file is not readable DICOM: quarantined, never exported
+    │   └── BurnedInText          pixels may carry burned-in text and no cleaning rule exists
+    └── GatewayError              an HTTP request refused, with its status (gateway/errors.py)
 """
 
 from __future__ import annotations

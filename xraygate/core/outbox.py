@@ -13,9 +13,9 @@ enqueued for it. The send job runs
 3. marks each accepted message delivered at once (a crash after the peer's ACK resends the same
    bytes, with the same control ID, which the peer can de-duplicate).
 
-A sender answers with an :class:`Outcome`: ``delivered``, ``retry`` (timeout, dropped connection,
-HL7 AE, HTTP 5xx: the job is retried with backoff) or ``reject`` (HL7 AR, HTTP 4xx: the message is
-dead-lettered with the peer's answer recorded; later messages of the stream go on).
+A sender answers with a :class:`DeliveryOutcome`: ``delivered``, ``retry`` (timeout, dropped
+connection, HL7 AE, HTTP 5xx: the job is retried with backoff) or ``reject`` (HL7 AR, HTTP 4xx: the
+message is dead-lettered with the peer's answer recorded; later messages of the stream go on).
 Dead messages are replayed with :func:`retry_message` (``xraygate outbox retry``).
 """
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DeliveryOutcome:
     """What a sender learnt from the peer."""
 
     result: Literal["delivered", "retry", "reject"]
@@ -60,7 +60,7 @@ class Outcome:
     response: str | None = None  # the peer's answer as received (ACK, OperationOutcome)
 
 
-Sender = Callable[[OutboxMessage], Outcome]
+Sender = Callable[[OutboxMessage], DeliveryOutcome]
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,7 @@ class OutboxDrainer:
     # -- sending ------------------------------------------------------------------------------
     def _drain(
         self, own: OutboxMessage, job: ClaimedJob, holder: str
-    ) -> tuple[OutboxMessage, Outcome] | None:
+    ) -> tuple[OutboxMessage, DeliveryOutcome] | None:
         """Send the stream up to ``own``; returns ``own`` and its outcome when it was accepted
         (marked by the caller's commit), None when ``own`` was no longer pending."""
         with read_session(self.engine) as session:
@@ -254,13 +254,13 @@ class OutboxDrainer:
                 raise RetryableDelivery(f"{row.channel}: {outcome.detail}")
         return None
 
-    def _send(self, sender: Sender, row: OutboxMessage) -> Outcome:
+    def _send(self, sender: Sender, row: OutboxMessage) -> DeliveryOutcome:
         try:
             return sender(row)
         except (RetryableDelivery, OSError) as exc:
-            return Outcome("retry", f"{type(exc).__name__}: {exc}")
+            return DeliveryOutcome("retry", f"{type(exc).__name__}: {exc}")
         except PermanentDelivery as exc:
-            return Outcome("reject", str(exc))
+            return DeliveryOutcome("reject", str(exc))
 
     def _renew(self, own: OutboxMessage, holder: str) -> None:
         with write_session(self.engine) as session:
@@ -274,12 +274,18 @@ class OutboxDrainer:
                 .values(lease_until=utcnow() + self.lease)
             )
 
-    def _finish(self, row: OutboxMessage, state: OutboxState | None, outcome: Outcome) -> None:
+    def _finish(
+        self, row: OutboxMessage, state: OutboxState | None, outcome: DeliveryOutcome
+    ) -> None:
         with write_session(self.engine) as session:
             self._finish_in(session, row, state, outcome)
 
     def _finish_in(
-        self, session: Session, row: OutboxMessage, state: OutboxState | None, outcome: Outcome
+        self,
+        session: Session,
+        row: OutboxMessage,
+        state: OutboxState | None,
+        outcome: DeliveryOutcome,
     ) -> None:
         now = utcnow()
         values: dict[str, object] = {

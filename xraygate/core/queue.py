@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from xraygate.core.config import Settings
-from xraygate.core.db import get_engine, is_sqlite, read_session, write_session
+from xraygate.core.db import is_sqlite, open_database, read_session, write_session
 from xraygate.core.errors import LeaseLost, QueueError
 from xraygate.core.jobs import JobPayload
 from xraygate.core.models import Job, JobState, utcnow
@@ -72,13 +72,14 @@ class JobQueue:
         self.policy = policy or RetryPolicy()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobQueue:
+    def from_settings(cls, settings: Settings, *, migrate: bool = False) -> JobQueue:
+        """The queue over the configured database (migrated first with ``migrate``)."""
         policy = RetryPolicy(
             settings.queue_max_attempts,
             settings.queue_backoff_seconds,
             settings.queue_backoff_max_seconds,
         )
-        engine = get_engine(settings.resolved_database_url)
+        engine = open_database(settings.resolved_database_url, migrate=migrate)
         return cls(engine, lease_seconds=settings.queue_lease_seconds, policy=policy)
 
     def with_max_attempts(self, max_attempts: int) -> JobQueue:

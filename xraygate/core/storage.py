@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlparse
 
-from xraygate.core.config import Settings
+from xraygate.core.config import Settings, secret_value
 from xraygate.core.errors import ConfigurationError, ObjectNotFound, StorageError, StorageFull
 
 if TYPE_CHECKING:
@@ -365,5 +365,5 @@ def store_from_settings(settings: Settings) -> ObjectStore:
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         access_key_id=settings.s3_access_key_id,
-        secret_access_key=settings.s3_secret_access_key,
+        secret_access_key=secret_value(settings.s3_secret_access_key),
     )

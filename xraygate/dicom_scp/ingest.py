@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import Dataset, dcmread
-from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +25,7 @@ from sqlmodel import Session, SQLModel, col
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.db import is_sqlite, read_session, write_session
+from xraygate.core.dicom_io import delimiter_near_end, truncation
 from xraygate.core.errors import DatabaseError, IngestError, StorageError, StorageFull
 from xraygate.core.jobs import InferPayload
 from xraygate.core.logging import correlation_id
@@ -35,9 +35,6 @@ from xraygate.core.storage import ObjectStore, file_digest
 from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
-
-_UNDEFINED = 0xFFFFFFFF
-_SEQ_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Received:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class IngestResult:
     status: Status
     duplicate: bool = False
     comment: str = ""
@@ -63,12 +60,10 @@ def read_header(path: Path) -> Dataset:
         ds = dcmread(path, defer_size=4096)
         size = path.stat().st_size
         syntax = ds.file_meta.get("TransferSyntaxUID")
-        if syntax is not None and syntax.is_encapsulated:
-            _check_encapsulated_end(path, size)
-        for tag in list(ds.keys()):
-            raw = ds.get_item(tag, keep_deferred=True)
-            if _past_end(raw, size):
-                raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+        if syntax is not None and syntax.is_encapsulated and not delimiter_near_end(path, size):
+            raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
+        if truncation(ds, size, partial_header=False, deferred=True):
+            raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
     except IngestError:
         raise
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
@@ -77,20 +72,6 @@ def read_header(path: Path) -> Dataset:
     if len(ds) == 0:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
     return ds
-
-
-def _past_end(raw: object, size: int) -> bool:
-    """A deferred element whose declared length runs past the end of the file."""
-    if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
-        return False
-    return bool(raw.value_tell + raw.length > size)
-
-
-def _check_encapsulated_end(path: Path, size: int) -> None:
-    with path.open("rb") as fh:
-        fh.seek(max(0, size - 65536))
-        if _SEQ_DELIMITER not in fh.read():
-            raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
@@ -126,7 +107,7 @@ class Ingestor:
         self.queue = queue
         self.engine: Engine = queue.engine
 
-    def ingest(self, received: Received) -> Outcome:
+    def ingest(self, received: Received) -> IngestResult:
         """Store and index one object; never raises: failures become a refusing status."""
         try:
             return self._ingest(received)
@@ -141,12 +122,12 @@ class Ingestor:
             return self._refused(Status.PROCESSING_FAILURE, "internal error")
 
     @staticmethod
-    def _refused(status: Status, comment: str) -> Outcome:
+    def _refused(status: Status, comment: str) -> IngestResult:
         metrics.INSTANCES_REFUSED.labels(status=f"0x{status:04X}").inc()
         log.warning("C-STORE refused with 0x%04X: %s", status, comment)
-        return Outcome(status, comment=comment)
+        return IngestResult(status, comment=comment)
 
-    def _ingest(self, received: Received) -> Outcome:
+    def _ingest(self, received: Received) -> IngestResult:
         if received.path is None or not received.path.is_file():
             raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
         self._check_space()
@@ -157,7 +138,7 @@ class Ingestor:
         cid = correlation_id(study_uid)
         if self._known(received.sop_instance_uid, sha):
             log.info("[%s] duplicate instance acknowledged, nothing new stored", cid)
-            return Outcome(Status.SUCCESS, duplicate=True)
+            return IngestResult(Status.SUCCESS, duplicate=True)
         key = self._object_key(ds, sha)
         try:
             self.store.put_file(key, received.path, move=True, digest=(size, sha))
@@ -174,7 +155,7 @@ class Ingestor:
         metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
         metrics.BYTES_RECEIVED.inc(size)
         log.info("[%s] instance stored (%d bytes)%s", cid, size, "" if new else " (duplicate)")
-        return Outcome(Status.SUCCESS, duplicate=not new)
+        return IngestResult(Status.SUCCESS, duplicate=not new)
 
     def _check_space(self) -> None:
         """Refuse while the store, or the local spool (the only disk with S3), runs low."""

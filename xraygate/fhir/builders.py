@@ -18,14 +18,21 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from xraygate.core.models import Category
-from xraygate.core.models.delivery import (
+from xraygate.core.models.delivery import DICOM_UID_SYSTEM
+from xraygate.core.vocabulary import (
     AI_FINDINGS_CODESYSTEM_PATH,
-    DICOM_UID_SYSTEM,
+    DEMO_STATEMENT,
+    FHIR_STATUS,
     PNEUMONIA_RISK_CODE,
     PNEUMONIA_RISK_DISPLAY,
+    REPORT_LOINC,
     RISK_CATEGORY_CODE,
     RISK_CATEGORY_DISPLAY,
+    CategoryTerms,
+    category_of,
+    statement,
+    terms_for,
+    thresholds_text,
 )
 from xraygate.fhir.context import ResultContext
 
@@ -40,19 +47,7 @@ V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 
-CATEGORY_SNOMED = {
-    Category.HIGH: ("75540009", "High"),
-    Category.LOW: ("62482003", "Low"),
-    Category.INDETERMINATE: ("82334004", "Indeterminate"),
-}
-CATEGORY_INTERPRETATION = {
-    Category.HIGH: ("H", "High"),
-    Category.LOW: ("L", "Low"),
-    Category.INDETERMINATE: ("IND", "Indeterminate"),
-}
 SEX = {"M": "male", "F": "female", "O": "other"}
-AI_STATEMENT = "AI-generated preliminary result for clinician review; not a diagnosis."
-DEMO_STATEMENT = "DEMONSTRATION MODEL: not a medical device, not for clinical use."
 
 
 def ai_code_system(ctx: ResultContext) -> str:
@@ -202,43 +197,20 @@ def build_device(ctx: ResultContext) -> Json:
     return out
 
 
-def _category(ctx: ResultContext) -> Category:
-    try:
-        return Category(ctx.result.category)
-    except ValueError:
-        return Category.NOT_APPLICABLE
-
-
-def _category_concept(ctx: ResultContext) -> Json:
-    cat = _category(ctx)
-    if cat in CATEGORY_SNOMED:
-        code, display = CATEGORY_SNOMED[cat]
-        return {"coding": [{"system": SNOMED, "code": code, "display": display}], "text": cat.value}
-    return {
-        "coding": [{"system": ai_code_system(ctx), "code": cat.value, "display": "Not applicable"}],
-        "text": cat.value,
-    }
-
-
-def thresholds_text(ctx: ResultContext) -> str:
-    t = ctx.result.thresholds
-    high, low = t.get("high"), t.get("low")
-    if high is None or low is None:
-        return ""
-    return f"Thresholds: high > {float(high) * 100:g}%, low < {float(low) * 100:g}%."
-
-
-def statement(ctx: ResultContext) -> str:
-    text = AI_STATEMENT
-    return f"{text} {DEMO_STATEMENT}" if ctx.result.demo_model else text
+def _category_concept(ctx: ResultContext, terms: CategoryTerms) -> Json:
+    system = SNOMED if terms.snomed else ai_code_system(ctx)
+    coding = {"system": system, "code": terms.concept.code, "display": terms.concept.display}
+    return {"coding": [coding], "text": category_of(ctx.result.category).value}
 
 
 def build_observation(ctx: ResultContext, issued: datetime) -> Json:
     r = ctx.result
+    terms = terms_for(r.category)
+    note = " ".join(x for x in (thresholds_text(r.thresholds), statement(r.demo_model)) if x)
     out: Json = {
         "resourceType": "Observation",
         "id": ctx.observation_id,
-        "status": "preliminary",
+        "status": FHIR_STATUS,
         "category": [
             {"coding": [{"system": OBS_CATEGORY, "code": "imaging", "display": "Imaging"}]}
         ],
@@ -261,7 +233,7 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
         "method": {"text": f"Deep-learning classifier {r.model_version}"},
         "device": ref("Device", ctx.device_id),
         "derivedFrom": [ref("ImagingStudy", ctx.imaging_study_id)],
-        "note": [{"text": " ".join(x for x in (thresholds_text(ctx), statement(ctx)) if x)}],
+        "note": [{"text": note}],
         "component": [
             {
                 "code": {
@@ -273,7 +245,7 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
                         }
                     ]
                 },
-                "valueCodeableConcept": _category_concept(ctx),
+                "valueCodeableConcept": _category_concept(ctx, terms),
             }
         ],
     }
@@ -300,9 +272,8 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
             ],
             "text": r.reason or "no image the model may read",
         }
-    cat = _category(ctx)
-    if cat in CATEGORY_INTERPRETATION:
-        code, display = CATEGORY_INTERPRETATION[cat]
+    if terms.fhir_interpretation is not None:
+        code, display = terms.fhir_interpretation.code, terms.fhir_interpretation.display
         out["interpretation"] = [
             {"coding": [{"system": INTERPRETATION, "code": code, "display": display}]}
         ]
@@ -314,8 +285,8 @@ def conclusion(ctx: ResultContext) -> str:
     if r.score is None:
         head = f"AI pneumonia risk not assessed ({r.reason or 'no readable chest image'})."
     else:
-        head = f"AI pneumonia risk {r.score * 100:.0f}% ({_category(ctx).value})."
-    return f"{head} Model {r.model_version}. {statement(ctx)}"
+        head = f"AI pneumonia risk {r.score * 100:.0f}% ({category_of(r.category).value})."
+    return f"{head} Model {r.model_version}. {statement(r.demo_model)}"
 
 
 def build_report(ctx: ResultContext, issued: datetime) -> Json:
@@ -332,7 +303,7 @@ def build_report(ctx: ResultContext, issued: datetime) -> Json:
         "resourceType": "DiagnosticReport",
         "id": ctx.report_id,
         "identifier": identifiers,
-        "status": "preliminary",
+        "status": FHIR_STATUS,
         "category": [
             {
                 "coding": [
@@ -342,7 +313,9 @@ def build_report(ctx: ResultContext, issued: datetime) -> Json:
             }
         ],
         "code": {
-            "coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}],
+            "coding": [
+                {"system": LOINC, "code": REPORT_LOINC.code, "display": REPORT_LOINC.display}
+            ],
             "text": "AI triage of chest radiograph (pneumonia risk)",
         },
         "subject": ref("Patient", ctx.patient_id),

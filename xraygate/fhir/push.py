@@ -1,7 +1,8 @@
 """Push to an EHR's FHIR server: a transaction Bundle of PUTs, POSTed with httpx.
 
-2xx: delivered. 5xx, 408, 429, timeouts and connection failures: retried with backoff by the
-queue. Any other 4xx: refused for good; the server's OperationOutcome is recorded with the
+Answers are classified by the one HTTP delivery policy (:mod:`xraygate.core.http_delivery`):
+2xx delivered; 5xx, 408, 425, 429, timeouts and connection failures retried with backoff by the
+queue; any other 4xx refused for good, the server's OperationOutcome recorded with the
 dead-lettered message.
 """
 
@@ -13,12 +14,12 @@ from typing import Any
 
 import httpx
 
-from xraygate.core.config import Settings
+from xraygate.core.config import Settings, secret_value
+from xraygate.core.http_delivery import post
 from xraygate.core.models import OutboxMessage
-from xraygate.core.outbox import Outcome, Sender
+from xraygate.core.outbox import DeliveryOutcome, Sender
 
 FHIR_JSON = "application/fhir+json"
-RETRYABLE_4XX = {408, 425, 429}
 
 
 def transaction_bundle(bundle_id: str, base_url: str, resources: list[dict[str, Any]]) -> str:
@@ -45,26 +46,16 @@ def transaction_bundle(bundle_id: str, base_url: str, resources: list[dict[str, 
 def make_push_sender(settings: Settings, client: httpx.Client | None = None) -> Sender:
     http = client or httpx.Client(timeout=settings.fhir_push_timeout)
 
-    def send(message: OutboxMessage) -> Outcome:
+    def send(message: OutboxMessage) -> DeliveryOutcome:
         url = settings.fhir_push_url
         if not url:
-            return Outcome("reject", "FHIR push is not configured (XRAYGATE_FHIR_PUSH_URL)")
+            return DeliveryOutcome("reject", "FHIR push is not configured (XRAYGATE_FHIR_PUSH_URL)")
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
-        if settings.fhir_push_auth_token:
-            headers[settings.fhir_push_auth_header] = settings.fhir_push_auth_token
-        try:
-            reply = http.post(url.rstrip("/"), content=message.message.encode(), headers=headers)
-        except httpx.TimeoutException as exc:
-            return Outcome("retry", f"timeout: {type(exc).__name__}")
-        except httpx.HTTPError as exc:
-            return Outcome("retry", f"connection failed: {type(exc).__name__}")
-        body = reply.text[:20000]
-        code = reply.status_code
-        if 200 <= code < 300:
-            return Outcome("delivered", f"HTTP {code}", body)
-        if code >= 500 or code in RETRYABLE_4XX:
-            return Outcome("retry", f"HTTP {code}", body)
-        return Outcome("reject", f"HTTP {code}: {_outcome_summary(body)}", body)
+        token = secret_value(settings.fhir_push_auth_token)
+        if token:
+            headers[settings.fhir_push_auth_header] = token
+        content = message.message.encode()
+        return post(http, url.rstrip("/"), content, headers, summarize=_outcome_summary)
 
     return send
 

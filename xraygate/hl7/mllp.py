@@ -2,8 +2,8 @@
 
 The connection is kept open between messages (one per sending thread) and re-opened after any
 failure. Every failure (refused or dropped connection, timeout, a frame cut short, no ACK) comes
-back as a ``retry`` :class:`Outcome`; the ACK's MSA-1 decides otherwise: AA/CA delivered, AE/CE
-retry, AR/CR reject (dead letter, with MSA-3 / ERR as the reason).
+back as a ``retry`` :class:`DeliveryOutcome`; the ACK's MSA-1 decides otherwise: AA/CA delivered,
+AE/CE retry, AR/CR reject (dead letter, with MSA-3 / ERR as the reason).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import socket
 import threading
 
 from xraygate.core.models import OutboxMessage
-from xraygate.core.outbox import Outcome, Sender
+from xraygate.core.outbox import DeliveryOutcome, Sender
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 MAX_ACK_BYTES = 1 << 20
@@ -95,24 +95,24 @@ def parse_ack(ack: str) -> tuple[str, str, str]:
     return code, control, reason
 
 
-def outcome_of_ack(ack: str, control_id: str) -> Outcome:
+def outcome_of_ack(ack: str, control_id: str) -> DeliveryOutcome:
     code, echoed, reason = parse_ack(ack)
     if echoed and echoed != control_id:
-        return Outcome("retry", f"ACK for another message ({echoed})", ack)
+        return DeliveryOutcome("retry", f"ACK for another message ({echoed})", ack)
     if code in ("AA", "CA"):
-        return Outcome("delivered", code, ack)
+        return DeliveryOutcome("delivered", code, ack)
     if code in ("AR", "CR"):
-        return Outcome("reject", f"{code}: {reason or 'rejected by the receiver'}", ack)
+        return DeliveryOutcome("reject", f"{code}: {reason or 'rejected by the receiver'}", ack)
     if code in ("AE", "CE"):
-        return Outcome("retry", f"{code}: {reason or 'application error'}", ack)
-    return Outcome("retry", f"unexpected ACK (MSA-1 {code!r})", ack)
+        return DeliveryOutcome("retry", f"{code}: {reason or 'application error'}", ack)
+    return DeliveryOutcome("retry", f"unexpected ACK (MSA-1 {code!r})", ack)
 
 
 def make_mllp_sender(host: str, port: int, timeout: float) -> Sender:
     """A sender with one kept-alive connection per sending thread."""
     local = threading.local()
 
-    def send(message: OutboxMessage) -> Outcome:
+    def send(message: OutboxMessage) -> DeliveryOutcome:
         client: MllpClient | None = getattr(local, "client", None)
         if client is None:
             client = local.client = MllpClient(host, port, timeout)
@@ -120,10 +120,10 @@ def make_mllp_sender(host: str, port: int, timeout: float) -> Sender:
             ack = client.send(message.message)
         except TimeoutError:
             client.close()
-            return Outcome("retry", f"no ACK within {timeout:g} s")
+            return DeliveryOutcome("retry", f"no ACK within {timeout:g} s")
         except OSError as exc:
             client.close()
-            return Outcome("retry", f"MLLP connection failed: {type(exc).__name__}: {exc}")
+            return DeliveryOutcome("retry", f"MLLP connection failed: {type(exc).__name__}: {exc}")
         return outcome_of_ack(ack, message.control_id)
 
     return send

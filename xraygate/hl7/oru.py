@@ -23,22 +23,23 @@ from hl7apy.exceptions import HL7apyException
 
 from xraygate.core.config import Settings
 from xraygate.core.errors import PermanentDelivery
-from xraygate.core.models import Category, Patient, Study, StudyResult
-from xraygate.core.models.delivery import (
+from xraygate.core.models import Patient, Study, StudyResult
+from xraygate.core.vocabulary import (
+    AI_STATEMENT,
+    DEMO_STATEMENT,
+    HL7_STATUS,
+    HL7_STATUS_NO_VALUE,
     PNEUMONIA_RISK_CODE,
     PNEUMONIA_RISK_DISPLAY,
+    REPORT_LOINC,
     RISK_CATEGORY_CODE,
     RISK_CATEGORY_DISPLAY,
+    CategoryTerms,
+    terms_for,
+    thresholds_text,
 )
 
-CATEGORY_CWE = {
-    Category.HIGH: "75540009^High^SCT",
-    Category.LOW: "62482003^Low^SCT",
-    Category.INDETERMINATE: "82334004^Indeterminate^SCT",
-}
 SEX = {"M": "M", "F": "F", "O": "O"}
-AI_NOTE = "AI-generated preliminary result for clinician review; not a diagnosis."
-DEMO_NOTE = "DEMONSTRATION MODEL: not a medical device, not for clinical use."
 
 
 def escape(text: str) -> str:
@@ -67,13 +68,6 @@ def dicom_ts(study: Study) -> str:
     return da + tm if len(tm) in (2, 4, 6) else da
 
 
-def _category(result: StudyResult) -> Category:
-    try:
-        return Category(result.category)
-    except ValueError:
-        return Category.NOT_APPLICABLE
-
-
 def patient_cx(patient: Patient) -> str:
     pid = escape(patient.patient_id[: 15 * 4]) or "UNKNOWN"
     issuer = escape(patient.issuer)
@@ -86,14 +80,11 @@ def patient_name(pn: str) -> str:
 
 
 def note_text(result: StudyResult) -> str:
-    t = result.thresholds
-    thresholds = ""
-    if "high" in t and "low" in t:
-        thresholds = (
-            f" Thresholds: high > {float(t['high']) * 100:g}%, low < {float(t['low']) * 100:g}%."
-        )
-    text = f"{AI_NOTE} Model {result.model_version}.{thresholds}"
-    return f"{text} {DEMO_NOTE}" if result.demo_model else text
+    thresholds = thresholds_text(result.thresholds)
+    text = f"{AI_STATEMENT} Model {result.model_version}." + (
+        f" {thresholds}" if thresholds else ""
+    )
+    return f"{text} {DEMO_STATEMENT}" if result.demo_model else text
 
 
 def build_oru(
@@ -142,7 +133,7 @@ def _pid(seg: Message, patient: Patient) -> None:
 
 
 def _order(oo: Message, result: StudyResult, study: Study, now: datetime) -> None:
-    high = _category(result) == Category.HIGH
+    urgent = terms_for(result.category).urgent
     accession = escape(study.accession_number)
     orc = oo.add_segment("ORC")
     orc.orc_1 = "RE"
@@ -150,28 +141,30 @@ def _order(oo: Message, result: StudyResult, study: Study, now: datetime) -> Non
     obr.obr_1 = "1"
     if accession:
         orc.orc_2 = orc.orc_3 = obr.obr_2 = obr.obr_3 = accession
-    obr.obr_4 = "18748-4^Diagnostic imaging study^LN"
-    if high:
+    obr.obr_4 = f"{REPORT_LOINC.code}^{REPORT_LOINC.display}^LN"
+    if urgent:
         obr.obr_5 = "S"
     taken = dicom_ts(study)
     if taken:
         obr.obr_7 = taken
     obr.obr_22 = hl7_ts(result.updated_at or now)
     obr.obr_24 = "RAD"
-    obr.obr_25 = "P"
+    obr.obr_25 = HL7_STATUS
     nte = oo.add_segment("NTE")
     nte.nte_1 = "1"
     nte.nte_3 = escape(note_text(result))
-    if high:
+    if urgent:
         tq1 = oo.add_group("ORU_R01_TIMING_QTY").add_segment("TQ1")
         tq1.tq1_1 = "1"
         tq1.tq1_9 = "S^Stat^HL70485"
-    _risk_obx(oo.add_group("ORU_R01_OBSERVATION").add_segment("OBX"), result, taken, now)
-    _category_obx(oo.add_group("ORU_R01_OBSERVATION").add_segment("OBX"), result)
+    terms = terms_for(result.category)
+    _risk_obx(oo.add_group("ORU_R01_OBSERVATION").add_segment("OBX"), result, terms, taken, now)
+    _category_obx(oo.add_group("ORU_R01_OBSERVATION").add_segment("OBX"), terms)
 
 
-def _risk_obx(obx: Message, result: StudyResult, taken: str, now: datetime) -> None:
-    cat = _category(result)
+def _risk_obx(
+    obx: Message, result: StudyResult, terms: CategoryTerms, taken: str, now: datetime
+) -> None:
     obx.obx_1 = "1"
     obx.obx_2 = "NM"
     obx.obx_3 = f"{PNEUMONIA_RISK_CODE}^{escape(PNEUMONIA_RISK_DISPLAY)}^L"
@@ -182,13 +175,11 @@ def _risk_obx(obx: Message, result: StudyResult, taken: str, now: datetime) -> N
         high = result.thresholds.get("high")
         if high is not None:
             obx.obx_7 = f"0-{float(high) * 100:g}"
-        if cat == Category.HIGH:
-            obx.obx_8 = "H"
-        elif cat == Category.LOW:
-            obx.obx_8 = "N"
-        obx.obx_11 = "P"
+        if terms.hl7_risk_flag:
+            obx.obx_8 = terms.hl7_risk_flag
+        obx.obx_11 = HL7_STATUS
     else:
-        obx.obx_11 = "X"  # results cannot be obtained for this observation
+        obx.obx_11 = HL7_STATUS_NO_VALUE  # results cannot be obtained for this observation
     if taken:
         obx.obx_14 = taken
     label = escape(result.model_version)
@@ -197,13 +188,12 @@ def _risk_obx(obx: Message, result: StudyResult, taken: str, now: datetime) -> N
     obx.obx_19 = hl7_ts(result.updated_at or now)
 
 
-def _category_obx(obx: Message, result: StudyResult) -> None:
-    cat = _category(result)
+def _category_obx(obx: Message, terms: CategoryTerms) -> None:
     obx.obx_1 = "2"
     obx.obx_2 = "CWE"
     obx.obx_3 = f"{RISK_CATEGORY_CODE}^{escape(RISK_CATEGORY_DISPLAY)}^L"
     obx.obx_4 = "1"
-    obx.obx_5 = CATEGORY_CWE.get(cat, "not-applicable^Not applicable^L")
-    if cat == Category.HIGH:
-        obx.obx_8 = "A"
-    obx.obx_11 = "P"
+    obx.obx_5 = f"{terms.concept.code}^{terms.concept.display}^{'SCT' if terms.snomed else 'L'}"
+    if terms.hl7_category_flag:
+        obx.obx_8 = terms.hl7_category_flag
+    obx.obx_11 = HL7_STATUS

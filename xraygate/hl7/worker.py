@@ -5,7 +5,10 @@ result (the same on every retry and every re-run), and put it in the outbox of t
 channel, ordered per patient; a high-risk result also goes to the escalation targets (a second
 MLLP host and/or a webhook). Jobs inherit the result's priority, so high risk is sent first.
 
-``send-hl7`` / ``notify-escalation``: the outbox drainer with the MLLP / webhook senders.
+``send-hl7`` / ``notify-escalation``: the outbox drainer with the MLLP sender / the webhook
+sender. The webhook is plain HTTP: its sender and retry policy are
+:mod:`xraygate.core.http_delivery`, shared with the FHIR push; only the notification body (what
+staff need to find the study) is built here, where escalation is decided.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import json
 import logging
 from datetime import datetime
 
-import httpx
 from sqlmodel import Session
 
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.errors import PermanentDelivery
+from xraygate.core.http_delivery import make_webhook_sender
 from xraygate.core.jobs import (
     EmitHl7Payload,
     JobKind,
@@ -30,7 +33,6 @@ from xraygate.core.jobs import (
 )
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import (
-    Category,
     Channel,
     OutboxMessage,
     Patient,
@@ -38,9 +40,10 @@ from xraygate.core.models import (
     StudyResult,
     utcnow,
 )
-from xraygate.core.outbox import NewMessage, OutboxDrainer, Outcome, Sender, add_message
+from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
+from xraygate.core.vocabulary import terms_for
 from xraygate.core.worker import Commit, Handler
 from xraygate.hl7.mllp import make_mllp_sender
 from xraygate.hl7.oru import build_oru
@@ -88,7 +91,7 @@ class EmitHl7:
             patient = session.get(Patient, study.patient_pk) if study else None
         if study is None or patient is None:
             raise PermanentDelivery(f"study result {result_id} has no study or patient row")
-        channels = self.channels(result.category == Category.HIGH)
+        channels = self.channels(terms_for(result.category).urgent)
         if not channels:
             return None  # HL7 sending is off
         now = utcnow().astimezone()
@@ -154,30 +157,9 @@ def _notification(cid: str, result: StudyResult, study: Study) -> dict[str, obje
     }
 
 
-def make_webhook_sender(url: str | None, timeout: float) -> Sender:
-    client = httpx.Client(timeout=timeout)
-
-    def send(message: OutboxMessage) -> Outcome:
-        if not url:
-            return Outcome("reject", "escalation webhook is not configured")
-        try:
-            reply = client.post(
-                url, content=message.message, headers={"Content-Type": message.content_type}
-            )
-        except httpx.HTTPError as exc:
-            return Outcome("retry", f"webhook failed: {type(exc).__name__}")
-        if reply.is_success:
-            return Outcome("delivered", f"HTTP {reply.status_code}", reply.text[:2000])
-        if reply.status_code >= 500 or reply.status_code in (408, 429):
-            return Outcome("retry", f"HTTP {reply.status_code}", reply.text[:2000])
-        return Outcome("reject", f"HTTP {reply.status_code}", reply.text[:2000])
-
-    return send
-
-
 def _unconfigured(what: str) -> Sender:
-    def send(message: OutboxMessage) -> Outcome:
-        return Outcome("retry", f"{what} is not configured")
+    def send(message: OutboxMessage) -> DeliveryOutcome:
+        return DeliveryOutcome("retry", f"{what} is not configured")
 
     return send
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from xraygate.core.config import Settings
+from xraygate.core.config import ModelPolicy, Settings
 from xraygate.core.db import read_session, write_session
 from xraygate.core.errors import DatabaseError, ModelRegistryError
 from xraygate.core.models import ModelState, ModelVersion
+from xraygate.core.models.results import emitting_version as emitting_in
 from xraygate.core.models.results import set_state
 from xraygate.core.storage import ObjectStore
 from xraygate.inference import runtime
@@ -85,19 +86,10 @@ def ensure_default_model(settings: Settings, engine: Engine, store: ObjectStore)
         set_state(session, row.name, row.version, ModelState.ACTIVE)
 
 
-def emitting_version(engine: Engine, policy: str) -> ModelVersion | None:
-    """The version whose results are emitted: the active one, or the best validated AUROC."""
+def emitting_version(engine: Engine, policy: ModelPolicy) -> ModelVersion | None:
+    """The version whose results are emitted (the query is shared with the gateway's checks)."""
     with read_session(engine) as session:
-        if policy == "best-auroc":
-            query = (
-                select(ModelVersion)
-                .where(col(ModelVersion.state) != ModelState.RETIRED)
-                .where(col(ModelVersion.auroc).is_not(None))
-                .order_by(col(ModelVersion.auroc).desc(), col(ModelVersion.id).desc())
-            )
-        else:
-            query = select(ModelVersion).where(col(ModelVersion.state) == ModelState.ACTIVE)
-        return session.scalars(query).first()
+        return emitting_in(session, policy)
 
 
 def shadow_versions(engine: Engine) -> list[ModelVersion]:

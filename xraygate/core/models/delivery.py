@@ -29,12 +29,7 @@ from sqlmodel import Field, SQLModel
 from xraygate.core.models.base import utcnow
 
 # --- naming shared by the FHIR builders (fhir/) and the FHIR API (gateway/) -------------------
-#: Our code system for AI findings. LOINC has no code for "probability of pneumonia".
-AI_FINDINGS_CODESYSTEM_PATH = "/CodeSystem/ai-findings"
-PNEUMONIA_RISK_CODE = "pneumonia-risk"
-PNEUMONIA_RISK_DISPLAY = "Pneumonia risk (AI estimated probability of pneumonia)"
-RISK_CATEGORY_CODE = "pneumonia-risk-category"
-RISK_CATEGORY_DISPLAY = "Pneumonia risk category (AI triage)"
+# (the codes a result is said with are xraygate.core.vocabulary's)
 DICOM_UID_SYSTEM = "urn:dicom:uid"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel, col
 
+from xraygate.core.config import ModelPolicy
 from xraygate.core.models.base import utcnow
 
 OOD_LIMIT = 1.0  # OOD distances are in units of the version's threshold: above it, no score
@@ -118,7 +119,22 @@ class StudyResult(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-# --- registry state transitions (shared by the inference CLI and the admin API) -------------
+# --- registry queries and state transitions (shared by inference, the CLI and the gateway) ---
+
+
+def emitting_version(session: Session, policy: ModelPolicy) -> ModelVersion | None:
+    """The version whose results are emitted under ``model_policy``: the active one, or with
+    ``best-auroc`` the not-retired version with the best validated AUROC."""
+    if policy == "best-auroc":
+        query = (
+            select(ModelVersion)
+            .where(col(ModelVersion.state) != ModelState.RETIRED)
+            .where(col(ModelVersion.auroc).is_not(None))
+            .order_by(col(ModelVersion.auroc).desc(), col(ModelVersion.id).desc())
+        )
+    else:
+        query = select(ModelVersion).where(col(ModelVersion.state) == ModelState.ACTIVE)
+    return session.scalars(query).first()
 
 
 def find_version(session: Session, name: str, version: str) -> ModelVersion:

@@ -1,95 +1,37 @@
 """Admin API: model versions (activate, roll back), dead letters (retry), effective settings,
-and the audit trail as FHIR AuditEvent resources. Included behind the ``admin`` role."""
+and the audit trail as FHIR AuditEvent resources. Included behind the ``admin`` role; reading
+the audit trail is itself audited."""
 
 from __future__ import annotations
 
-import json
-from contextlib import AbstractContextManager
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, SecretStr
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import SecretStr
 from sqlalchemy import func, select
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from xraygate.core import db
-from xraygate.core.config import Settings
 from xraygate.core.errors import ModelRegistryError, QueueError
 from xraygate.core.jobs import outbox_id_of
-from xraygate.core.logging import correlation_id
-from xraygate.core.models import AuditRecord, Job, JobState, ModelState, ModelVersion, utcnow
+from xraygate.core.models import AuditRecord, Job, JobState, ModelState, utcnow
 from xraygate.core.models.results import rollback, set_state
 from xraygate.core.outbox import retry_message
-from xraygate.core.queue import JobQueue
-from xraygate.gateway.audit import audit_event
-from xraygate.gateway.deps import ReadDb, SettingsDep
+from xraygate.gateway.deps import AUDITED, EngineDep, QueueDep, ReadDb, SettingsDep
+from xraygate.gateway.errors import FHIR_JSON, Conflict, JsonRoute, NotFound, fhir_json
+from xraygate.gateway.views.admin import (
+    DeadLetter,
+    ModelOut,
+    audit_event,
+    list_dead_letters,
+    list_models,
+)
 
-router = APIRouter(prefix="/api/admin", tags=["admin"])
-FHIR_JSON = "application/fhir+json"
+router = APIRouter(prefix="/api/admin", tags=["admin"], route_class=JsonRoute)
 _SECRET_WORDS = ("secret", "password", "token", "key_id")
 MAX_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
 DbId = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
-
-
-class ModelOut(BaseModel):
-    name: str
-    version: str
-    label: str
-    state: str
-    auroc: float | None
-    sha256: str
-    demo: bool
-    imported_at: datetime
-    activated_at: datetime | None
-
-    @classmethod
-    def of(cls, row: ModelVersion) -> ModelOut:
-        return cls(
-            name=row.name,
-            version=row.version,
-            label=row.label,
-            state=row.state,
-            auroc=row.auroc,
-            sha256=row.sha256,
-            demo=bool(row.manifest.get("demo")),
-            imported_at=row.imported_at,
-            activated_at=row.activated_at,
-        )
-
-
-class DeadLetter(BaseModel):
-    id: int
-    kind: str
-    correlation_id: str
-    attempts: int
-    last_error: str | None
-    updated_at: datetime
-
-
-def list_models(session: Session) -> list[ModelOut]:
-    rows = session.scalars(select(ModelVersion).order_by(col(ModelVersion.id)))
-    return [ModelOut.of(r) for r in rows]
-
-
-def list_dead_letters(session: Session, limit: int = 200) -> list[DeadLetter]:
-    rows = session.scalars(
-        select(Job)
-        .where(col(Job.state) == JobState.DEAD)
-        .order_by(col(Job.updated_at).desc())
-        .limit(limit)
-    )
-    return [
-        DeadLetter(
-            id=r.id or 0,
-            kind=r.kind,
-            correlation_id=correlation_id(r.study_uid) if r.study_uid else "-",
-            attempts=r.attempts,
-            last_error=r.last_error,
-            updated_at=r.updated_at,
-        )
-        for r in rows
-    ]
+FHIR_OK: dict[int | str, dict[str, Any]] = {200: {"content": {FHIR_JSON: {}}}}
 
 
 @router.get("/models")
@@ -98,29 +40,25 @@ def models(session: ReadDb) -> list[ModelOut]:
     return list_models(session)
 
 
-def _write(settings: Settings) -> AbstractContextManager[Session]:
-    return db.write_session(db.get_engine(settings.resolved_database_url))
-
-
 @router.post("/models/{name}/{version}/activate")
-def activate(name: str, version: str, settings: SettingsDep) -> ModelOut:
+def activate(name: str, version: str, engine: EngineDep) -> ModelOut:
     """Make this version the active one (the previously active one is retired)."""
     try:
-        with _write(settings) as session:
+        with db.write_session(engine) as session:
             row = set_state(session, name, version, ModelState.ACTIVE)
     except ModelRegistryError as exc:
-        raise HTTPException(404, str(exc)) from exc
+        raise NotFound(str(exc)) from exc
     return ModelOut.of(row)
 
 
 @router.post("/models/rollback")
-def roll_back(settings: SettingsDep) -> ModelOut:
+def roll_back(engine: EngineDep) -> ModelOut:
     """Re-activate the version that was active before the current one."""
     try:
-        with _write(settings) as session:
+        with db.write_session(engine) as session:
             row = rollback(session)
     except ModelRegistryError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise Conflict(str(exc)) from exc
     return ModelOut.of(row)
 
 
@@ -133,19 +71,18 @@ def dead_letters(
 
 
 @router.post("/dead-letters/{job_id}/retry")
-def retry(job_id: DbId, session: ReadDb, settings: SettingsDep) -> dict[str, Any]:
+def retry(job_id: DbId, session: ReadDb, queue: QueueDep) -> dict[str, Any]:
     """Put a dead job back in the queue (a dead delivery's outbox message with it)."""
     job = session.get(Job, job_id)
     if job is None or job.state != JobState.DEAD:
-        raise HTTPException(404, f"no dead job {job_id}")
-    queue = JobQueue.from_settings(settings)
+        raise NotFound(f"no dead job {job_id}")
     try:
         if (outbox_id := outbox_id_of(job.dedupe_key)) is not None:
             retry_message(queue, outbox_id)
         else:
             queue.retry(job_id)
     except QueueError as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise Conflict(str(exc)) from exc
     return {"id": job_id, "state": JobState.PENDING.value}
 
 
@@ -164,7 +101,7 @@ def effective_settings(settings: SettingsDep) -> dict[str, Any]:
     return out
 
 
-@router.get("/audit", response_class=Response, responses={200: {"content": {FHIR_JSON: {}}}})
+@router.get("/audit", response_class=Response, responses=FHIR_OK, dependencies=[AUDITED])
 def audit(
     request: Request,
     session: ReadDb,
@@ -201,19 +138,13 @@ def audit(
     }
     if not bundle["entry"]:
         del bundle["entry"]  # FHIR forbids empty arrays
-    return _fhir(bundle)
+    return fhir_json(bundle)
 
 
-@router.get(
-    "/audit/{event_id}", response_class=Response, responses={200: {"content": {FHIR_JSON: {}}}}
-)
+@router.get("/audit/{event_id}", response_class=Response, responses=FHIR_OK, dependencies=[AUDITED])
 def audit_one(event_id: DbId, session: ReadDb) -> Response:
     """One audit record as a FHIR AuditEvent."""
     row = session.get(AuditRecord, event_id)
     if row is None:
-        raise HTTPException(404, f"no audit event {event_id}")
-    return _fhir(audit_event(row))
-
-
-def _fhir(body: dict[str, Any]) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), media_type=FHIR_JSON)
+        raise NotFound(f"no audit event {event_id}")
+    return fhir_json(audit_event(row))

@@ -3,27 +3,26 @@
 ``POST /api/studies/{study_uid}/feedback`` stores the finding, counts it in
 ``xraygate_feedback_total`` and enqueues the re-export that carries the clinician's label into
 the retraining manifest; ``GET`` lists a study's findings, newest first. The router has no auth
-of its own: the gateway includes it behind its auth dependencies.
+of its own: the gateway includes it behind its auth dependencies. Every call is audited.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from xraygate.core import db
-from xraygate.core.config import Settings, get_settings
 from xraygate.core.models import Feedback, Study
 from xraygate.core.models.deid import Finding, record_feedback
-from xraygate.core.queue import JobQueue
+from xraygate.gateway.deps import AUDITED, EngineDep, QueueDep, ReadDb
+from xraygate.gateway.errors import JsonRoute, NotFound
+from xraygate.gateway.views.studies import feedback_rows
 
-router = APIRouter(prefix="/api", tags=["feedback"])
+router = APIRouter(prefix="/api", tags=["feedback"], dependencies=[AUDITED], route_class=JsonRoute)
 
 
 class FeedbackIn(BaseModel):
@@ -59,46 +58,24 @@ class FeedbackOut(BaseModel):
         )
 
 
-def write_db(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
-    """One writing transaction per request."""
-    engine = db.get_engine(settings.resolved_database_url)
-    with db.write_session(engine) as session:
-        yield session
-
-
-def read_db(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
-    with db.read_session(db.get_engine(settings.resolved_database_url)) as session:
-        yield session
-
-
 @router.post("/studies/{study_uid}/feedback", status_code=201)
 def post_feedback(
-    study_uid: str,
-    body: FeedbackIn,
-    session: Annotated[Session, Depends(write_db)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    study_uid: str, body: FeedbackIn, engine: EngineDep, queue: QueueDep
 ) -> FeedbackOut:
     """Record a clinician's finding; the study's export manifest follows it."""
-    queue = JobQueue.from_settings(settings)
-    row = record_feedback(
-        session, queue, study_uid, body.finding, author=body.by, comment=body.comment
-    )
+    with db.write_session(engine) as session:
+        row = record_feedback(
+            session, queue, study_uid, body.finding, author=body.by, comment=body.comment
+        )
     if row is None:
-        raise HTTPException(status_code=404, detail="unknown study")
+        raise NotFound("unknown study")
     return FeedbackOut.of(row)
 
 
 @router.get("/studies/{study_uid}/feedback")
-def list_feedback(
-    study_uid: str, session: Annotated[Session, Depends(read_db)]
-) -> list[FeedbackOut]:
+def list_feedback(study_uid: str, session: ReadDb) -> list[FeedbackOut]:
     """The study's findings, newest first."""
     study = session.scalars(select(Study).where(col(Study.study_instance_uid) == study_uid)).first()
     if study is None:
-        raise HTTPException(status_code=404, detail="unknown study")
-    rows = session.scalars(
-        select(Feedback)
-        .where(col(Feedback.study_pk) == study.id)
-        .order_by(col(Feedback.created_at).desc(), col(Feedback.id).desc())
-    )
-    return [FeedbackOut.of(r) for r in rows]
+        raise NotFound("unknown study")
+    return [FeedbackOut.of(r) for r in feedback_rows(session, study)]

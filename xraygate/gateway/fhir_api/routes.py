@@ -1,122 +1,62 @@
-"""The FHIR R4 REST API (read-only) under ``/fhir``: metadata, read, vread, history, search.
+"""The FHIR R4 REST API (read-only) under ``/fhir``: read, vread, history, search.
 
-The router does no authentication itself; the gateway includes it with its auth dependencies::
-
-    app.include_router(router, dependencies=[Depends(require_user)])
-
+The router does no authentication itself; the gateway includes it with its auth dependencies.
 Resources come from ``fhir_resources`` (written by the ``emit-fhir`` jobs). Errors are
-OperationOutcomes with the matching HTTP status; reads carry ``ETag: W/"<versionId>"`` and
-``Last-Modified`` and answer ``304`` to a matching ``If-None-Match``.
+OperationOutcomes with the matching HTTP status (``FhirRoute``); reads carry
+``ETag: W/"<versionId>"`` and ``Last-Modified`` and answer ``304`` to a matching
+``If-None-Match``. Every call is audited (``/fhir/metadata``, in ``capability``, is not).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
-from collections.abc import Iterator
 from email.utils import format_datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from xraygate.core import db
-from xraygate.core.config import Settings, get_settings
 from xraygate.core.models import FhirResource, utcnow
-from xraygate.gateway.fhir_capability import capability_statement
-from xraygate.gateway.fhir_search import (
-    SEARCH_PARAMS,
-    SearchError,
-    included,
-    parse_query,
-    run,
-)
+from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep
+from xraygate.gateway.errors import BadRequest, FhirRoute, NotFound, fhir_json
+from xraygate.gateway.fhir_api.capability import PREFIX, base_url
+from xraygate.gateway.fhir_api.params import SEARCH_PARAMS
+from xraygate.gateway.fhir_api.search import included, parse_query, run_search
 
-FHIR_JSON = "application/fhir+json"
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-router = APIRouter(prefix="/fhir", tags=["fhir"])
-
-
-def fhir_session(settings: Annotated[Settings, Depends(get_settings)]) -> Iterator[Session]:
-    """A read session on the configured database."""
-    with db.read_session(db.get_engine(settings.resolved_database_url)) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(fhir_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-class FhirError(Exception):
-    def __init__(self, status: int, code: str, diagnostics: str) -> None:
-        super().__init__(diagnostics)
-        self.status, self.code, self.diagnostics = status, code, diagnostics
-
-
-def fhir_response(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        status_code=status,
-        media_type=FHIR_JSON,
-        headers=headers or None,
-    )
-
-
-def outcome(status: int, code: str, diagnostics: str) -> Response:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
-    }
-    return fhir_response(body, status)
-
-
-def base_url(request: Request, settings: Settings) -> str:
-    if settings.fhir_base_url:
-        return settings.fhir_base_url.rstrip("/")
-    return str(request.base_url).rstrip("/") + router.prefix
+router = APIRouter(prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED], route_class=FhirRoute)
 
 
 def _check_type(resource_type: str) -> None:
     if resource_type not in SEARCH_PARAMS:
-        raise FhirError(404, "not-supported", f"resource type {resource_type!r} is not served")
+        raise NotFound(f"resource type {resource_type!r} is not served", code="not-supported")
 
 
 def _check_id(resource_id: str) -> None:
     if not ID_RE.match(resource_id):
-        raise FhirError(400, "invalid", f"invalid resource id {resource_id!r}")
+        raise BadRequest(f"invalid resource id {resource_id!r}")
 
 
 # --- endpoints -----------------------------------------------------------------------------------
 
 
-@router.get("/metadata", response_class=Response)
-def metadata(request: Request, settings: SettingsDep) -> Response:
-    """The CapabilityStatement (FHIR 4.0.1)."""
-    return fhir_response(capability_statement(settings, base_url(request, settings)))
-
-
 @router.get("/{resource_type}", response_class=Response)
 def search(
-    resource_type: str, request: Request, session: SessionDep, settings: SettingsDep
+    resource_type: str, request: Request, session: ReadDb, settings: SettingsDep
 ) -> Response:
     """Search a resource type; a ``searchset`` Bundle with paging links."""
-    try:
-        _check_type(resource_type)
-        lenient = "handling=lenient" in request.headers.get("prefer", "")
-        items = list(request.query_params.multi_items())
-        tz = ZoneInfo(settings.local_timezone)
-        query = parse_query(session, resource_type, items, tz, strict=not lenient)
-        total, matches = run(session, query)
-        extra = included(session, query, matches)
-    except FhirError as exc:
-        return outcome(exc.status, exc.code, exc.diagnostics)
-    except SearchError as exc:
-        return outcome(400, "not-supported" if "unsupported" in str(exc) else "invalid", str(exc))
+    _check_type(resource_type)
+    lenient = "handling=lenient" in request.headers.get("prefer", "")
+    items = list(request.query_params.multi_items())
+    tz = ZoneInfo(settings.local_timezone)
+    query = parse_query(session, resource_type, items, tz, strict=not lenient)
+    total, matches = run_search(session, query)
+    extra = included(session, query, matches)
     base = base_url(request, settings)
     entries = [_entry(base, r, "match") for r in matches] + [
         _entry(base, r, "include") for r in extra
@@ -132,16 +72,13 @@ def search(
     }
     if not entries:
         del bundle["entry"]
-    return fhir_response(bundle)
+    return fhir_json(bundle)
 
 
 @router.get("/{resource_type}/{resource_id}", response_class=Response)
-def read(resource_type: str, resource_id: str, request: Request, session: SessionDep) -> Response:
+def read(resource_type: str, resource_id: str, request: Request, session: ReadDb) -> Response:
     """The current version, with ETag and Last-Modified."""
-    try:
-        row = _load(session, resource_type, resource_id, None)
-    except FhirError as exc:
-        return outcome(exc.status, exc.code, exc.diagnostics)
+    row = _load(session, resource_type, resource_id, None)
     return _resource_response(row, request)
 
 
@@ -150,27 +87,24 @@ def history(
     resource_type: str,
     resource_id: str,
     request: Request,
-    session: SessionDep,
+    session: ReadDb,
     settings: SettingsDep,
 ) -> Response:
     """Every version, newest first (a ``history`` Bundle)."""
-    try:
-        _check_type(resource_type)
-        _check_id(resource_id)
-        rows = list(
-            session.scalars(
-                select(FhirResource)
-                .where(
-                    col(FhirResource.resource_type) == resource_type,
-                    col(FhirResource.resource_id) == resource_id,
-                )
-                .order_by(col(FhirResource.version_id).desc())
+    _check_type(resource_type)
+    _check_id(resource_id)
+    rows = list(
+        session.scalars(
+            select(FhirResource)
+            .where(
+                col(FhirResource.resource_type) == resource_type,
+                col(FhirResource.resource_id) == resource_id,
             )
+            .order_by(col(FhirResource.version_id).desc())
         )
-        if not rows:
-            raise FhirError(404, "not-found", f"{resource_type}/{resource_id} not found")
-    except FhirError as exc:
-        return outcome(exc.status, exc.code, exc.diagnostics)
+    )
+    if not rows:
+        raise NotFound(f"{resource_type}/{resource_id} not found")
     base = base_url(request, settings)
     entries = []
     for row in rows:
@@ -188,20 +122,17 @@ def history(
             }
         )
     bundle = {"resourceType": "Bundle", "type": "history", "total": len(rows), "entry": entries}
-    return fhir_response(bundle)
+    return fhir_json(bundle)
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", response_class=Response)
 def vread(
-    resource_type: str, resource_id: str, version_id: str, request: Request, session: SessionDep
+    resource_type: str, resource_id: str, version_id: str, request: Request, session: ReadDb
 ) -> Response:
     """One version."""
-    try:
-        if not version_id.isdigit() or len(version_id) > 9:
-            raise FhirError(400, "invalid", f"invalid version id {version_id!r}")
-        row = _load(session, resource_type, resource_id, int(version_id))
-    except FhirError as exc:
-        return outcome(exc.status, exc.code, exc.diagnostics)
+    if not version_id.isdigit() or len(version_id) > 9:
+        raise BadRequest(f"invalid version id {version_id!r}")
+    row = _load(session, resource_type, resource_id, int(version_id))
     return _resource_response(row, request)
 
 
@@ -224,7 +155,7 @@ def _load(
     row = session.scalars(query).first()
     if row is None:
         what = f"{resource_type}/{resource_id}" + (f"/_history/{version}" if version else "")
-        raise FhirError(404, "not-found", f"{what} not found")
+        raise NotFound(f"{what} not found")
     return row
 
 
@@ -239,7 +170,7 @@ def _resource_response(row: FhirResource, request: Request) -> Response:
     tags = {t.strip().removeprefix("W/") for t in wanted.split(",") if t.strip()}
     if wanted.strip() == "*" or f'"{row.version_id}"' in tags:
         return Response(status_code=304, headers=headers)
-    return fhir_response(row.content, 200, **headers)
+    return fhir_json(row.content, 200, headers)
 
 
 def _entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:

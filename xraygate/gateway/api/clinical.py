@@ -8,23 +8,24 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from xraygate.core.errors import ObjectNotFound, StorageError
 from xraygate.core.logging import correlation_id, set_correlation
-from xraygate.gateway.deps import ReadDb, SettingsDep, StoreDep
-from xraygate.gateway.imaging import RenderError, render_png
-from xraygate.gateway.studies import Status, StudyView, WorklistRow, instance_object_key
-from xraygate.gateway.studies import study_view as load_study_view
-from xraygate.gateway.studies import worklist as load_worklist
+from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep, StoreDep
+from xraygate.gateway.errors import JsonRoute, NotFound, Unavailable, Unprocessable
+from xraygate.gateway.views.imaging import RenderError, render_png
+from xraygate.gateway.views.studies import StudyStatus, StudyView, WorklistRow, instance_object_key
+from xraygate.gateway.views.studies import study_view as load_study_view
+from xraygate.gateway.views.studies import worklist as load_worklist
 
-router = APIRouter(prefix="/api", tags=["clinician"])
+router = APIRouter(prefix="/api", tags=["clinician"], dependencies=[AUDITED], route_class=JsonRoute)
 
 
 @router.get("/worklist")
 def worklist(
     session: ReadDb,
-    status: Annotated[Status | None, Query(description="only studies in this status")] = None,
+    status: Annotated[StudyStatus | None, Query(description="only studies in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WorklistRow]:
     """The newest studies, highest risk first, with their status."""
@@ -37,7 +38,7 @@ def study(study_uid: str, session: ReadDb) -> StudyView:
     set_correlation(correlation_id(study_uid))
     view = load_study_view(session, study_uid)
     if view is None:
-        raise HTTPException(404, "unknown study")
+        raise NotFound("unknown study")
     return view
 
 
@@ -53,15 +54,15 @@ async def rendered(
     set_correlation(correlation_id(study_uid))
     key = await anyio.to_thread.run_sync(instance_object_key, session, study_uid, sop_uid)
     if key is None:
-        raise HTTPException(404, "unknown instance")
+        raise NotFound("unknown instance")
     try:
         data = await anyio.to_thread.run_sync(store.get_bytes, key)
         png = await anyio.to_thread.run_sync(render_png, data, settings.image_max_pixels)
     except RenderError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise Unprocessable(str(exc)) from exc
     except ObjectNotFound as exc:
-        raise HTTPException(404, "image not in the object store") from exc
+        raise NotFound("image not in the object store") from exc
     except StorageError as exc:
-        raise HTTPException(503, "object store unavailable") from exc
+        raise Unavailable("object store unavailable") from exc
     headers = {"Cache-Control": "private, max-age=300"}
     return Response(png, media_type="image/png", headers=headers)

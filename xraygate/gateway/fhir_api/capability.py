@@ -1,19 +1,40 @@
-"""The CapabilityStatement, generated from the search table so it lists exactly what is served."""
+"""``/fhir/metadata``: the CapabilityStatement, generated from the search table so it lists exactly
+what is served. Not audited: it holds no patient data."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter, Request, Response
+
 import xraygate
 from xraygate.core.config import Settings
-from xraygate.core.models.delivery import (
+from xraygate.core.vocabulary import (
     AI_FINDINGS_CODESYSTEM_PATH,
     PNEUMONIA_RISK_CODE,
     RISK_CATEGORY_CODE,
 )
-from xraygate.gateway.fhir_search import INCLUDES, SEARCH_PARAMS
+from xraygate.gateway.deps import SettingsDep
+from xraygate.gateway.errors import FhirRoute, fhir_json
+from xraygate.gateway.fhir_api.params import INCLUDES, SEARCH_PARAMS, Param
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "search-type"]
+PREFIX = "/fhir"
+
+router = APIRouter(prefix=PREFIX, tags=["fhir"], route_class=FhirRoute)
+
+
+@router.get("/metadata", response_class=Response)
+def metadata(request: Request, settings: SettingsDep) -> Response:
+    """The CapabilityStatement (FHIR 4.0.1)."""
+    return fhir_json(capability_statement(settings, base_url(request, settings)))
+
+
+def base_url(request: Request, settings: Settings) -> str:
+    """The FHIR base the links point to: ``XRAYGATE_FHIR_BASE_URL``, else this server's."""
+    if settings.fhir_base_url:
+        return settings.fhir_base_url.rstrip("/")
+    return str(request.base_url).rstrip("/") + PREFIX
 
 
 def code_system_doc(settings: Settings) -> str:
@@ -66,7 +87,7 @@ def capability_statement(settings: Settings, base_url: str) -> dict[str, Any]:
     }
 
 
-def _resource(rtype: str, params: dict[str, Any]) -> dict[str, Any]:
+def _resource(rtype: str, params: dict[str, Param]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": rtype,
         "interaction": [{"code": code} for code in READ_INTERACTIONS],
@@ -82,7 +103,7 @@ def _resource(rtype: str, params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _param(name: str, param: Any) -> dict[str, Any]:
+def _param(name: str, param: Param) -> dict[str, Any]:
     out = {"name": name, "definition": param.definition, "type": param.type}
     if param.doc:
         out["documentation"] = param.doc

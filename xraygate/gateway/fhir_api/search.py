@@ -1,8 +1,5 @@
-"""FHIR search over the ``fhir_resources`` table: parameter table, parsing and SQL.
-
-Every parameter served is declared once in :data:`SEARCH_PARAMS`; the CapabilityStatement is
-generated from the same table, so ``metadata`` lists exactly what is implemented.
-"""
+"""FHIR search over the ``fhir_resources`` table: the query string parsed against the parameter
+table (``params``) into SQL, run with paging and ``_include``."""
 
 from __future__ import annotations
 
@@ -15,142 +12,18 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, sele
 from sqlmodel import Session, col
 
 from xraygate.core.models import FhirResource
-
-SP = "http://hl7.org/fhir/SearchParameter/"
-
-
-class SearchError(ValueError):
-    """A search the server cannot run as asked (answered 400 with an OperationOutcome)."""
-
-
-@dataclass(frozen=True)
-class Param:
-    kind: str  # reference | token | status | date | based-on | ref | id | last-updated
-    type: str  # the FHIR search parameter type
-    definition: str
-    target: str = ""  # reference target type (for bare ids) / refs name
-    doc: str = ""
-
-
-_ID = Param("id", "token", SP + "Resource-id")
-_LAST = Param("last-updated", "date", SP + "Resource-lastUpdated")
-_PATIENT = Param(
-    "reference",
-    "reference",
-    SP + "clinical-patient",
-    "Patient",
-    "Patient/<id>, <id>; chained: patient.identifier=<system>|<value>",
+from xraygate.gateway.errors import SearchError
+from xraygate.gateway.fhir_api.params import (
+    DATE_PREFIXES,
+    IGNORED,
+    INCLUDES,
+    SEARCH_PARAMS,
+    SORTS,
+    Param,
+    ParamKind,
 )
 
-
-def _subject(resource: str) -> Param:
-    return Param(
-        "reference",
-        "reference",
-        f"{SP}{resource}-subject",
-        "Patient",
-        "Patient/<id>; chained: subject.identifier=<system>|<value>",
-    )
-
-
-SEARCH_PARAMS: dict[str, dict[str, Param]] = {
-    "DiagnosticReport": {
-        "_id": _ID,
-        "_lastUpdated": _LAST,
-        "patient": _PATIENT,
-        "subject": _subject("DiagnosticReport"),
-        "identifier": Param(
-            "token",
-            "token",
-            SP + "clinical-identifier",
-            "identifiers",
-            "report id or accession number (v2-0203 ACSN)",
-        ),
-        "status": Param("status", "token", SP + "DiagnosticReport-status"),
-        "category": Param("token", "token", SP + "DiagnosticReport-category", "categories"),
-        "code": Param("token", "token", SP + "clinical-code", "codes"),
-        "date": Param(
-            "date",
-            "date",
-            SP + "clinical-date",
-            "",
-            "effective time; prefixes eq ne gt lt ge le sa eb",
-        ),
-        "based-on": Param(
-            "based-on",
-            "reference",
-            SP + "DiagnosticReport-based-on",
-            "ServiceRequest",
-            "ServiceRequest/<id>, or :identifier=<accession>",
-        ),
-        "result": Param("ref", "reference", SP + "DiagnosticReport-result", "Observation"),
-    },
-    "Observation": {
-        "_id": _ID,
-        "_lastUpdated": _LAST,
-        "patient": _PATIENT,
-        "subject": _subject("Observation"),
-        "status": Param("status", "token", SP + "Observation-status"),
-        "category": Param("token", "token", SP + "Observation-category", "categories"),
-        "code": Param("token", "token", SP + "clinical-code", "codes"),
-        "date": Param("date", "date", SP + "clinical-date"),
-        "derived-from": Param("ref", "reference", SP + "Observation-derived-from", "ImagingStudy"),
-        "device": Param("ref", "reference", SP + "Observation-device", "Device"),
-    },
-    "ImagingStudy": {
-        "_id": _ID,
-        "_lastUpdated": _LAST,
-        "patient": _PATIENT,
-        "subject": _subject("ImagingStudy"),
-        "identifier": Param(
-            "token",
-            "token",
-            SP + "clinical-identifier",
-            "identifiers",
-            "urn:dicom:uid|urn:oid:<StudyInstanceUID> or accession number",
-        ),
-        "status": Param("status", "token", SP + "ImagingStudy-status"),
-        "started": Param("date", "date", SP + "ImagingStudy-started"),
-        "modality": Param("token", "token", SP + "ImagingStudy-modality", "codes"),
-    },
-    "Patient": {
-        "_id": _ID,
-        "_lastUpdated": _LAST,
-        "identifier": Param("token", "token", SP + "Patient-identifier", "identifiers"),
-    },
-    "Device": {
-        "_id": _ID,
-        "_lastUpdated": _LAST,
-        "identifier": Param(
-            "token",
-            "token",
-            SP + "Device-identifier",
-            "identifiers",
-            "<base>/model|<name:version> or <base>/model-sha256|<sha256>",
-        ),
-        "status": Param("status", "token", SP + "Device-status"),
-    },
-    "Provenance": {
-        "_id": _ID,
-        "_lastUpdated": _LAST,
-    },
-}
-
-#: _include values: (source type, param) -> JSON path of the references followed.
-INCLUDES: dict[str, tuple[str, str]] = {
-    "DiagnosticReport:result": ("DiagnosticReport", "result"),
-    "DiagnosticReport:patient": ("DiagnosticReport", "subject"),
-    "DiagnosticReport:subject": ("DiagnosticReport", "subject"),
-    "Observation:device": ("Observation", "device"),
-    "Observation:derived-from": ("Observation", "derivedFrom"),
-    "Observation:patient": ("Observation", "subject"),
-    "ImagingStudy:patient": ("ImagingStudy", "subject"),
-}
-SORTS = {"date": "date", "started": "date", "_lastUpdated": "last_updated", "_id": "resource_id"}
-RESULT_PARAMS = {"_count", "_sort", "_include", "_offset", "_total"}
-# _totalMethod: sent by fhirpy's count() (an Aidbox extension); we always count exactly.
-IGNORED = {"_format", "_pretty", "_totalMethod"}
-DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+UNSUPPORTED = "not-supported"  # the issue code of a search naming what we do not serve
 
 
 @dataclass
@@ -222,7 +95,7 @@ def date_clause(column: Any, raw: str, tz: tzinfo) -> ColumnElement[bool]:
     if raw[:2] in DATE_PREFIXES:
         prefix, value = raw[:2], raw[2:]
     elif raw[:2].isalpha():
-        raise SearchError(f"unsupported date prefix {raw[:2]!r}")
+        raise SearchError(f"unsupported date prefix {raw[:2]!r}", code=UNSUPPORTED)
     lo, hi = date_range(value, tz)
     lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
     clauses: dict[str, ColumnElement[bool]] = {
@@ -257,30 +130,30 @@ def param_clause(
     session: Session, name: str, param: Param, modifier: str, value: str, tz: tzinfo
 ) -> ColumnElement[bool]:
     R = FhirResource  # noqa: N806
-    if param.kind == "id":
+    if param.kind == ParamKind.ID:
         return col(R.resource_id) == value
-    if param.kind == "last-updated":
+    if param.kind == ParamKind.LAST_UPDATED:
         return date_clause(col(R.last_updated), value, tz)
-    if param.kind == "date":
+    if param.kind == ParamKind.DATE:
         return date_clause(col(R.date), value, tz)
-    if param.kind == "status":
+    if param.kind == ParamKind.STATUS:
         return col(R.status) == value.rpartition("|")[2]
-    if param.kind == "token":
-        return token_clause(getattr(R, param.target), value)
-    if param.kind == "reference":
+    if param.kind == ParamKind.TOKEN:
+        return token_clause(getattr(R, param.column), value)
+    if param.kind == ParamKind.PATIENT:
         if modifier == "identifier":
             refs = _patient_chain(session, value)
             return col(R.patient_ref).in_(refs) if refs else false()
-        return col(R.patient_ref) == normalize_reference(value, param.target)
-    if param.kind == "based-on":
+        return col(R.patient_ref) == normalize_reference(value, param.ref_type)
+    if param.kind == ParamKind.BASED_ON:
         if modifier == "identifier":
             return token_clause(col(R.based_on), value, prefix="id=")
-        ref = normalize_reference(value, param.target)
+        ref = normalize_reference(value, param.ref_type)
         return _contains(col(R.based_on), f"\tref={ref}\t")
-    if param.kind == "ref":
-        ref = normalize_reference(value, param.target)
+    if param.kind == ParamKind.REFERENCE:
+        ref = normalize_reference(value, param.ref_type)
         return _contains(col(R.refs), f"\t{name}={ref}\t")
-    raise SearchError(f"unsupported parameter kind {param.kind}")
+    raise SearchError(f"unsupported parameter kind {param.kind}", code=UNSUPPORTED)
 
 
 def parse_query(
@@ -310,13 +183,14 @@ def parse_query(
             continue
         elif key == "_summary":
             if value != "count":
-                raise SearchError(f"unsupported _summary {value!r} (only 'count')")
+                detail = f"unsupported _summary {value!r} (only 'count')"
+                raise SearchError(detail, code=UNSUPPORTED)
             count = 0
         elif key == "_sort":
             order = _sort(value)
         elif key == "_include":
             if value not in INCLUDES or INCLUDES[value][0] != resource_type:
-                raise SearchError(f"unsupported _include {value!r}")
+                raise SearchError(f"unsupported _include {value!r}", code=UNSUPPORTED)
             includes.append(value)
         else:
             clause = _search_clause(session, params, key, value, tz, strict)
@@ -343,7 +217,8 @@ def _search_clause(
     param = params.get(name)
     if param is None:
         return _unknown(key, strict)
-    if modifier and not (modifier == "identifier" and param.kind in ("reference", "based-on")):
+    chainable = (ParamKind.PATIENT, ParamKind.BASED_ON)
+    if modifier and not (modifier == "identifier" and param.kind in chainable):
         return _unknown(key, strict)
     alternatives = [v for v in value.split(",") if v]
     if not alternatives:
@@ -354,7 +229,7 @@ def _search_clause(
 def _unknown(key: str, strict: bool) -> ColumnElement[bool] | None:
     """Refuse an unknown parameter, or ignore it (None) under ``Prefer: handling=lenient``."""
     if strict:
-        raise SearchError(f"unsupported search parameter {key!r}")
+        raise SearchError(f"unsupported search parameter {key!r}", code=UNSUPPORTED)
     return None
 
 
@@ -372,13 +247,13 @@ def _sort(value: str) -> list[Any]:
         desc = item.startswith("-")
         column = SORTS.get(item.lstrip("-"))
         if column is None:
-            raise SearchError(f"unsupported _sort {item!r}")
+            raise SearchError(f"unsupported _sort {item!r}", code=UNSUPPORTED)
         c = getattr(FhirResource, column)
         out.append(c.desc() if desc else c.asc())
     return out
 
 
-def run(session: Session, query: Query) -> tuple[int, list[dict[str, Any]]]:
+def run_search(session: Session, query: Query) -> tuple[int, list[dict[str, Any]]]:
     base: Select[Any] = select(func.count()).select_from(FhirResource).where(*query.where)
     total = int(session.scalar(base) or 0)
     if query.count == 0:

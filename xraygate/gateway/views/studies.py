@@ -45,7 +45,7 @@ _RISK_RANK = {
 }
 
 
-class Status(StrEnum):
+class StudyStatus(StrEnum):
     RECEIVED = "received"
     SCORED = "scored"
     DELIVERED = "delivered"
@@ -64,7 +64,7 @@ class WorklistRow(BaseModel):
     category: str | None
     model_version: str | None
     demo_model: bool
-    status: Status
+    status: StudyStatus
 
 
 class InstanceView(BaseModel):
@@ -156,14 +156,14 @@ def _worst(current: str | None, state: str) -> str:
     return max(current, state, key=lambda s: order.index(JobState(s)))
 
 
-def _status(result: StudyResult | None, progress: _Progress) -> Status:
+def _status(result: StudyResult | None, progress: _Progress) -> StudyStatus:
     if progress.dead:
-        return Status.FAILED
+        return StudyStatus.FAILED
     if result is None:
-        return Status.RECEIVED
+        return StudyStatus.RECEIVED
     if progress.emit_total and not progress.emit_open and not progress.outbox_open:
-        return Status.DELIVERED
-    return Status.SCORED
+        return StudyStatus.DELIVERED
+    return StudyStatus.SCORED
 
 
 def _row(
@@ -193,7 +193,7 @@ def risk_key(row: WorklistRow) -> tuple[int, float, float]:
 
 
 def worklist(
-    session: Session, *, limit: int = 200, status: Status | None = None
+    session: Session, *, limit: int = 200, status: StudyStatus | None = None
 ) -> list[WorklistRow]:
     """The newest ``limit`` studies, sorted by risk."""
     pairs = session.execute(
@@ -283,12 +283,17 @@ def _deliveries(session: Session, study_uid: str) -> list[DeliveryView]:
     ]
 
 
-def _feedback(session: Session, study: Study) -> list[FeedbackView]:
+def feedback_rows(session: Session, study: Study) -> list[Feedback]:
+    """The study's findings, newest first."""
     rows = session.scalars(
         select(Feedback)
         .where(col(Feedback.study_pk) == study.id)
         .order_by(col(Feedback.created_at).desc(), col(Feedback.id).desc())
     )
+    return list(rows)
+
+
+def _feedback(session: Session, study: Study) -> list[FeedbackView]:
     return [
         FeedbackView(
             finding=r.finding,
@@ -298,7 +303,7 @@ def _feedback(session: Session, study: Study) -> list[FeedbackView]:
             model_version=r.model_version,
             created_at=r.created_at,
         )
-        for r in rows
+        for r in feedback_rows(session, study)
     ]
 
 

@@ -1,14 +1,34 @@
-"""Gauges read from the database at scrape time: queue depth and age per job kind, model
-versions, and the distribution of emitted results (categories, score deciles)."""
+"""``/metrics``: the Prometheus metrics of the whole pipeline, with gauges read from the database
+at scrape time: queue depth and age per job kind, model versions, and the distribution of emitted
+results (categories, score deciles)."""
 
 from __future__ import annotations
 
+import logging
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, case, func, select
 from sqlmodel import Session, col
 
 from xraygate.core import metrics
 from xraygate.core.db import read_session
 from xraygate.core.models import Job, JobState, ModelVersion, StudyResult, utcnow
+from xraygate.gateway.deps import EngineDep
+from xraygate.gateway.errors import JsonRoute
+
+log = logging.getLogger("xraygate.gateway")
+router = APIRouter(route_class=JsonRoute)
+
+
+@router.get("/metrics", response_class=Response)
+def prometheus_metrics(engine: EngineDep) -> Response:
+    """Prometheus metrics of the whole pipeline."""
+    try:
+        refresh_queue_metrics(engine)
+    except Exception:  # the process metrics still answer when the database does not
+        log.warning("queue metrics could not be read", exc_info=True)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 def refresh_queue_metrics(engine: Engine) -> None:

@@ -1,0 +1,117 @@
+"""Reading DICOM files safely: the byte-level facts and the truncation checks every reader needs.
+
+pydicom stops quietly at the end of a truncated file: a value comes back shorter than its
+declared length (or, deferred, is never read), and a missing pixel data tail goes unnoticed
+until the pixels are decoded. A reader that stores or copies bytes it has not decoded (the
+SCP's ingest, the anonymizer's pixel pass-through) checks with these helpers instead:
+
+- :func:`truncation`: every top-level value of a parsed dataset was read whole;
+- :func:`element_end`: where an element (an encapsulated one by walking its items) ends;
+- :func:`encapsulated_terminated` / :func:`delimiter_near_end`: encapsulated pixel data ends
+  with its sequence delimiter. The anonymizer walks the items (it copies the element verbatim
+  and must know its exact end); the SCP, which only stores the file, looks for the delimiter in
+  the file's last 64 KiB without parsing the fragments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from pydicom import Dataset
+from pydicom.dataelem import RawDataElement
+
+UNDEFINED_LENGTH = 0xFFFFFFFF
+PIXEL_DATA_TAG = 0x7FE00010
+# Tags as they appear in a little-endian file.
+PIXEL_DATA_BYTES = b"\xe0\x7f\x10\x00"
+ITEM_BYTES = b"\xfe\xff\x00\xe0"
+SEQUENCE_DELIMITER_BYTES = b"\xfe\xff\xdd\xe0"
+#: The Sequence Delimitation Item: its tag and a zero length.
+SEQUENCE_DELIMITATION_ITEM = SEQUENCE_DELIMITER_BYTES + b"\x00\x00\x00\x00"
+_TAIL_SCAN = 65536
+
+ReadAt = Callable[[int, int], bytes]  # (offset, count) -> the bytes there (fewer at the end)
+
+
+def incomplete(raw: object, size: int, *, deferred: bool) -> bool:
+    """A raw element whose value is shorter than its declared length: read short (pydicom
+    returns what the file had), or, ``deferred`` (not read), declared to run past ``size``."""
+    if not isinstance(raw, RawDataElement) or raw.length == UNDEFINED_LENGTH:
+        return False
+    if deferred:
+        return bool(raw.value_tell + raw.length > size)
+    return isinstance(raw.value, bytes) and len(raw.value) != raw.length
+
+
+def truncation(
+    ds: Dataset, size: int, *, partial_header: bool = True, deferred: bool = False
+) -> str | None:
+    """Why the top-level elements of ``ds``, parsed from ``size`` bytes, are not whole (None
+    when they are): a value that runs past the end or, with ``partial_header``, a few bytes of
+    an element header left after the last element.
+
+    ``deferred``: ``ds`` was read with ``defer_size``; every value is checked by its position,
+    without reading it (the SCP). Without it, values are checked by their length as read
+    (right for deflated files too, where positions are those of the inflated stream), and
+    elements pydicom holds no value for (empty ones) are converted on the way and take no part
+    in the check (the anonymizer)."""
+    end = 0
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=deferred)
+        if incomplete(raw, size, deferred=deferred):
+            return f"element {tag} is incomplete"
+        if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
+            end = max(end, raw.value_tell + raw.length)
+    if partial_header and end and 0 < size - end < 12 and end == _last_end(ds, deferred):
+        return "partial element at the end"
+    return None
+
+
+def _last_end(ds: Dataset, deferred: bool) -> int:
+    raw = ds.get_item(max(ds.keys()), keep_deferred=deferred)
+    if isinstance(raw, RawDataElement) and raw.length != UNDEFINED_LENGTH:
+        return int(raw.value_tell + raw.length)
+    return -1
+
+
+def element_end(read_at: ReadAt, size: int, start: int, *, explicit: bool) -> int:
+    """End offset of the little-endian element at ``start`` (an undefined length is followed
+    item by item to its sequence delimiter); -1 when it does not end inside ``size`` bytes."""
+    head = read_at(start, 12)
+    length = int.from_bytes(head[8:12] if explicit else head[4:8], "little")
+    pos = start + (12 if explicit else 8)
+    if length != UNDEFINED_LENGTH:
+        return pos + length
+    while pos + 8 <= size:
+        item = read_at(pos, 8)
+        tag, item_len = item[:4], int.from_bytes(item[4:8], "little")
+        pos += 8
+        if tag == SEQUENCE_DELIMITER_BYTES:
+            return pos
+        if tag != ITEM_BYTES or item_len == UNDEFINED_LENGTH:
+            return -1
+        pos += item_len
+    return -1
+
+
+def encapsulated_terminated(ds: Dataset, data: bytes) -> bool:
+    """False when ``ds`` (parsed from ``data``) has encapsulated pixel data whose items do not
+    reach a sequence delimiter inside ``data``."""
+    raw = ds.get_item(PIXEL_DATA_TAG)
+    if not (isinstance(raw, RawDataElement) and raw.length == UNDEFINED_LENGTH and raw.value_tell):
+        return True
+    explicit = not ds.original_encoding[0]
+    start = raw.value_tell - (12 if explicit else 8)
+    return element_end(_bytes_at(data), len(data), start, explicit=explicit) >= 0
+
+
+def delimiter_near_end(path: Path, size: int) -> bool:
+    """The file's last 64 KiB hold a Sequence Delimitation Item (encapsulated data ended)."""
+    with path.open("rb") as fh:
+        fh.seek(max(0, size - _TAIL_SCAN))
+        return SEQUENCE_DELIMITATION_ITEM in fh.read()
+
+
+def _bytes_at(data: bytes) -> ReadAt:
+    return lambda offset, count: data[offset : offset + count]

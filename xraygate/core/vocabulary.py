@@ -1,0 +1,127 @@
+"""What a result says: the codes, words and flags every output channel renders from.
+
+One table for ``fhir/`` (Observation, DiagnosticReport), ``hl7/`` (ORU^R01 OBR/OBX/NTE) and the
+coming DICOM SR of ``pacs/``. A channel picks its columns; it never spells a code, a flag or a
+sentence of its own, so changing what a category means is an edit here only.
+
+Where FHIR and HL7 say different things for the same result today, the table keeps both
+renderings side by side, each in its own column, with a comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from xraygate.core.models.results import Category
+
+
+@dataclass(frozen=True)
+class Term:
+    code: str
+    display: str
+
+
+# --- what is observed ----------------------------------------------------------------------------
+#: Our code system for AI findings (under ``fhir_system_base``); HL7 v2 sends these codes as
+#: local (``L``) codes. LOINC has no code for "probability of pneumonia".
+AI_FINDINGS_CODESYSTEM_PATH = "/CodeSystem/ai-findings"
+PNEUMONIA_RISK_CODE = "pneumonia-risk"
+PNEUMONIA_RISK_DISPLAY = "Pneumonia risk (AI estimated probability of pneumonia)"
+RISK_CATEGORY_CODE = "pneumonia-risk-category"
+RISK_CATEGORY_DISPLAY = "Pneumonia risk category (AI triage)"
+#: The report's code (LOINC): DiagnosticReport.code, OBR-4.
+REPORT_LOINC = Term("18748-4", "Diagnostic imaging study")
+
+# --- its status ----------------------------------------------------------------------------------
+#: AI output is never final: FHIR ``preliminary`` (``amended`` once re-scored, see fhir/store.py),
+#: HL7 result status ``P`` (OBR-25, OBX-11), ``X`` on an OBX whose value could not be obtained.
+FHIR_STATUS = "preliminary"
+HL7_STATUS = "P"
+HL7_STATUS_NO_VALUE = "X"
+
+# --- what is said beside it ----------------------------------------------------------------------
+AI_STATEMENT = "AI-generated preliminary result for clinician review; not a diagnosis."
+DEMO_STATEMENT = "DEMONSTRATION MODEL: not a medical device, not for clinical use."
+
+
+@dataclass(frozen=True)
+class CategoryTerms:
+    """How one triage category is said in each format."""
+
+    #: The category as a concept: SNOMED CT qualifier value, or (``snomed`` False) our own code.
+    concept: Term
+    snomed: bool
+    #: FHIR Observation.interpretation (v3-ObservationInterpretation); None: not sent.
+    fhir_interpretation: Term | None
+    #: HL7 OBX-8 abnormal flag (table 0078) on the numeric risk OBX; None: empty.
+    hl7_risk_flag: str | None
+    #: HL7 OBX-8 abnormal flag on the category OBX; None: empty.
+    hl7_category_flag: str | None
+    #: Staff must see it first: HL7 OBR-5 and TQ1-9 ``S`` (stat), escalation targets.
+    urgent: bool
+
+
+RESULT_TERMS: Mapping[Category, CategoryTerms] = {
+    Category.HIGH: CategoryTerms(
+        concept=Term("75540009", "High"),
+        snomed=True,
+        fhir_interpretation=Term("H", "High"),
+        hl7_risk_flag="H",
+        hl7_category_flag="A",
+        urgent=True,
+    ),
+    Category.LOW: CategoryTerms(
+        concept=Term("62482003", "Low"),
+        snomed=True,
+        # FHIR and HL7 disagree here today: FHIR interprets a low risk as L (low), HL7 flags it
+        # N (normal). Both kept as they are; issue 10 settles what a low result means.
+        fhir_interpretation=Term("L", "Low"),
+        hl7_risk_flag="N",
+        hl7_category_flag=None,
+        urgent=False,
+    ),
+    Category.INDETERMINATE: CategoryTerms(
+        concept=Term("82334004", "Indeterminate"),
+        snomed=True,
+        # FHIR interprets it as IND; HL7 sends no abnormal flag at all (table 0078 has none).
+        fhir_interpretation=Term("IND", "Indeterminate"),
+        hl7_risk_flag=None,
+        hl7_category_flag=None,
+        urgent=False,
+    ),
+    Category.NOT_APPLICABLE: CategoryTerms(
+        concept=Term("not-applicable", "Not applicable"),
+        snomed=False,
+        fhir_interpretation=None,
+        hl7_risk_flag=None,
+        hl7_category_flag=None,
+        urgent=False,
+    ),
+}
+
+
+def category_of(value: str) -> Category:
+    """A stored category; anything unknown is said as not applicable."""
+    try:
+        return Category(value)
+    except ValueError:
+        return Category.NOT_APPLICABLE
+
+
+def terms_for(value: str) -> CategoryTerms:
+    return RESULT_TERMS[category_of(value)]
+
+
+def statement(demo_model: bool) -> str:
+    """The AI statement (and the demonstration-model warning) every result carries."""
+    return f"{AI_STATEMENT} {DEMO_STATEMENT}" if demo_model else AI_STATEMENT
+
+
+def thresholds_text(thresholds: Mapping[str, Any]) -> str:
+    """``Thresholds: high > 80%, low < 20%.``, or empty when either threshold is unknown."""
+    high, low = thresholds.get("high"), thresholds.get("low")
+    if high is None or low is None:
+        return ""
+    return f"Thresholds: high > {float(high) * 100:g}%, low < {float(low) * 100:g}%."

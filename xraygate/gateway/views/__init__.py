@@ -1,0 +1,1 @@
+"""Read models shared by the APIs, the pages and the FHIR API: worklist, study, images."""

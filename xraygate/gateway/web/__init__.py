@@ -1,0 +1,1 @@
+"""Server-rendered pages for people: login, worklist, study, admin (templates, static assets)."""

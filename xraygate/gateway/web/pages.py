@@ -1,0 +1,126 @@
+"""The pages: ``/login`` takes a pasted token or API key and sets an HttpOnly session cookie;
+``/worklist`` and ``/studies/{uid}`` are for clinicians, ``/admin`` for admins. They use the
+gateway's auth dependencies: without a session a page redirects to the login page, with the wrong
+role it answers 403 (``HtmlRoute``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from xraygate.core.logging import correlation_id, set_correlation
+from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
+from xraygate.gateway.deps import AUDITED, QueueDep, ReadDb, SettingsDep, authenticator, require
+from xraygate.gateway.errors import NotFound, Unauthorized
+from xraygate.gateway.views.admin import list_dead_letters, list_models
+from xraygate.gateway.views.studies import StudyStatus, study_view, worklist
+from xraygate.gateway.web.render import HtmlRoute, render
+
+router = APIRouter(tags=["pages"], default_response_class=HTMLResponse, route_class=HtmlRoute)
+Clinician = Annotated[Principal, Depends(require(Role.CLINICIAN))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+
+def _safe_next(value: str) -> str:
+    """Only local absolute paths: no open redirects."""
+    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/worklist"
+
+
+@router.get("/", include_in_schema=False)
+def home() -> RedirectResponse:
+    return RedirectResponse("/worklist", status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/worklist") -> Response:
+    """The login page."""
+    return render(request, "login.html", next=_safe_next(next), error="", principal=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    settings: SettingsDep,
+    auth: Annotated[Authenticator, Depends(authenticator)],
+    credential: Annotated[str, Form(max_length=16384)],
+    next: Annotated[str, Form(max_length=2000)] = "/worklist",
+) -> Response:
+    """Check the pasted token or API key and start a browser session."""
+    try:
+        principal = auth.verify_credential(credential)
+    except Unauthorized:
+        return render(
+            request,
+            "login.html",
+            401,
+            next=_safe_next(next),
+            principal=None,
+            error="That token or API key was not accepted.",
+        )
+    value, max_age = auth.issue_session(principal)
+    target = _safe_next(next)
+    if target == "/worklist" and not principal.has(Role.CLINICIAN) and principal.has(Role.ADMIN):
+        target = "/admin"
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=settings.session_cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    """End the browser session."""
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/worklist", dependencies=[AUDITED])
+def worklist_page(
+    request: Request, session: ReadDb, principal: Clinician, status: StudyStatus | None = None
+) -> Response:
+    """The triage worklist, highest risk first."""
+    rows = worklist(session, status=status)
+    return render(
+        request,
+        "worklist.html",
+        rows=rows,
+        statuses=[s.value for s in StudyStatus],
+        status=status.value if status else "",
+        principal=principal,
+    )
+
+
+@router.get("/studies/{study_uid}", dependencies=[AUDITED])
+def study_page(request: Request, study_uid: str, session: ReadDb, principal: Clinician) -> Response:
+    """A study: image, score, category, model version, delivery status, feedback form."""
+    set_correlation(correlation_id(study_uid))
+    view = study_view(session, study_uid)
+    if view is None:
+        raise NotFound("unknown study")
+    return render(request, "study.html", view=view, principal=principal)
+
+
+@router.get("/admin")
+def admin_page(request: Request, session: ReadDb, queue: QueueDep, principal: Admin) -> Response:
+    """Model versions (activate, roll back) and dead letters (retry)."""
+    return render(
+        request,
+        "admin.html",
+        models=list_models(session),
+        dead=list_dead_letters(session),
+        counts=queue.counts(),
+        principal=principal,
+    )
