@@ -69,6 +69,7 @@ def report(
             model=ref,
             since=parse_since(since),
             period=period,
+            policy=get_settings().model_policy,
         )
     except XraygateError as exc:
         raise fail(str(exc)) from exc
@@ -231,7 +232,7 @@ def promote(
     settings = get_settings()
     engine = _engine()
     needed = settings.model_promote_min_paired if min_paired is None else min_paired
-    results = verdicts(engine, needed)
+    results = verdicts(engine, needed, settings.model_policy)
     if not results:
         typer.echo("no shadow version to compare with the active one")
         return

@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     model_source_s3_access_key_id: str | None = Field(
         None, description="Model source access key (default: the main S3 key, else boto3 chain)."
     )
-    model_source_s3_secret_access_key: str | None = Field(
+    model_source_s3_secret_access_key: SecretStr | None = Field(
         None, description="Model source secret key."
     )
     model_pull_interval_seconds: float = Field(

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
-from xraygate.core.config import Settings
+from xraygate.core.config import Settings, secret_value
 from xraygate.core.db import read_session, write_session
 from xraygate.core.errors import (
     ConfigurationError,
@@ -79,7 +79,7 @@ def source_store(settings: Settings, url: str) -> ObjectStore:
         endpoint_url=settings.model_source_s3_endpoint_url or settings.s3_endpoint_url,
         region=settings.model_source_s3_region,
         access_key_id=settings.model_source_s3_access_key_id or settings.s3_access_key_id,
-        secret_access_key=(
+        secret_access_key=secret_value(
             settings.model_source_s3_secret_access_key or settings.s3_secret_access_key
         ),
     )

@@ -58,7 +58,11 @@ class ModelSyncHandler:
                     log.info("model pull %s: %s", outcome.model, outcome.status)
         if self.settings.model_auto_promote:
             passing = [
-                v for v in verdicts(engine, self.settings.model_promote_min_paired) if v.promote
+                v
+                for v in verdicts(
+                    engine, self.settings.model_promote_min_paired, self.settings.model_policy
+                )
+                if v.promote
             ]
             if passing:
                 best = max(passing, key=lambda v: (v.sensitivity[1] or 0.0, v.agreement[1] or 0.0))

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from xraygate.core import metrics
+from xraygate.core.config import ModelPolicy
 from xraygate.core.db import read_session
 from xraygate.core.models import Feedback, StudyResult, utcnow
 from xraygate.core.quality.report import build_report
@@ -50,7 +51,9 @@ ALL = [
 ]
 
 
-def refresh_quality_metrics(engine: Engine, window_days: float, *, force: bool = False) -> None:
+def refresh_quality_metrics(
+    engine: Engine, window_days: float, policy: ModelPolicy = "active", *, force: bool = False
+) -> None:
     """Update the gauges when the data changed or the window moved on (see the module doc)."""
     key = str(engine.url)
     mark = fingerprint(engine)
@@ -62,7 +65,7 @@ def refresh_quality_metrics(engine: Engine, window_days: float, *, force: bool =
             return
         _last[key] = (now, mark)
     since = utcnow() - timedelta(days=window_days)
-    report = build_report(engine, since=since, period="month", intervals=False)
+    report = build_report(engine, since=since, period="month", intervals=False, policy=policy)
     _last_result(engine)
     for gauge in ALL:
         gauge.clear()

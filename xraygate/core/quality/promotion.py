@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from xraygate.core.config import ModelPolicy
 from xraygate.core.db import write_session
 from xraygate.core.models import ModelState
 from xraygate.core.models.audit import model_event
@@ -32,10 +33,10 @@ class Verdict:
     reason: str
 
 
-def verdicts(engine: Engine, min_paired: int) -> list[Verdict]:
-    """The rule's verdict for every shadow version against the active one."""
+def verdicts(engine: Engine, min_paired: int, policy: ModelPolicy = "active") -> list[Verdict]:
+    """The rule's verdict for every shadow version against the emitting one."""
     info = versions(engine)
-    baseline = emitting_label(info)
+    baseline = emitting_label(engine, policy)
     if baseline is None:
         return []
     shadows = [v.label for v in info.values() if v.state == ModelState.SHADOW]

@@ -21,9 +21,10 @@ from typing import Literal
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
+from xraygate.core.config import ModelPolicy
 from xraygate.core.db import read_session
-from xraygate.core.models import Category, Feedback, ModelState, ModelVersion, StudyResult, utcnow
-from xraygate.core.models.results import OOD_LIMIT
+from xraygate.core.models import Category, Feedback, ModelVersion, StudyResult, utcnow
+from xraygate.core.models.results import OOD_LIMIT, emitting_version
 from xraygate.core.quality.measures import Json, Row, measure, paired
 
 Period = Literal["day", "week", "month"]
@@ -123,9 +124,11 @@ def load(
     return out
 
 
-def emitting_label(info: dict[str, VersionInfo]) -> str | None:
-    active = [v.label for v in info.values() if v.state == ModelState.ACTIVE]
-    return active[0] if active else None
+def emitting_label(engine: Engine, policy: ModelPolicy = "active") -> str | None:
+    """The version whose results are emitted (the pairing baseline), as the workers pick it."""
+    with read_session(engine) as session:
+        row = emitting_version(session, policy)
+    return row.label if row is not None else None
 
 
 def build_report(
@@ -135,8 +138,10 @@ def build_report(
     since: datetime | None = None,
     period: Period = "week",
     intervals: bool = True,
+    policy: ModelPolicy = "active",
 ) -> Json:
-    """The whole report: every version's totals and periods, and the paired comparisons."""
+    """The whole report: every version's totals and periods, and every other version paired
+    with the emitting one (``policy``: ``XRAYGATE_MODEL_POLICY``)."""
     info = versions(engine)
     scored = load(engine, since=since)
     by_version: dict[str, list[Scored]] = defaultdict(list)
@@ -156,7 +161,7 @@ def build_report(
         ],
         "paired": [],
     }
-    baseline = emitting_label(info)
+    baseline = emitting_label(engine, policy)
     if baseline is not None:
         base_rows = [s.row for s in by_version.get(baseline, [])]
         others = [v for v in wanted if v != baseline and v in by_version]
