@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_cli_keygen_publish_pull_over_s3(
     generated = runner.invoke(app, ["model", "keygen", "--out", str(tmp_path / "k")])
     assert generated.exit_code == 0, generated.output
     public = generated.output.split("XRAYGATE_MODEL_TRUSTED_KEYS=")[1].strip()
-    url = f"s3://models-{tmp_path.name[-8:].lower().replace('_', '-')}/releases"
+    url = f"s3://models-{uuid.uuid4().hex[:12]}/releases"
     monkeypatch.setenv("XRAYGATE_DATA_DIR", str(centre.settings.data_dir))
     monkeypatch.setenv("XRAYGATE_DATABASE_URL", centre.settings.resolved_database_url)
     get_settings.cache_clear()
