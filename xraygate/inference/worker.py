@@ -3,7 +3,8 @@ results, and enqueue delivery work in the same transaction.
 
 Follow-up jobs (``emit-fhir``, ``emit-hl7``, ``deidentify``) are enqueued only for the emitting
 model's study result, only when that result changed (a new revision), and never for shadow
-models. High-risk studies get a higher queue priority.
+models. High-risk studies get a higher queue priority; de-identification for retraining a lower one
+(it never delays a delivery).
 
 An image beyond the version's out-of-distribution threshold (:mod:`.ood`) keeps no score: it is
 recorded with its OOD distance and the reason, and its study cannot be ``low``.
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 
 DOWNSTREAM: tuple[type[ResultPayload], ...] = (EmitFhirPayload, EmitHl7Payload, DeidentifyPayload)
 HIGH_PRIORITY = 10
+EXPORT_PRIORITY = -10  # de-identification for retraining never delays a result's delivery
 
 
 @dataclass
@@ -303,7 +305,7 @@ class InferHandler(BatchHandler):
                 session,
                 payload(result.id, result.model_version, result.revision),
                 study_uid=result.study_instance_uid,
-                priority=priority,
+                priority=EXPORT_PRIORITY if payload is DeidentifyPayload else priority,
             )
 
 
