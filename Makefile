@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup system-deps lint typecheck pytest bench
+.PHONY: run test setup system-deps lint typecheck pytest bench cluster
 
 # Two install levels: `make run` needs only the runtime dependencies; the dev tools (linters,
 # test peers such as moto, playwright, schemathesis) come with `make setup` / `make test`.
@@ -52,3 +52,10 @@ test: lint typecheck pytest
 
 bench: setup system-deps
 	$(BIN)/python bench/ingest.py --quick
+
+# The multi-process deployment under faults (tests/cluster): ~1,000 instances through HAProxy into
+# 2 SCPs, 3 workers, 2 gateways on PostgreSQL + S3; prints the verdict, fails unless it passes.
+# More options: `make cluster CLUSTER_ARGS="--seed 2 --instances 400"` (see --help).
+CLUSTER_ARGS ?=
+cluster: setup system-deps
+	$(BIN)/python -m tests.cluster $(CLUSTER_ARGS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from types import FrameType
 
 from sqlalchemy import func, select
@@ -23,6 +24,7 @@ from xraygate.core.errors import ConfigurationError
 from xraygate.core.jobs import JobKind
 from xraygate.core.logging import configure_logging
 from xraygate.core.models import Instance, Patient, Series, Study
+from xraygate.core.outbox import release_streams
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore, store_from_settings
 from xraygate.core.worker import Handler, Worker
@@ -54,9 +56,9 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     queue = JobQueue.from_settings(settings, migrate=True)
     store = store_from_settings(settings)
     stop = threading.Event()
-    threads: list[threading.Thread] = []
 
     scp_server = None
+    running: list[tuple[Worker, threading.Thread]] = []
     if scp:
         from xraygate.dicom_scp.server import start_scp
 
@@ -75,7 +77,7 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
                 target=worker.run, args=(stop, settings.queue_poll_seconds), daemon=True
             )
             thread.start()
-            threads.append(thread)
+            running.append((worker, thread))
     if not http and settings.ops_port:
         _start_ops_listener(settings)  # a daemon thread: ends with the process
     try:
@@ -84,12 +86,31 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
         else:
             _wait_for_signal(stop)
     finally:
-        stop.set()
+        stop.set()  # workers claim nothing more; each finishes the job in hand
         if scp_server is not None:
-            scp_server.shutdown()
-        for thread in threads:
-            thread.join(timeout=30)
+            scp_server.stop(settings.shutdown_grace_seconds)
+        stop_workers(queue, running, settings.shutdown_grace_seconds)
         log.info("stopped")
+
+
+def stop_workers(
+    queue: JobQueue, running: list[tuple[Worker, threading.Thread]], grace: float
+) -> None:
+    """Wait up to ``grace`` seconds for the workers' jobs in hand; release what is left, so that
+    no job (and no patient's delivery stream) waits for its lease to expire."""
+    deadline = time.monotonic() + grace
+    for _, thread in running:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    for worker, thread in running:
+        if thread.is_alive():
+            released = worker.release()
+            streams = release_streams(queue.engine, released)
+            log.warning(
+                "worker %s: released %d unfinished jobs and %d delivery streams",
+                worker.worker_id,
+                len(released),
+                streams,
+            )
 
 
 def _serve_http(settings: Settings) -> None:

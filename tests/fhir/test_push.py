@@ -76,3 +76,26 @@ def test_unreachable_push_target_is_retried(sqlite_settings: Settings) -> None:
     run_until(env.queue, env.handlers, env.all_final)
     [row] = env.outbox()
     assert row.state == "dead" and row.attempts == 2 and "connection" in (row.last_error or "")
+
+
+def test_amended_push_bundle_is_valid_r4(settings: Settings) -> None:
+    """Found by the cluster harness: in the Bundle of a report's second version, resources that
+    had not changed (Patient, Device) carried ``"status": null`` (Patient has no status), which
+    the official R4 schema refuses."""
+    from tests.results_factory import rescore
+
+    with HttpTarget() as t:
+        env = make_env(settings, fhir_push_url=t.url)
+        made = make_result(env.queue.engine)
+        enqueue_emit(env.queue.engine, env.queue, "emit-fhir", made)
+        run_until(env.queue, env.handlers, env.all_final)
+        rescore(env.queue.engine, made.result_id, score=0.2, category="low")
+        enqueue_emit(env.queue.engine, env.queue, "emit-fhir", made)
+        run_until(env.queue, env.handlers, lambda: len(t.requests) == 2 and env.all_final())
+    amended = json.loads(t.requests[1].body)
+    resources = [entry.pop("resource") for entry in amended["entry"]]
+    assert [r4_errors(r) for r in [amended, *resources]] == [[]] * (len(resources) + 1)
+    [patient] = [r for r in resources if r["resourceType"] == "Patient"]
+    assert "status" not in patient
+    [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
+    assert report["status"] == "amended"

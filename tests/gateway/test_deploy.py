@@ -80,11 +80,16 @@ def _k8s_docs() -> list[tuple[str, dict[str, Any]]]:
     return docs
 
 
+def _is_keda(doc: dict[str, Any]) -> bool:
+    return str(doc["apiVersion"]).startswith("keda.sh/")
+
+
 def test_k8s_manifests_validate_strictly() -> None:
     docs = _k8s_docs()
     assert len(docs) >= 8
     for _name, doc in docs:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        if not _is_keda(doc):  # KEDA's custom resources: test_keda_scaled_objects
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     deployment = next(d for _, d in docs if d["kind"] == "Deployment")
     broken = copy.deepcopy(deployment)
     broken["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pth"] = "/x"
@@ -106,8 +111,21 @@ def test_k8s_has_replicas_probes_config_and_migration() -> None:
     } <= kinds
     deployments = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "Deployment"}
     assert set(deployments) == {"xraygate-gateway", "xraygate-scp", "xraygate-worker"}
-    assert deployments["xraygate-worker"]["spec"]["replicas"] >= 2
-    assert deployments["xraygate-scp"]["spec"]["replicas"] >= 2
+    scaled = {
+        d["spec"]["scaleTargetRef"]["name"]: d for _, d in docs if d["kind"] == "ScaledObject"
+    }
+    for name in ("xraygate-worker", "xraygate-scp"):
+        assert "replicas" not in deployments[name]["spec"], "KEDA owns the replica count"
+        assert (
+            2 <= scaled[name]["spec"]["minReplicaCount"] < scaled[name]["spec"]["maxReplicaCount"]
+        )
+    assert deployments["xraygate-gateway"]["spec"]["replicas"] >= 2
+    budgets = {d["metadata"]["name"]: d for _, d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert set(budgets) == set(deployments)
+    for name, budget in budgets.items():
+        labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert budget["spec"]["maxUnavailable"] == 1
     for deployment in deployments.values():
         spec = deployment["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -117,6 +135,73 @@ def test_k8s_has_replicas_probes_config_and_migration() -> None:
         assert {"configMapRef", "secretRef"} <= {k for e in container["envFrom"] for k in e}
     job = next(d for _, d in docs if d["kind"] == "Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
+
+
+POSTGRESQL_SCALER = {"connectionFromEnv", "query", "targetQueryValue", "activationTargetQueryValue"}
+PROMETHEUS_SCALER = {"serverAddress", "query", "threshold", "activationThreshold"}
+
+
+def test_keda_scaled_objects(pg_url: str, tmp_path: Path) -> None:
+    """Valid against KEDA's models (types, required and unknown fields), and they scale on
+    what they say: the PostgreSQL queries run on our schema, the PromQL parses (promtool) and
+    names a metric the SCP exports."""
+    from sqlalchemy import create_engine, text
+
+    from tests.gateway.keda_models import validation_errors
+    from xraygate.core import db, metrics
+
+    keda = [d for _, d in _k8s_docs() if _is_keda(d)]
+    assert {d["kind"] for d in keda} == {"ScaledObject"} and len(keda) == 2
+    broken = copy.deepcopy(keda[0])
+    broken["spec"]["minReplicaCount"] = "two"
+    misspelt = copy.deepcopy(keda[0])
+    misspelt["spec"]["cooldownPeriods"] = 300
+    errors = validation_errors([*keda, broken, misspelt])
+    assert errors[: len(keda)] == [None] * len(keda), errors
+    assert "minReplicaCount must be integer" in str(errors[-2])
+    assert "unknown fields: spec.cooldownPeriods" in str(errors[-1])
+
+    worker = next(d for d in keda if d["metadata"]["name"] == "xraygate-worker")
+    triggers = worker["spec"]["triggers"]
+    assert {t["type"] for t in triggers} == {"postgresql"}
+    db.upgrade(pg_url)
+    engine = create_engine(pg_url)
+    kinds_counted = ""
+    with engine.connect() as conn:
+        for trigger in triggers:
+            meta = trigger["metadata"]
+            assert set(meta) <= POSTGRESQL_SCALER and float(meta["targetQueryValue"]) > 0
+            assert meta["connectionFromEnv"] == "XRAYGATE_DATABASE_URL"
+            assert conn.execute(text(meta["query"])).scalar_one() == 0
+            kinds_counted += meta["query"]
+    engine.dispose()
+    from xraygate.core.jobs import JobKind
+
+    for kind in JobKind:  # every kind of work makes the workers scale, and only real kinds
+        assert f"'{kind.value}'" in kinds_counted, f"no trigger counts {kind.value} jobs"
+    assert set(re.findall(r"'([a-z-]+)'", kinds_counted)) - {"running", "pending"} <= {
+        k.value for k in JobKind
+    }
+
+    scp = next(d for d in keda if d["metadata"]["name"] == "xraygate-scp")
+    [trigger] = scp["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and set(trigger["metadata"]) <= PROMETHEUS_SCALER
+    query = trigger["metadata"]["query"]
+    assert metrics.ASSOCIATIONS_ACTIVE._name in query
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {"name": "keda", "rules": [{"record": "xraygate:keda_scp", "expr": query}]}
+                ]
+            }
+        )
+    )
+    import subprocess
+
+    checked = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_k8s_and_compose_settings_exist() -> None:

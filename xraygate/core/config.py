@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here.",
     )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        description="On SIGTERM: seconds open associations and running jobs get to finish; then "
+        "further C-STOREs are refused with 0xA700 (send again) and unfinished jobs' leases are "
+        "released. Keep it below the orchestrator's termination grace period.",
+    )
     tls_cert_file: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
     tls_key_file: Path | None = Field(None, description="PEM private key for DICOM TLS.")
     tls_ca_file: Path | None = Field(

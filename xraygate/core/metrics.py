@@ -16,6 +16,9 @@ INSTANCES_REFUSED = Counter(
 )
 BYTES_RECEIVED = Counter("xraygate_bytes_received_total", "Bytes of DICOM objects stored")
 ASSOCIATIONS = Counter("xraygate_associations_total", "DICOM associations by outcome", ["outcome"])
+ASSOCIATIONS_ACTIVE = Gauge(
+    "xraygate_associations_active", "DICOM connections open on this SCP process (autoscaling)"
+)
 QUEUE_DEPTH = Gauge("xraygate_queue_depth", "Jobs waiting, by kind and state", ["kind", "state"])
 QUEUE_OLDEST_AGE = Gauge(
     "xraygate_queue_oldest_age_seconds", "Age of the oldest pending job, by kind", ["kind"]

@@ -257,6 +257,20 @@ class JobQueue:
         if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
             raise LeaseLost(f"job {job.id} is no longer leased to {job.worker_id}")
 
+    def release(self, job: ClaimedJob) -> None:
+        """Give a claimed job back unfinished (graceful shutdown): claimable again at once, and
+        the attempt is not counted. Raises LeaseLost if the job is no longer ours."""
+        with write_session(self.engine) as session:
+            self._owned_update(
+                session,
+                job,
+                state=JobState.PENDING.value,
+                locked_by=None,
+                lease_expires_at=None,
+                available_at=utcnow(),
+                attempts=job.attempts - 1,
+            )
+
     # -- 4. fail / retry --------------------------------------------------------------------
     def fail(self, job: ClaimedJob, error: str, *, permanent: bool = False) -> JobState:
         """Record a failed attempt: retry later, or dead-letter. Returns the new state."""

@@ -58,19 +58,36 @@ class Worker:
         self.queue = queue
         self.handlers = dict(handlers)
         self.worker_id = worker_id or new_worker_id()
+        self.in_hand: list[ClaimedJob] = []  # claimed and not yet finished
 
     def run_once(self) -> bool:
         """Claim and run one job (or a batch of its kind). False when none was available."""
         job = self.queue.claim(self.worker_id, self.handlers)
         if job is None:
             return False
-        handler = self.handlers[job.kind]
-        if isinstance(handler, BatchHandler) and handler.batch_size > 1:
-            more = self.queue.claim_many(self.worker_id, [job.kind], handler.batch_size - 1)
-            self.process_batch(handler, [job, *more])
-        else:
-            self.process(job)
+        self.in_hand = [job]
+        try:
+            handler = self.handlers[job.kind]
+            if isinstance(handler, BatchHandler) and handler.batch_size > 1:
+                more = self.queue.claim_many(self.worker_id, [job.kind], handler.batch_size - 1)
+                self.in_hand = [job, *more]
+                self.process_batch(handler, [job, *more])
+            else:
+                self.process(job)
+        finally:
+            self.in_hand = []
         return True
+
+    def release(self) -> list[ClaimedJob]:
+        """Give back the jobs this worker holds (graceful shutdown); returns those released."""
+        released = []
+        for job in list(self.in_hand):
+            try:
+                self.queue.release(job)
+            except XraygateError:  # finished meanwhile, or the database is unreachable
+                continue
+            released.append(job)
+        return released
 
     def process(self, job: ClaimedJob) -> None:
         try:
@@ -89,6 +106,8 @@ class Worker:
 
     def _finish(self, job: ClaimedJob, outcome: Commit | BaseException | None) -> None:
         """Commit the job's results and completion in one transaction, or record the failure."""
+        if job in self.in_hand:
+            self.in_hand = [j for j in self.in_hand if j is not job]
         try:
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -63,8 +63,10 @@ TRANSFER_SYNTAXES = [
 ]
 
 
-def handle_store(event: Any, ingestor: Ingestor) -> Dataset:
+def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None = None) -> Dataset:
     """EVT_C_STORE: hand the spooled file to the ingestor and answer its status."""
+    if closing is not None and closing.is_set():
+        return refuse_closing()
     request = event.request
     received = Received(
         path=event.dataset_path,
@@ -80,6 +82,15 @@ def handle_store(event: Any, ingestor: Ingestor) -> Dataset:
     return response
 
 
+def refuse_closing() -> Dataset:
+    """The answer to C-STOREs that arrive once a stopping SCP's grace period is over."""
+    metrics.INSTANCES_REFUSED.labels(status=f"0x{Status.OUT_OF_RESOURCES:04X}").inc()
+    response = Dataset()
+    response.Status = int(Status.OUT_OF_RESOURCES)
+    response.ErrorComment = "SCP shutting down: send again"
+    return response
+
+
 def handle_echo(_event: Any) -> int:
     return int(Status.SUCCESS)
 
@@ -89,6 +100,13 @@ def handle_conn_open(event: Any) -> None:
     sock = getattr(event.assoc.dul.socket, "socket", None)
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _active(delta: int) -> Any:
+    def handler(_event: Any) -> None:
+        metrics.ASSOCIATIONS_ACTIVE.inc(delta)
+
+    return handler
 
 
 def _count(outcome: str) -> Any:
@@ -151,8 +169,9 @@ class _Server(ThreadedAssociationServer):
 class ScpServer:
     """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, closing: threading.Event | None = None) -> None:
         self._server = server
+        self.closing = closing or threading.Event()
 
     @property
     def port(self) -> int:
@@ -161,6 +180,29 @@ class ScpServer:
     def shutdown(self) -> None:
         """Stop accepting associations; those in progress finish in their own threads."""
         self._server.shutdown()
+
+    def stop(self, grace: float, closing_seconds: float = 5.0) -> None:
+        """Graceful stop (SIGTERM): accept no more associations; let those in progress go on
+        for up to ``grace`` seconds; then answer their further C-STOREs 0xA700 (out of
+        resources: send again) and, ``closing_seconds`` later, abort any still open. A C-STORE
+        already being ingested always finishes: nothing is half-written."""
+        self._server.shutdown()
+        self._wait_idle(grace)
+        self.closing.set()
+        if not self._wait_idle(closing_seconds):
+            for assoc in self._server.active_associations:
+                assoc.abort()
+            self._wait_idle(closing_seconds)
+
+    def _wait_idle(self, seconds: float) -> bool:
+        """Wait for the established associations to end (a connection still negotiating, or
+        a health check's, holds no data and is not waited for)."""
+        deadline = time.monotonic() + seconds
+        while any(a.is_established for a in self._server.active_associations):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
 
 def clean_spool(spool: Path, idle_seconds: float) -> int:
@@ -193,10 +235,13 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
     tempfile.tempdir = str(spool.resolve())
     _config.STORE_RECV_CHUNKED_DATASET = True
     ingestor = Ingestor(settings, store, queue)
+    closing = threading.Event()
     handlers: list[Any] = [
-        (evt.EVT_C_STORE, handle_store, [ingestor]),
+        (evt.EVT_C_STORE, handle_store, [ingestor, closing]),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_CONN_OPEN, handle_conn_open),
+        (evt.EVT_CONN_OPEN, _active(1)),
+        (evt.EVT_CONN_CLOSE, _active(-1)),
         (evt.EVT_ACCEPTED, _count("accepted")),
         (evt.EVT_REJECTED, _count("rejected")),
         (evt.EVT_ABORTED, _count("aborted")),
@@ -211,4 +256,4 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself
-    return ScpServer(server)
+    return ScpServer(server, closing)

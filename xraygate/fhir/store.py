@@ -38,7 +38,8 @@ def save(session: Session, resource: dict[str, Any], study_uid: str = "") -> tup
     if current is not None:
         if _core(current.content) == _core(resource):
             resource["meta"] = current.content.get("meta", {})
-            resource["status"] = current.content.get("status", resource.get("status"))
+            if "status" in current.content:  # e.g. "amended"; Patient and others have none
+                resource["status"] = current.content["status"]
             return current.version_id, False
         if rtype in AMENDABLE:
             resource["status"] = "amended"

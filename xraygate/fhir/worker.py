@@ -23,6 +23,7 @@ from xraygate.core.db import read_session
 from xraygate.core.jobs import EmitFhirPayload, JobKind, PushFhirPayload
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import Channel
+from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -49,11 +50,14 @@ class EmitFhir:
         self.tz = ZoneInfo(settings.local_timezone)
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        result_id = EmitFhirPayload.from_job(job).study_result_id
+        payload = EmitFhirPayload.from_job(job)
+        result_id = payload.study_result_id
         with read_session(self.engine) as session:
             ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
         if ctx is None or ctx.result.shadow:
             return None  # shadow results are stored by inference, never emitted
+        if payload.revision < ctx.result.revision:
+            return None  # a newer revision's job emits the study's current state
         resources = build_all(ctx)
         for resource in resources:
             validate_resource(resource)
@@ -63,6 +67,13 @@ class EmitFhir:
         self, session: Session, ctx: ResultContext, resources: list[dict[str, Any]], priority: int
     ) -> None:
         study_uid = ctx.study.study_instance_uid
+        assert ctx.result.id is not None
+        if revision_now(session, ctx.result.id) != ctx.result.revision:
+            log.info(
+                "[%s] result revised while building: left to the newer job",
+                correlation_id(study_uid),
+            )
+            return
         changed = False
         report_version = 1
         for resource in resources:

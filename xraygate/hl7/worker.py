@@ -40,6 +40,7 @@ from xraygate.core.models import (
     StudyResult,
     utcnow,
 )
+from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
@@ -82,7 +83,8 @@ class EmitHl7:
         return out
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
-        result_id = EmitHl7Payload.from_job(job).study_result_id
+        payload = EmitHl7Payload.from_job(job)
+        result_id = payload.study_result_id
         with read_session(self.engine) as session:
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
@@ -91,12 +93,14 @@ class EmitHl7:
             patient = session.get(Patient, study.patient_pk) if study else None
         if study is None or patient is None:
             raise PermanentDelivery(f"study result {result_id} has no study or patient row")
+        if payload.revision < result.revision:
+            return None  # a newer revision's job sends the study's current state
         channels = self.channels(terms_for(result.category).urgent)
         if not channels:
             return None  # HL7 sending is off
         now = utcnow().astimezone()
         messages = [self._message(ch, result, study, patient, now, job.priority) for ch in channels]
-        return lambda session: self._commit(session, messages)
+        return lambda session: self._commit(session, result, messages)
 
     def _message(
         self,
@@ -130,8 +134,19 @@ class EmitHl7:
         )
 
     def _commit(
-        self, session: Session, messages: list[tuple[type[OutboxPayload], NewMessage]]
+        self,
+        session: Session,
+        result: StudyResult,
+        messages: list[tuple[type[OutboxPayload], NewMessage]],
     ) -> None:
+        assert result.id is not None
+        if revision_now(session, result.id) != result.revision:
+            # revised while this one was built: the newer revision's job sends it, after this
+            # one would have, so a stale ORU can never overtake the current one
+            log.info(
+                "[%s] result revised while building", correlation_id(result.study_instance_uid)
+            )
+            return
         for send, new in messages:
             added = add_message(session, self.delivery, send, new)
             log.info(

@@ -119,6 +119,18 @@ class StudyResult(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+# --- result revisions (emitters never store or send a superseded one) -------------------------
+
+
+def revision_now(session: Session, result_id: int) -> int | None:
+    """The result's revision inside the caller's transaction, row-locked until it commits (so a
+    new revision cannot slip in before what was built from this one is stored)."""
+    revision = session.scalar(
+        select(col(StudyResult.revision)).where(col(StudyResult.id) == result_id).with_for_update()
+    )
+    return None if revision is None else int(revision)
+
+
 # --- registry queries and state transitions (shared by inference, the CLI and the gateway) ---
 
 
