@@ -45,6 +45,11 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/admin/audit/{event_id}"): frozenset({ADMIN}),
     ("GET", "/api/admin/deid/held"): frozenset({ADMIN}),
     ("GET", "/api/admin/deid/held/{export_id}/thumbnail.png"): frozenset({ADMIN}),
+    ("GET", "/admin/quality"): frozenset({ADMIN}),
+    ("GET", "/api/admin/models/report"): frozenset({ADMIN}),
+    ("GET", "/api/admin/models/report/fhir"): frozenset({ADMIN}),
+    ("GET", "/api/admin/models/promotion"): frozenset({ADMIN}),
+    ("POST", "/api/admin/models/promote"): frozenset({ADMIN}),
     ("GET", "/fhir/metadata"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}"): frozenset({EHR, ADMIN}),
@@ -63,7 +68,7 @@ CALLER_ROLES = {
     "key:pacs-bridge": {EHR},
     "key:ops-robot": {ADMIN},
 }
-PAGES = {"/worklist", "/studies/{study_uid}", "/admin"}
+PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality"}
 
 
 def _routes(gw: Gateway) -> set[tuple[str, str]]:

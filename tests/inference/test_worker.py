@@ -1,4 +1,6 @@
-"""The infer job on SQLite and PostgreSQL: results, downstream jobs, failures, shadow mode."""
+"""The infer job on SQLite and PostgreSQL: results, downstream jobs, failures, shadow mode, and
+the out-of-distribution gate (the real RG1 chest CR is outside the demo model's synthetic
+training distribution: it is recorded indeterminate, without a score)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pydicom.data import get_testdata_file
 from sqlmodel import col, select
 
 from tests.inference.conftest import Pipeline
+from tests.synthetic_cr import synthetic_cr
 from xraygate.core import db
 from xraygate.core.models import (
     InstanceResult,
@@ -34,6 +37,14 @@ def sample(name: str) -> Path:
     return Path(get_testdata_file(name))
 
 
+def synthetic(tmp_path: Path, seed: int = 11, **kwargs: str) -> Path:
+    """A synthetic chest CR the demo model can read (in distribution)."""
+    from xraygate.inference.training.synthetic import dataset
+
+    images, _ = dataset(1, seed)
+    return synthetic_cr(tmp_path / f"synthetic-{seed}.dcm", images[0], **kwargs)
+
+
 def run_all(pipeline: Pipeline, worker: Worker, limit: int = 50) -> None:
     for _ in range(limit):
         if not worker.run_once():
@@ -50,30 +61,47 @@ def rows(pipeline: Pipeline, model: type) -> list:  # type: ignore[type-arg]
         return list(session.scalars(select(model)))
 
 
-def test_scores_a_chest_cr_and_enqueues_delivery(pipeline: Pipeline) -> None:
-    chest = pipeline.ingest(sample("RG1_UNCR.dcm"))
+def test_scores_a_chest_cr_and_enqueues_delivery(pipeline: Pipeline, tmp_path: Path) -> None:
+    chest = pipeline.ingest(synthetic(tmp_path))
+    real = pipeline.ingest(sample("RG1_UNCR.dcm"))
     extremity = pipeline.ingest(sample("RG3_UNCR.dcm"))
     ct = pipeline.ingest(sample("CT_small.dcm"))
     run_all(pipeline, worker_for(pipeline))
     [version] = rows(pipeline, ModelVersion)
     assert version.state == ModelState.ACTIVE and version.manifest["demo"] is True
+    assert version.origin == "bundled"
     results = {r.study_instance_uid: r for r in rows(pipeline, StudyResult)}
-    rg1 = results[chest]
-    assert rg1.score is not None and 0 <= rg1.score <= 1
-    assert rg1.category in ("high", "indeterminate", "low") and rg1.revision == 1
-    assert rg1.model_version == version.label and rg1.demo_model
+    scored = results[chest]
+    assert scored.score is not None and 0 <= scored.score <= 1
+    assert scored.category in ("high", "indeterminate", "low") and scored.revision == 1
+    assert scored.model_version == version.label and scored.demo_model
+    assert scored.ood_distance is not None and scored.ood_distance <= 1.0 and not scored.reason
+    # the real chest CR is unlike the synthetic training images: no score, never low
+    rg1 = results[real]
+    assert rg1.category == "indeterminate" and rg1.score is None
+    assert rg1.ood_distance is not None and rg1.ood_distance > 1.0
+    assert rg1.reason == f"out-of-distribution: 1 of 1 image(s), distance {rg1.ood_distance:.2f}"
     assert results[extremity].category == "not-applicable"
     assert results[extremity].reason == "body part EXTREMITY is not chest"
     assert results[ct].category == "not-applicable" and results[ct].score is None
-    [instance_result] = [r for r in rows(pipeline, InstanceResult) if r.study_instance_uid == chest]
+    by_study = {r.study_instance_uid: r for r in rows(pipeline, InstanceResult)}
+    instance_result = by_study[chest]
     assert instance_result.input_sha256 and instance_result.model_sha256 == version.sha256
     assert set(instance_result.timings) == {"preprocess_ms", "model_ms", "batch"}
+    refused = by_study[real]
+    assert refused.applicable and refused.score is None
+    assert refused.reason.startswith("out-of-distribution (distance ")
     jobs = rows(pipeline, Job)
     downstream = sorted((j.kind, j.study_uid) for j in jobs if j.kind != "infer")
-    assert downstream == sorted((k, chest) for k in ("emit-fhir", "emit-hl7", "deidentify"))
+    kinds = ("emit-fhir", "emit-hl7", "deidentify")
+    assert downstream == sorted([(k, s) for k in kinds for s in (chest, real)])
     assert all(j.state == JobState.DONE for j in jobs if j.kind == "infer")
-    payload = next(j.payload for j in jobs if j.kind == "emit-fhir")
-    assert payload == {"study_result_id": rg1.id, "model_version": rg1.model_version, "revision": 1}
+    payload = next(j.payload for j in jobs if j.kind == "emit-fhir" and j.study_uid == chest)
+    assert payload == {
+        "study_result_id": scored.id,
+        "model_version": scored.model_version,
+        "revision": 1,
+    }
 
 
 def test_rerun_does_not_duplicate_and_lossless_variant_agrees(
@@ -91,11 +119,13 @@ def test_rerun_does_not_duplicate_and_lossless_variant_agrees(
     pipeline.ingest(copy)
     run_all(pipeline, worker)
     [second] = rows(pipeline, StudyResult)
-    scores = [r.score for r in rows(pipeline, InstanceResult)]
-    assert len(scores) == 2 and abs(scores[0] - scores[1]) < 1e-3
+    distances = [r.ood_distance for r in rows(pipeline, InstanceResult)]
+    assert len(distances) == 2 and abs(distances[0] - distances[1]) < 1e-3
     assert second.study_instance_uid == study and second.revision == 2
     assert len(second.instance_uids) == 2
-    assert abs(second.score - first.score) < 1e-3
+    assert second.score is None and first.score is None  # both out of distribution
+    assert abs(second.ood_distance - first.ood_distance) < 1e-3
+    assert second.reason.startswith("out-of-distribution: 2 of 2 image(s)")
     emits = [j for j in rows(pipeline, Job) if j.kind == "emit-fhir"]
     assert sorted(j.payload["revision"] for j in emits) == [1, 2]
 
@@ -132,7 +162,7 @@ def test_model_crash_is_recorded_and_retried(
         raise RuntimeError("CUDA_ERROR_ILLEGAL_ADDRESS")
 
     with monkeypatch.context() as patch:
-        patch.setattr(runtime.LoadedModel, "predict", crash)
+        patch.setattr(runtime.LoadedModel, "read", crash)
         assert worker.run_once()
     [job] = rows(pipeline, Job)
     assert job.state == JobState.PENDING and job.attempts == 1
@@ -157,7 +187,7 @@ def test_shadow_version_is_scored_but_never_emitted(pipeline: Pipeline, tmp_path
     candidate = import_model(pipeline.queue.engine, pipeline.store, shadow_dir)
     with db.write_session(pipeline.queue.engine) as session:
         set_state(session, candidate.name, candidate.version, ModelState.SHADOW)
-    study = pipeline.ingest(sample("RG1_UNCR.dcm"))
+    study = pipeline.ingest(synthetic(tmp_path))
     run_all(pipeline, worker)
     results = {r.model_version: r for r in rows(pipeline, StudyResult)}
     shadow = results[candidate.label]
@@ -186,7 +216,7 @@ def test_no_active_model_fails_the_job_not_the_worker(pipeline: Pipeline) -> Non
 
 
 def test_queued_images_are_predicted_in_one_batch(pipeline: Pipeline, tmp_path: Path) -> None:
-    ds = dcmread(sample("RG1_UNCR.dcm"))
+    ds = dcmread(synthetic(tmp_path))
     for i in range(3):
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = (
             f"1.2.826.0.1.3680043.8.504.{i}"

@@ -19,10 +19,15 @@ from xraygate.core.models import ModelState, ModelVersion, Study, StudyResult
 from xraygate.core.models.results import find_version, rollback, set_state
 from xraygate.core.storage import store_from_settings
 
-model_app = typer.Typer(help="Model versions: list, import, activate, evaluate, compare, train.")
+model_app = typer.Typer(
+    help="Model versions: list, import, activate, evaluate, compare, train, report, publish, pull."
+)
 
 
 def register(app: typer.Typer) -> None:
+    from xraygate.cli import model_loop
+
+    model_loop.register(model_app)
     app.add_typer(model_app, name="model")
     app.command("results")(results)
 
@@ -68,23 +73,34 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 @model_app.command("import")
 def import_(directory: Annotated[Path, typer.Argument(help="Folder with manifest.json.")]) -> None:
     """Register a model version (as a candidate) after verifying manifest and sha256."""
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
     from xraygate.inference.registry import import_model
 
     settings = get_settings()
+    engine = _engine(settings)
     try:
-        row = import_model(_engine(settings), store_from_settings(settings), directory)
+        row = import_model(engine, store_from_settings(settings), directory)
+        with db.write_session(engine) as session:
+            detail = f"from {directory} sha256={row.sha256}"
+            session.add(model_event("import", row.label, actor=actor(), detail=detail))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"imported {row.label} ({row.state})")
 
 
 def _transition(ref: str, state: ModelState) -> None:
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
+
     name, version = _split(ref)
     engine = _engine(get_settings())
     try:
         with db.write_session(engine) as session:
             row = set_state(session, name, version, state)
             label, new_state = row.label, row.state
+            step = {"active": "activate", "shadow": "shadow", "retired": "retire"}.get(state, state)
+            session.add(model_event(step, label, actor=actor()))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"{label} is now {new_state}")
@@ -112,9 +128,13 @@ def retire(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
 def rollback_cmd() -> None:
     """Re-activate the version that was active before the current one."""
     engine = _engine(get_settings())
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
+
     try:
         with db.write_session(engine) as session:
             label = rollback(session).label
+            session.add(model_event("rollback", label, actor=actor()))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"rolled back: {label} is active")
@@ -184,37 +204,53 @@ def train_cmd(
     name: Annotated[str, typer.Option(help="Model name.")] = "site-cxr",
     version: Annotated[str, typer.Option(help="Version string.")] = "1",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
+    size: Annotated[int, typer.Option(help="Input height and width in pixels.")] = 128,
     out: Annotated[Path | None, typer.Option(help="Keep the artifact here.")] = None,
 ) -> None:
-    """Train a model from a site's labelled images and import it as a candidate."""
+    """Train a model from a site's labelled images and import it as a candidate; its manifest
+    carries the training reference (OOD gate, score distribution)."""
+    from xraygate.cli.model_loop import actor
+    from xraygate.core.models.audit import model_event
     from xraygate.inference.manifest import InputSpec
     from xraygate.inference.registry import import_model
     from xraygate.inference.training.data import load_directory
     from xraygate.inference.training.train import TrainConfig, save, train
 
     settings = get_settings()
-    spec = InputSpec(height=128, width=128)
+    try:
+        spec = InputSpec(height=size, width=size)
+    except ValueError as exc:
+        raise fail(f"--size must be between 16 and 1024: {size}") from exc
     try:
         images, labels, skipped = load_directory(data, spec)
         for line in skipped:
             typer.echo(f"skipped {line}", err=True)
-        model, metrics = train(images, labels, spec, TrainConfig(epochs=epochs))
+        trained = train(images, labels, spec, TrainConfig(epochs=epochs))
         target = out or Path(tempfile.mkdtemp(prefix="xraygate-model-"))
         save(
-            model,
+            trained.model,
             target,
             name=name,
             version=version,
             spec=spec,
-            metrics=metrics,
+            metrics=trained.metrics,
+            reference=trained.reference,
             training_data=f"{len(labels)} images from {data.name}",
             intended_use="Site-trained pneumonia triage model; validate before clinical use.",
             demo=False,
         )
-        row = import_model(_engine(settings), store_from_settings(settings), target)
+        engine = _engine(settings)
+        row = import_model(engine, store_from_settings(settings), target, origin=f"trained:{data}")
+        with db.write_session(engine) as session:
+            detail = f"trained on {len(labels)} images from {data} sha256={row.sha256}"
+            session.add(model_event("import", row.label, actor=actor(), detail=detail))
     except XraygateError as exc:
         raise fail(str(exc)) from exc
-    typer.echo(f"trained and imported {row.label} (candidate), auroc={metrics.auroc}")
+    metrics = trained.metrics
+    typer.echo(
+        f"trained and imported {row.label} (candidate), auroc={metrics.auroc}, "
+        f"OOD gate flags {metrics.ood_flagged or 0.0:.1%} of the held-out split"
+    )
 
 
 def results(

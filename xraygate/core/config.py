@@ -155,6 +155,46 @@ class Settings(BaseSettings):
         True, description="Register and activate the bundled demo model when none is registered."
     )
 
+    # --- model distribution, promotion and quality (inference/distribution, core/quality) ---
+    model_source_url: str | None = Field(
+        None,
+        description="Where signed model releases are published (a path or s3://bucket/prefix): "
+        "workers pull new ones periodically, verify them and import them as shadow; off when "
+        "unset.",
+    )
+    model_source_s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint of the model source (default: the main S3 endpoint)."
+    )
+    model_source_s3_region: str = Field("us-east-1", description="Model source S3 region.")
+    model_source_s3_access_key_id: str | None = Field(
+        None, description="Model source access key (default: the main S3 key, else boto3 chain)."
+    )
+    model_source_s3_secret_access_key: SecretStr | None = Field(
+        None, description="Model source secret key."
+    )
+    model_pull_interval_seconds: float = Field(
+        3600.0, description="How often workers look for new releases at the model source."
+    )
+    model_trusted_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Ed25519 public keys (base64, from `xraygate model keygen`) "
+        "whose signatures this site accepts on pulled models; none = nothing is pulled.",
+    )
+    model_signing_key_file: Path | None = Field(
+        None, description="PEM Ed25519 private key `xraygate model publish` signs with."
+    )
+    model_auto_promote: bool = Field(
+        False,
+        description="Activate a shadow version when, on enough paired labelled studies, its "
+        "agreement with clinicians is not worse and its sensitivity is higher.",
+    )
+    model_promote_min_paired: int = Field(
+        200, description="Paired labelled studies the promotion rule needs."
+    )
+    quality_window_days: float = Field(
+        30.0, description="Window of the per-version quality and drift gauges on /metrics."
+    )
+
     # --- results out: FHIR, HL7 v2, escalation (fhir/, hl7/, gateway/fhir_api.py) ------------
     fhir_system_base: str = Field(
         "https://xraygate.example.org/fhir",
@@ -290,6 +330,7 @@ class Settings(BaseSettings):
         "infer_modalities",
         "infer_chest_terms",
         "auth_api_keys",
+        "model_trusted_keys",
         mode="before",
     )
     @classmethod

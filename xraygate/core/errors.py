@@ -18,6 +18,7 @@ Adapters translate library errors with ``raise ... from exc``.
     ├── InferenceError            preprocessing or the model failed
     │   ├── NotApplicable         the image is not one the model may read
     │   └── ModelRegistryError    a model version is missing, invalid or does not match its sha256
+    │       └── ReleaseRefused    a published model release failed its signature or digest check
     ├── DeliveryError             sending a result failed
     │   ├── RetryableDelivery     the peer may accept later (timeout, 5xx, HL7 AE)
     │   └── PermanentDelivery     the peer refused for good (4xx, HL7 AR)
@@ -95,6 +96,13 @@ class NotApplicable(InferenceError):
 
 class ModelRegistryError(InferenceError):
     """A model version is missing, invalid, or does not match its recorded sha256."""
+
+
+class ReleaseRefused(ModelRegistryError):
+    """A published model release is not signed by a trusted key, or its files do not match the
+    digests it was signed with. It is not imported."""
+
+    permanent = True
 
 
 class DeliveryError(XraygateError):

@@ -47,6 +47,7 @@ class JobKind(StrEnum):
     SEND_HL7 = "send-hl7", "Send an ORU^R01 from the outbox over MLLP, in per-patient order."
     NOTIFY_ESCALATION = "notify-escalation", "POST a high-risk notification to the webhook."
     DEIDENTIFY = "deidentify", "Decide, de-identify and export a study result for retraining."
+    MODEL_SYNC = "model-sync", "Pull signed model releases as shadow; apply the promotion rule."
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,27 @@ class NotifyEscalationPayload(OutboxPayload):
     kind: ClassVar[JobKind] = JobKind.NOTIFY_ESCALATION
 
 
+# --- periodic model sync (scheduled by inference, one job per time slot) --------------------
+
+
+@dataclass(frozen=True)
+class ModelSyncPayload(JobPayload):
+    """One slot of the periodic model sync: ``slot`` = epoch seconds // the pull interval."""
+
+    kind: ClassVar[JobKind] = JobKind.MODEL_SYNC
+    slot: int
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"slot": self.slot}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
+        return cls(int(payload["slot"]))
+
+    def dedupe_key(self, study_uid: str | None) -> str:
+        return f"{self.kind.value}:{self.slot}"
+
+
 # --- the contract table ----------------------------------------------------------------------
 
 
@@ -256,6 +278,7 @@ CONTRACT: Mapping[JobKind, Contract] = {
     JobKind.SEND_HL7: Contract(SendHl7Payload, ("hl7",), "hl7"),
     JobKind.NOTIFY_ESCALATION: Contract(NotifyEscalationPayload, ("hl7",), "hl7"),
     JobKind.DEIDENTIFY: Contract(DeidentifyPayload, ("inference", "core"), "anonymizer"),
+    JobKind.MODEL_SYNC: Contract(ModelSyncPayload, ("inference",), "inference"),
 }
 
 _PAYLOADS: Mapping[str, type[JobPayload]] = {k.value: c.payload for k, c in CONTRACT.items()}

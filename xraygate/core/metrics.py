@@ -33,6 +33,11 @@ INFERENCE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 STUDIES_SCORED = Counter("xraygate_studies_scored_total", "Study results by category", ["category"])
+OUT_OF_DISTRIBUTION = Counter(
+    "xraygate_out_of_distribution_total",
+    "Images a model version's OOD gate refused to score",
+    ["model_version"],
+)
 DELIVERIES = Counter(
     "xraygate_deliveries_total", "Result deliveries by channel and outcome", ["channel", "outcome"]
 )
@@ -75,4 +80,58 @@ SCORE_DISTRIBUTION = Gauge(
     "xraygate_study_scores",
     "Emitted study results by score decile: decile 0.3 counts [0.3, 0.4) (scrape time)",
     ["decile"],
+)
+
+# --- model quality from clinicians' labels (core/quality/gauges.py, read at scrape time) -----
+_VERSION = ["model_version", "state"]
+MODEL_RESULTS = Gauge(
+    "xraygate_model_results",
+    "Study results of a model version in the quality window (shadow versions included)",
+    _VERSION,
+)
+MODEL_LABELLED = Gauge(
+    "xraygate_model_labelled_studies",
+    "Results of a model version in the quality window with a clinician's finding",
+    _VERSION,
+)
+MODEL_AGREEMENT = Gauge(
+    "xraygate_model_agreement_ratio",
+    "Share of labelled studies whose category states the clinician's finding",
+    _VERSION,
+)
+MODEL_SENSITIVITY = Gauge(
+    "xraygate_model_sensitivity_ratio", "Sensitivity at the high threshold (labelled)", _VERSION
+)
+MODEL_SPECIFICITY = Gauge(
+    "xraygate_model_specificity_ratio", "Specificity at the high threshold (labelled)", _VERSION
+)
+MODEL_PPV_HIGH = Gauge(
+    "xraygate_model_ppv_high_ratio", "Share of labelled high-risk results with pneumonia", _VERSION
+)
+MODEL_NPV_LOW = Gauge(
+    "xraygate_model_npv_low_ratio", "Share of labelled low-risk results without pneumonia", _VERSION
+)
+MODEL_INDETERMINATE = Gauge(
+    "xraygate_model_indeterminate_ratio", "Share of a version's results indeterminate", _VERSION
+)
+MODEL_OOD = Gauge(
+    "xraygate_model_out_of_distribution_ratio",
+    "Share of a version's results with an image outside its training distribution",
+    _VERSION,
+)
+MODEL_AUROC = Gauge("xraygate_model_auroc", "AUROC on labelled studies (when enough)", _VERSION)
+MODEL_ECE = Gauge("xraygate_model_ece", "Expected calibration error on labelled studies", _VERSION)
+MODEL_PSI = Gauge(
+    "xraygate_model_score_psi",
+    "Population stability index of the scores against the version's validation scores",
+    _VERSION,
+)
+MODEL_KS = Gauge(
+    "xraygate_model_score_ks",
+    "Kolmogorov-Smirnov statistic of the scores against the version's validation scores",
+    _VERSION,
+)
+LAST_RESULT = Gauge(
+    "xraygate_last_result_timestamp_seconds",
+    "Unix time of the newest emitted study result (scrape time)",
 )

@@ -114,6 +114,15 @@ def terms_for(value: str) -> CategoryTerms:
     return RESULT_TERMS[category_of(value)]
 
 
+def data_absent_reason(value: str) -> Term:
+    """FHIR Observation.dataAbsentReason of a result without a score: no image the model may
+    read (``not-applicable``), or none it knows (out of distribution, ``indeterminate``:
+    ``unknown``, the result's reason says why)."""
+    if category_of(value) == Category.NOT_APPLICABLE:
+        return Term("not-applicable", "Not Applicable")
+    return Term("unknown", "Unknown")
+
+
 def statement(demo_model: bool) -> str:
     """The AI statement (and the demonstration-model warning) every result carries."""
     return f"{AI_STATEMENT} {DEMO_STATEMENT}" if demo_model else AI_STATEMENT

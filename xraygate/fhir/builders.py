@@ -30,6 +30,7 @@ from xraygate.core.vocabulary import (
     RISK_CATEGORY_DISPLAY,
     CategoryTerms,
     category_of,
+    data_absent_reason,
     statement,
     terms_for,
     thresholds_text,
@@ -256,13 +257,14 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
             "system": UCUM,
             "code": "%",
         }
-    else:
+    else:  # not applicable, or no image the model knows (out of distribution): no score
+        absent = data_absent_reason(r.category)
         out["dataAbsentReason"] = {
             "coding": [
                 {
                     "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                    "code": "not-applicable",
-                    "display": "Not Applicable",
+                    "code": absent.code,
+                    "display": absent.display,
                 }
             ],
             "text": r.reason or "no image the model may read",

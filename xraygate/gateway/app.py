@@ -29,11 +29,12 @@ from fastapi.staticfiles import StaticFiles
 import xraygate
 from xraygate.core.config import Settings, get_settings
 from xraygate.gateway import errors, fhir_api, ops
-from xraygate.gateway.api import admin, clinical, deid_review, feedback, session
+from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.middleware.audit import AuditMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
+from xraygate.gateway.ops.metrics import QUALITY_GAUGES
 from xraygate.gateway.web import pages
 from xraygate.gateway.web.render import STATIC, HtmlRoute
 
@@ -47,12 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="AI triage of chest X-rays (demonstration model, not for clinical use).",
     )
     app.include_router(ops.router(settings))
+    setattr(app.state, QUALITY_GAUGES, True)  # per-version quality gauges from the gateway only
     app.include_router(pages.router)
     clinician = [Depends(require(Role.CLINICIAN))]
     app.include_router(clinical.router, dependencies=clinician)
     app.include_router(feedback.router, dependencies=clinician)
     app.include_router(admin.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(deid_review.router, dependencies=[Depends(require(Role.ADMIN))])
+    app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

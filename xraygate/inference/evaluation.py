@@ -12,6 +12,7 @@ from sqlmodel import col
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.models import ModelVersion, StudyResult
+from xraygate.core.models.results import OOD_LIMIT
 from xraygate.core.storage import ObjectStore
 from xraygate.inference.manifest import Metrics
 from xraygate.inference.registry import ModelCache
@@ -32,8 +33,15 @@ def evaluate_version(
     else:
         images, labels, _ = load_directory(data, spec)
         source = f"{data} (n={len(labels)})"
-    scores = np.concatenate([model.predict(images[i : i + 64]) for i in range(0, len(images), 64)])
-    return evaluate(labels, scores, model.manifest.thresholds.high, source)
+    readings = [model.read(images[i : i + 64]) for i in range(0, len(images), 64)]
+    scores = np.concatenate([r.scores for r in readings])
+    flagged = None
+    if all(r.ood_distances is not None for r in readings):
+        distances = np.concatenate(
+            [r.ood_distances for r in readings if r.ood_distances is not None]
+        )
+        flagged = float((distances > OOD_LIMIT).mean())
+    return evaluate(labels, scores, model.manifest.thresholds.high, source, ood_flagged=flagged)
 
 
 def compare_results(engine: Engine, candidate: str, baseline: str) -> dict[str, Any]:

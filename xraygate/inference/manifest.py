@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from xraygate.core.errors import ModelRegistryError
+from xraygate.inference.ood import OodReference
 
 DEMO_NOTICE = (
     "DEMONSTRATION MODEL trained on synthetic images: not a medical device, not for clinical use."
@@ -40,7 +42,19 @@ class Metrics(BaseModel):
     specificity_at_high: float | None = None
     brier: float | None = None
     ece: float | None = None
+    ood_flagged: float | None = Field(
+        None, description="share of the evaluation set the OOD gate flags"
+    )
     evaluated_on: str = ""
+
+
+class Reference(BaseModel):
+    """What the version saw in training: the OOD gate's reference and, for drift, the
+    distribution of its scores on the validation split (101 quantiles, 0 to 100 %)."""
+
+    ood: OodReference | None = None
+    score_quantiles: list[float] = Field(default_factory=list, max_length=101)
+    validation_n: int = Field(0, ge=0)
 
 
 class Manifest(BaseModel):
@@ -52,6 +66,9 @@ class Manifest(BaseModel):
     thresholds: Thresholds = Thresholds()
     training_data: str
     metrics: Metrics = Metrics()
+    reference: Reference | None = Field(
+        None, description="training reference (OOD gate, drift); absent in older manifests"
+    )
     intended_use: str
     demo: bool = False
 
@@ -60,7 +77,16 @@ class Manifest(BaseModel):
         return f"{self.name}:{self.version}"
 
     def dumps(self) -> str:
-        return self.model_dump_json(indent=2)
+        """Indented JSON, with each list of numbers on one line (the reference's matrices)."""
+        text = self.model_dump_json(indent=2)
+        return _NUMBER_LIST.sub(_one_line, text)
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][0-9.eE+-]*(?:,\s*-?[0-9][0-9.eE+-]*)*)\s*\]")
+
+
+def _one_line(match: re.Match[str]) -> str:
+    return "[" + ", ".join(v.strip() for v in match.group(1).split(",")) + "]"
 
 
 def load_manifest(path: Path) -> Manifest:

@@ -33,7 +33,9 @@ def keys(manifest: Manifest) -> tuple[str, str]:
     return f"{base}/{manifest.artifact}", f"{base}/manifest.json"
 
 
-def import_model(engine: Engine, store: ObjectStore, model_dir: Path) -> ModelVersion:
+def import_model(
+    engine: Engine, store: ObjectStore, model_dir: Path, *, origin: str = "import"
+) -> ModelVersion:
     """Register the model in ``model_dir`` (manifest.json + artifact) as a candidate."""
     manifest = load_manifest(model_dir / "manifest.json")
     artifact = model_dir / manifest.artifact
@@ -62,6 +64,7 @@ def import_model(engine: Engine, store: ObjectStore, model_dir: Path) -> ModelVe
         manifest=manifest.model_dump(mode="json"),
         state=ModelState.CANDIDATE,
         auroc=manifest.metrics.auroc,
+        origin=origin[:500],
     )
     with write_session(engine) as session:
         session.add(row)
@@ -76,7 +79,7 @@ def ensure_default_model(settings: Settings, engine: Engine, store: ObjectStore)
         if session.scalars(select(ModelVersion)).first() is not None:
             return
     try:
-        row = import_model(engine, store, DEMO_DIR)
+        row = import_model(engine, store, DEMO_DIR, origin="bundled")
     except DatabaseError:
         return  # another worker process registered it at the same moment
     with write_session(engine) as session:

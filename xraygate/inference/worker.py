@@ -3,7 +3,11 @@ results, and enqueue delivery work in the same transaction.
 
 Follow-up jobs (``emit-fhir``, ``emit-hl7``, ``deidentify``) are enqueued only for the emitting
 model's study result, only when that result changed (a new revision), and never for shadow
-models. High-risk studies get a higher queue priority.
+models. High-risk studies get a higher queue priority; de-identification for retraining a lower one
+(it never delays a delivery).
+
+An image beyond the version's out-of-distribution threshold (:mod:`.ood`) keeps no score: it is
+recorded with its OOD distance and the reason, and its study cannot be ``low``.
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from xraygate.core.models import (
     StudyResult,
     utcnow,
 )
+from xraygate.core.models.results import OOD_LIMIT, ood_reason
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.core.worker import BatchHandler, Commit, Handler
-from xraygate.inference import applicability
+from xraygate.inference import applicability, sync
 from xraygate.inference.manifest import Manifest, Thresholds, parse_manifest
 from xraygate.inference.preprocess import preprocess, read_dataset
 from xraygate.inference.registry import (
@@ -59,6 +64,7 @@ log = logging.getLogger(__name__)
 
 DOWNSTREAM: tuple[type[ResultPayload], ...] = (EmitFhirPayload, EmitHl7Payload, DeidentifyPayload)
 HIGH_PRIORITY = 10
+EXPORT_PRIORITY = -10  # de-identification for retraining never delays a result's delivery
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Reading:
     manifest: Manifest
     shadow: bool
     score: float | None = None
+    ood_distance: float | None = None
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -168,14 +175,21 @@ class InferHandler(BatchHandler):
             return
         model = self.cache.get(version)
         start = time.perf_counter()
-        scores = model.predict(np.stack([p.images[index] for p in members]))
+        read = model.read(np.stack([p.images[index] for p in members]))
         per_image = (time.perf_counter() - start) / len(members)
         metrics.INFERENCE_SECONDS.labels(stage="model").observe(per_image)
-        for prepared, value in zip(members, scores, strict=True):
+        distances = read.ood_distances if read.ood_distances is not None else [None] * len(members)
+        for prepared, value, distance in zip(members, read.scores, distances, strict=True):
             reading = prepared.readings[index]
             reading.score = float(value)
             reading.timings["model_ms"] = per_image * 1e3
             reading.timings["batch"] = float(len(members))
+            if distance is not None:
+                reading.ood_distance = round(float(distance), 4)
+                if distance > OOD_LIMIT:  # the model does not know this image: no score
+                    reading.score = None
+                    reading.reason = ood_reason(float(distance))
+                    metrics.OUT_OF_DISTRIBUTION.labels(model_version=version.label).inc()
 
     def _to_commit(
         self, prepared: Prepared | BaseException | None
@@ -215,8 +229,9 @@ class InferHandler(BatchHandler):
             applicable=False,
         )
         row.input_sha256 = instance.sha256
-        row.applicable = reading.score is not None
+        row.applicable = reading.score is not None or reading.ood_distance is not None
         row.score = reading.score
+        row.ood_distance = reading.ood_distance
         row.reason = reading.reason[:500]
         row.shadow = reading.shadow
         row.timings = reading.timings
@@ -263,6 +278,7 @@ class InferHandler(BatchHandler):
         row.score = outcome.score
         row.category = outcome.category.value
         row.reason = outcome.reason
+        row.ood_distance = outcome.ood_distance
         row.instance_uids = outcome.instance_uids
         row.thresholds = thresholds.model_dump()
         row.shadow = reading.shadow
@@ -289,7 +305,7 @@ class InferHandler(BatchHandler):
                 session,
                 payload(result.id, result.model_version, result.revision),
                 study_uid=result.study_instance_uid,
-                priority=priority,
+                priority=EXPORT_PRIORITY if payload is DeidentifyPayload else priority,
             )
 
 
@@ -301,4 +317,9 @@ def parse_manifest_row(version: ModelVersion) -> Manifest:
 
 def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     ensure_default_model(settings, queue.engine, store)
-    return {JobKind.INFER: InferHandler(settings, store, queue)}
+    if sync.enabled(settings):
+        sync.schedule(queue, settings)
+    return {
+        JobKind.INFER: InferHandler(settings, store, queue),
+        JobKind.MODEL_SYNC: sync.ModelSyncHandler(settings, store, queue),
+    }

@@ -1,4 +1,6 @@
-"""The audit trail (written by ``gateway/``): one row per access to patient data.
+"""The audit trail: one row per access to patient data (written by ``gateway/``) and one per
+step of a model version's life (publish, pull, import, shadow, promote, activate; written where
+the step happens, see :func:`model_event`).
 
 Who (``actor``, ``auth_method``, ``roles``), what (``action``, ``method``, ``route``, ``path``,
 ``query``, ``study_uid``), when (``recorded_at``), from where (``source``, ``user_agent``) and
@@ -31,3 +33,37 @@ class AuditRecord(SQLModel, table=True):
     source: str = Field(default="", max_length=64, description="client address")
     user_agent: str = Field(default="", max_length=200)
     status: int = Field(description="HTTP status answered")
+
+
+MODEL_METHOD = "MODEL"  # ``method`` of model-lifecycle events (HTTP rows carry the HTTP verb)
+_MODEL_ACTIONS = {"import": "C", "publish": "E", "pull": "E", "promote": "U", "refuse": "E"}
+
+
+def model_event(
+    step: str,
+    model: str,
+    *,
+    actor: str,
+    via: str = "cli",
+    detail: str = "",
+    status: int = 200,
+    source: str = "",
+) -> AuditRecord:
+    """An audit row for one step of a model version's life.
+
+    ``route`` is ``model <step>`` (publish, pull, import, shadow, activate, retire, rollback,
+    promote, refuse), ``path`` the NAME:VERSION, ``query`` the detail (source URL, sha256, key
+    id, reason), ``auth_method`` how it ran (cli, job, api); ``status`` 200 done, 403 refused
+    (signature or digest check failed), 500 failed.
+    """
+    return AuditRecord(
+        actor=actor[:200],
+        auth_method=via[:16],
+        action=_MODEL_ACTIONS.get(step, "U"),
+        method=MODEL_METHOD,
+        route=f"model {step}"[:200],
+        path=model[:500],
+        query=detail[:2000],
+        source=source[:64],
+        status=status,
+    )

@@ -16,6 +16,13 @@ from sqlmodel import Field, Session, SQLModel, col
 from xraygate.core.config import ModelPolicy
 from xraygate.core.models.base import utcnow
 
+OOD_LIMIT = 1.0  # OOD distances are in units of the version's threshold: above it, no score
+OOD_REASON = "out-of-distribution"
+
+
+def ood_reason(distance: float) -> str:
+    return f"{OOD_REASON} (distance {distance:.2f}, threshold {OOD_LIMIT:.2f})"
+
 
 class Category(StrEnum):
     HIGH = "high"  # escalate to staff
@@ -43,6 +50,9 @@ class ModelVersion(SQLModel, table=True):
     manifest: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     state: str = Field(default=ModelState.CANDIDATE, max_length=16)
     auroc: float | None = None
+    origin: str = Field(
+        default="", max_length=500, description="where it came from: bundled, import, pull URL"
+    )
     imported_at: datetime = Field(default_factory=utcnow)
     activated_at: datetime | None = None
 
@@ -67,8 +77,11 @@ class InstanceResult(SQLModel, table=True):
     model_sha256: str = Field(max_length=64)
     input_sha256: str = Field(max_length=64, description="sha256 of the DICOM object read")
     applicable: bool
-    reason: str = Field(default="", max_length=500, description="why not applicable")
+    reason: str = Field(default="", max_length=500, description="why not applicable / not scored")
     score: float | None = Field(default=None, description="pneumonia probability in [0, 1]")
+    ood_distance: float | None = Field(
+        default=None, description="out-of-distribution distance; above OOD_LIMIT: no score"
+    )
     shadow: bool = False
     timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
@@ -90,6 +103,9 @@ class StudyResult(SQLModel, table=True):
     score: float | None = Field(default=None, description="study score in [0, 1]")
     category: str = Field(max_length=16, index=True)
     reason: str = Field(default="", max_length=500)
+    ood_distance: float | None = Field(
+        default=None, description="largest out-of-distribution distance of the images read"
+    )
     thresholds: dict[str, Any] = Field(
         default_factory=dict, sa_column=Column(JSON, nullable=False), description="high/low"
     )

@@ -15,9 +15,17 @@ from xraygate.core import db
 from xraygate.core.errors import ModelRegistryError, QueueError
 from xraygate.core.jobs import outbox_id_of
 from xraygate.core.models import AuditRecord, Job, JobState, ModelState, utcnow
+from xraygate.core.models.audit import model_event
 from xraygate.core.models.results import rollback, set_state
 from xraygate.core.outbox import retry_message
-from xraygate.gateway.deps import AUDITED, EngineDep, QueueDep, ReadDb, SettingsDep
+from xraygate.gateway.deps import (
+    AUDITED,
+    EngineDep,
+    PrincipalDep,
+    QueueDep,
+    ReadDb,
+    SettingsDep,
+)
 from xraygate.gateway.errors import FHIR_JSON, Conflict, JsonRoute, NotFound, fhir_json
 from xraygate.gateway.views.admin import (
     DeadLetter,
@@ -41,22 +49,24 @@ def models(session: ReadDb) -> list[ModelOut]:
 
 
 @router.post("/models/{name}/{version}/activate")
-def activate(name: str, version: str, engine: EngineDep) -> ModelOut:
-    """Make this version the active one (the previously active one is retired)."""
+def activate(name: str, version: str, engine: EngineDep, principal: PrincipalDep) -> ModelOut:
+    """Make this version the active one (the previously active one is retired); audited."""
     try:
         with db.write_session(engine) as session:
             row = set_state(session, name, version, ModelState.ACTIVE)
+            session.add(model_event("activate", row.label, actor=principal.subject, via="api"))
     except ModelRegistryError as exc:
         raise NotFound(str(exc)) from exc
     return ModelOut.of(row)
 
 
 @router.post("/models/rollback")
-def roll_back(engine: EngineDep) -> ModelOut:
-    """Re-activate the version that was active before the current one."""
+def roll_back(engine: EngineDep, principal: PrincipalDep) -> ModelOut:
+    """Re-activate the version that was active before the current one; audited."""
     try:
         with db.write_session(engine) as session:
             row = rollback(session)
+            session.add(model_event("rollback", row.label, actor=principal.subject, via="api"))
     except ModelRegistryError as exc:
         raise Conflict(str(exc)) from exc
     return ModelOut.of(row)

@@ -1,12 +1,13 @@
 """``/metrics``: the Prometheus metrics of the whole pipeline, with gauges read from the database
-at scrape time: queue depth and age per job kind, model versions, and the distribution of emitted
-results (categories, score deciles)."""
+at scrape time: queue depth and age per job kind, model versions, the distribution of emitted
+results (categories, score deciles), and each model version's quality and drift
+(:mod:`xraygate.core.quality.gauges`)."""
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, case, func, select
 from sqlmodel import Session, col
@@ -14,18 +15,24 @@ from sqlmodel import Session, col
 from xraygate.core import metrics
 from xraygate.core.db import read_session
 from xraygate.core.models import Job, JobState, ModelVersion, StudyResult, utcnow
-from xraygate.gateway.deps import EngineDep
+from xraygate.core.quality.gauges import refresh_quality_metrics
+from xraygate.gateway.deps import EngineDep, SettingsDep
 from xraygate.gateway.errors import JsonRoute
 
 log = logging.getLogger("xraygate.gateway")
 router = APIRouter(route_class=JsonRoute)
+QUALITY_GAUGES = "quality_gauges"  # app.state flag: this app publishes the quality gauges
 
 
 @router.get("/metrics", response_class=Response)
-def prometheus_metrics(engine: EngineDep) -> Response:
-    """Prometheus metrics of the whole pipeline."""
+def prometheus_metrics(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
+    """Prometheus metrics of the whole pipeline; the gateway adds each model version's quality
+    from clinicians' labels over ``XRAYGATE_QUALITY_WINDOW_DAYS`` (refreshed at most every
+    minute; not the ops listeners of scp / worker, so that one series exists per version)."""
     try:
         refresh_queue_metrics(engine)
+        if getattr(request.app.state, QUALITY_GAUGES, False):
+            refresh_quality_metrics(engine, settings.quality_window_days, settings.model_policy)
     except Exception:  # the process metrics still answer when the database does not
         log.warning("queue metrics could not be read", exc_info=True)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

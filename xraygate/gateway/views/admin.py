@@ -1,5 +1,6 @@
 """Read models of the admin API and page: model versions, dead-lettered jobs, and the audit trail
-as FHIR R4 AuditEvents (from the records the audit middleware writes)."""
+as FHIR R4 AuditEvents (from the records the audit middleware writes, and the model-lifecycle
+records the CLI, the workers and the admin API write)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlmodel import Session, col
 
 from xraygate.core.logging import correlation_id
 from xraygate.core.models import AuditRecord, Job, JobState, ModelVersion
+from xraygate.core.models.audit import MODEL_METHOD
 
 AUDIT_SOURCE = "xraygate-gateway"
 _OUTCOME_DISPLAY = {"0": "Success", "4": "Minor failure", "8": "Serious failure"}
@@ -87,8 +89,62 @@ def outcome_code(status: int) -> str:
     return "4" if status < 500 else "8"
 
 
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+#: model-lifecycle steps -> DICOM audit event type (PS3.15 A.5 / CID 400)
+_MODEL_EVENT_TYPES = {
+    "publish": ("110106", "Export"),
+    "pull": ("110107", "Import"),
+    "import": ("110107", "Import"),
+    "refuse": ("110107", "Import"),
+}
+
+
+def model_audit_event(row: AuditRecord) -> dict[str, Any]:
+    """A model-lifecycle record (publish, pull, refuse, import, shadow, activate, rollback,
+    promote) as a FHIR R4 AuditEvent: DICOM event type, our subtype, the version as entity."""
+    step = row.route.removeprefix("model ")
+    code, display = _MODEL_EVENT_TYPES.get(step, ("110100", "Application Activity"))
+    outcome = outcome_code(row.status)
+    entity: dict[str, Any] = {
+        "what": {"display": row.path},
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+            "code": "2",
+            "display": "System Object",
+        },
+        "description": f"model version {row.path}",
+    }
+    if row.query:
+        entity["detail"] = [{"type": "detail", "valueString": row.query}]
+    body: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": str(row.id),
+        "type": {"system": DCM, "code": code, "display": display},
+        "subtype": [{"system": "urn:xraygate:model-lifecycle", "code": step}],
+        "action": row.action,
+        "recorded": row.recorded_at.isoformat(timespec="milliseconds"),
+        "outcome": outcome,
+        "outcomeDesc": f"{step}: {'done' if outcome == '0' else 'refused'}",
+        "agent": [{"who": {"display": row.actor}, "requestor": True, "altId": row.auth_method}],
+        "source": {
+            "observer": {"display": f"xraygate ({row.auth_method or 'cli'})"},
+            "type": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                    "code": "4",
+                    "display": "Application Server",
+                }
+            ],
+        },
+        "entity": [entity],
+    }
+    return AuditEvent.model_validate(body).model_dump(mode="json", exclude_none=True)
+
+
 def audit_event(row: AuditRecord) -> dict[str, Any]:
     """The record as a FHIR R4 AuditEvent (validated by fhir.resources)."""
+    if row.method == MODEL_METHOD:
+        return model_audit_event(row)
     outcome = outcome_code(row.status)
     rest = row.route.startswith("/fhir/")
     subtype = "search-type" if rest and row.route.count("/") == 2 else "read"

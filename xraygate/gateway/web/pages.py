@@ -8,15 +8,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from xraygate.core.logging import correlation_id, set_correlation
+from xraygate.core.quality.report import PERIODS, Period, build_report, parse_since
 from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
-from xraygate.gateway.deps import AUDITED, QueueDep, ReadDb, SettingsDep, authenticator, require
-from xraygate.gateway.errors import NotFound, Unauthorized
+from xraygate.gateway.deps import (
+    AUDITED,
+    EngineDep,
+    QueueDep,
+    ReadDb,
+    SettingsDep,
+    authenticator,
+    require,
+)
+from xraygate.gateway.errors import BadRequest, NotFound, Unauthorized
 from xraygate.gateway.views.admin import list_dead_letters, list_models
 from xraygate.gateway.views.deid_review import list_held
+from xraygate.gateway.views.quality import version_charts
 from xraygate.gateway.views.studies import StudyStatus, study_view, worklist
 from xraygate.gateway.web.render import HtmlRoute, render
 
@@ -124,5 +134,34 @@ def admin_page(request: Request, session: ReadDb, queue: QueueDep, principal: Ad
         dead=list_dead_letters(session),
         held=list_held(session),
         counts=queue.counts(),
+        principal=principal,
+    )
+
+
+@router.get("/admin/quality")
+def quality_page(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    principal: Admin,
+    period: Period = "week",
+    since: Annotated[str, Query(max_length=40)] = "90d",
+) -> Response:
+    """Each model version's performance from clinicians' findings, as trend charts."""
+    if period not in PERIODS:
+        raise BadRequest(f"period: one of {', '.join(PERIODS)}")
+    try:
+        start = parse_since(since)
+    except ValueError:
+        raise BadRequest("since: a date, an ISO timestamp, or Nd / Nh") from None
+    report = build_report(engine, since=start, period=period, policy=settings.model_policy)
+    charts = {v["model_version"]: version_charts(v) for v in report["versions"]}
+    return render(
+        request,
+        "quality.html",
+        report=report,
+        charts=charts,
+        periods=PERIODS,
+        since=since,
         principal=principal,
     )

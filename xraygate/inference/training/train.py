@@ -1,4 +1,5 @@
-"""Train a pneumonia-risk CNN with tf.data: augmentation, class weights, held-out evaluation."""
+"""Train a pneumonia-risk CNN with tf.data: augmentation, class weights, held-out evaluation,
+and the version's training reference (OOD gate, score distribution) for its manifest."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from xraygate.inference.manifest import InputSpec, Manifest, Metrics, Thresholds
+from xraygate.inference import ood
+from xraygate.inference.manifest import InputSpec, Manifest, Metrics, Reference, Thresholds
 from xraygate.inference.training.metrics import evaluate
+
+FEATURE_LAYER = "features"
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ def build_model(spec: InputSpec) -> Any:
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name=FEATURE_LAYER)(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
     return keras.Model(inputs, outputs, name="xraygate_cxr_cnn")
@@ -78,10 +82,17 @@ def split(
     return images[a], labels[a], images[b], labels[b]
 
 
+@dataclass(frozen=True)
+class Trained:
+    model: Any
+    metrics: Metrics  # on the held-out (validation) split
+    reference: Reference
+
+
 def train(
     images: NDArray[np.float32], labels: NDArray[np.int32], spec: InputSpec, config: TrainConfig
-) -> tuple[Any, Metrics]:
-    """Fit on a training split; return the model and its metrics on the held-out split."""
+) -> Trained:
+    """Fit on a training split; measure it and build its reference on the held-out split."""
     import keras
 
     keras.utils.set_random_seed(config.seed)
@@ -105,8 +116,51 @@ def train(
         ],
         verbose=2,
     )
-    scores = model.predict(x_val, batch_size=64, verbose=0)[:, 0]
-    return model, evaluate(y_val, scores, Thresholds().high, f"held-out split, n={len(y_val)}")
+    reference, scores, flagged = training_reference(model, x_train, x_val)
+    metrics = evaluate(
+        y_val, scores, Thresholds().high, f"held-out split, n={len(y_val)}", ood_flagged=flagged
+    )
+    return Trained(model, metrics, reference)
+
+
+def penultimate_layer(model: Any) -> str:
+    """The layer feeding the output (past any dropout): the features the OOD gate watches."""
+    from keras import layers
+
+    index = len(model.layers) - 2
+    while index > 0 and isinstance(model.layers[index], layers.Dropout):
+        index -= 1
+    return str(model.layers[index].name)
+
+
+def training_reference(
+    model: Any, x_train: NDArray[np.float32], x_val: NDArray[np.float32]
+) -> tuple[Reference, NDArray[np.float32], float]:
+    """The version's reference: OOD statistics of the training split, thresholds calibrated on
+    the validation split, and its validation score quantiles. Also returns the validation
+    scores and the share of the validation split the gate flags."""
+    from xraygate.inference.runtime import with_features
+
+    layer = penultimate_layer(model)
+    two = with_features(model, layer)
+    train_features, _ = two.predict(x_train, batch_size=128, verbose=0)
+    val_features, val_scores = two.predict(x_val, batch_size=128, verbose=0)
+    scores = np.asarray(val_scores, dtype=np.float32).reshape(-1)
+    reference, flagged = ood.fit_reference(
+        layer,
+        (np.asarray(train_features, dtype=np.float64), x_train),
+        (np.asarray(val_features, dtype=np.float64), x_val),
+    )
+    quantiles = np.quantile(scores.astype(np.float64), np.linspace(0, 1, 101))
+    return (
+        Reference(
+            ood=reference,
+            score_quantiles=[round(float(q), 6) for q in quantiles],
+            validation_n=len(x_val),
+        ),
+        scores,
+        flagged,
+    )
 
 
 def save(
@@ -117,6 +171,7 @@ def save(
     version: str,
     spec: InputSpec,
     metrics: Metrics,
+    reference: Reference | None,
     training_data: str,
     intended_use: str,
     demo: bool,
@@ -126,6 +181,7 @@ def save(
     artifact = out_dir / "model.keras"
     model.save(artifact)
     manifest = Manifest(
+        reference=reference,
         name=name,
         version=version,
         sha256=hashlib.sha256(artifact.read_bytes()).hexdigest(),
