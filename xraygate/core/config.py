@@ -6,12 +6,24 @@ after changing the environment.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+#: Environment variable naming a directory of secret files, one per setting, named like the
+#: variable (``xraygate_auth_shared_secret``): Docker/Compose secrets (``/run/secrets``) or a
+#: Kubernetes Secret mounted as a volume. Environment variables win over files.
+SECRETS_DIR_ENV = "XRAYGATE_SECRETS_DIR"
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
@@ -33,6 +45,20 @@ class Settings(BaseSettings):
     """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if secrets_dir := os.environ.get(SECRETS_DIR_ENV):
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        return tuple(sources)
 
     # --- storage and database -------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Directory for embedded database and files.")

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 
 import xraygate
 from xraygate.core.config import Settings, get_settings
+from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway import errors, fhir_api, ops
 from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
@@ -75,12 +76,13 @@ def create_ops_app(settings: Settings) -> FastAPI:
 
 def _bare_app(settings: Settings, **info: str) -> FastAPI:
     """An app with no routes yet, using ``settings``; the authenticator is built now, so a bad
-    key setting fails at start-up."""
+    key setting (a placeholder, a short HS256 key) fails at start-up."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **info)  # type: ignore[arg-type]
 
     async def these_settings() -> Settings:  # async: no hop to the thread pool per request
         return settings
 
     app.dependency_overrides[get_settings] = these_settings
+    check_secrets(settings)
     app.state.authenticator = Authenticator.from_settings(settings)
     return app

@@ -17,6 +17,7 @@ import jwt
 
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway.auth.keys import shared_key
 from xraygate.gateway.auth.principal import Principal, roles_from_claims
 from xraygate.gateway.errors import Unauthorized
@@ -95,6 +96,7 @@ def mint_token(
     settings: Settings, roles: Iterable[str], subject: str, ttl_seconds: int, scope: str = ""
 ) -> str:
     """A development token signed with the HS256 shared key (``xraygate token create``)."""
+    check_secrets(settings)
     key = shared_key(settings)
     if key is None:
         raise ConfigurationError(
