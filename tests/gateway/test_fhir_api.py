@@ -22,6 +22,8 @@ from tests.fhir.conftest import make_env
 from tests.fhir.r4schema import r4_errors
 from tests.results_factory import Made, enqueue_emit, make_result, rescore, run_until
 from xraygate.core.config import Settings
+from xraygate.gateway.auth import Principal, Role
+from xraygate.gateway.deps import current_principal
 from xraygate.gateway.fhir_api import router
 
 pytestmark = pytest.mark.integration
@@ -101,6 +103,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[get_settings] = lambda: settings
+    # an EHR without SMART scopes (the scope table is tests/gateway/test_security_scopes.py)
+    ehr = Principal("ehr-system", frozenset({Role.EHR}), "api-key")
+    app.dependency_overrides[current_principal] = lambda: ehr
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

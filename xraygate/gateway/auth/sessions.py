@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from xraygate.gateway.auth.principal import ALL_TYPES, Principal, Role
+from xraygate.gateway.auth.principal import Principal, Role
+from xraygate.gateway.auth.scopes import FhirAccess
 from xraygate.gateway.errors import Unauthorized
 
 SESSION_COOKIE = "xraygate_session"
@@ -38,7 +39,7 @@ class SessionSigner:
             "aud": SESSION_ISSUER,
             "sub": principal.subject,
             "roles": sorted(principal.roles),
-            "fhir": sorted(principal.fhir_types),
+            **principal.fhir.to_claims(),
             "via": principal.method,
             "csrf": secrets.token_urlsafe(24),
             "iat": now,
@@ -62,7 +63,7 @@ class SessionSigner:
             str(claims["sub"]),
             Role.parse(claims.get("roles", [])),
             "session",
-            frozenset(claims.get("fhir", [ALL_TYPES])),
+            FhirAccess.from_session(claims),
             csrf=str(claims["csrf"]),
             expires_at=claims["exp"],
         )

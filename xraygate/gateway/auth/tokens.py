@@ -70,8 +70,8 @@ class BearerVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {type(exc).__name__}") from exc
-        roles, fhir_types = roles_from_claims(claims)
-        return Principal(str(claims["sub"]), roles, "jwt", fhir_types, expires_at=claims["exp"])
+        roles, access = roles_from_claims(claims)
+        return Principal(str(claims["sub"]), roles, "jwt", access, expires_at=claims["exp"])
 
     def _signing_key(self, token: str, kid: str | None) -> Any:
         try:
