@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         "generated once into <data_dir>/auth-secret unless a JWKS is configured.",
     )
     auth_leeway_seconds: float = Field(30.0, description="Clock skew allowed on exp/nbf/iat.")
+    auth_max_token_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Longest bearer token lifetime accepted (exp - iat, and exp - now): a "
+        "stolen long-lived token is refused; `xraygate token create` keeps within it.",
+    )
     auth_api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated static API keys of system clients, each "

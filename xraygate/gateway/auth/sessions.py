@@ -1,6 +1,7 @@
 """Browser sessions: the login page exchanges a pasted token or API key for a short-lived HS256
 JWT in an HttpOnly cookie. It carries a CSRF value: unsafe methods (POST, ...) through the cookie
-must send it back in the ``X-CSRF-Token`` header (the pages embed it)."""
+must send it back in the ``X-CSRF-Token`` header (the pages embed it). Its ``sid`` is what
+logout revokes server-side (:mod:`.revocation`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class SessionSigner:
             **principal.fhir.to_claims(),
             "via": principal.method,
             "csrf": secrets.token_urlsafe(24),
+            "sid": secrets.token_urlsafe(18),
             "iat": now,
             "exp": exp,
         }
@@ -55,7 +57,7 @@ class SessionSigner:
                 algorithms=["HS256"],
                 audience=SESSION_ISSUER,
                 issuer=SESSION_ISSUER,
-                options={"require": ["exp", "sub", "csrf"]},
+                options={"require": ["exp", "sub", "csrf", "sid"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid session") from exc
@@ -66,4 +68,5 @@ class SessionSigner:
             FhirAccess.from_session(claims),
             csrf=str(claims["csrf"]),
             expires_at=claims["exp"],
+            session_id=str(claims["sid"]),
         )

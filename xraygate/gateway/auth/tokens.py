@@ -70,8 +70,20 @@ class BearerVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {type(exc).__name__}") from exc
+        self._check_lifetime(claims)
         roles, access = roles_from_claims(claims)
         return Principal(str(claims["sub"]), roles, "jwt", access, expires_at=claims["exp"])
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """Refuse tokens living longer than ``XRAYGATE_AUTH_MAX_TOKEN_SECONDS``: from ``iat`` to
+        ``exp`` when ``iat`` is there, and from now to ``exp`` in any case."""
+        longest = self.settings.auth_max_token_seconds
+        exp = float(claims["exp"])
+        iat = claims.get("iat")
+        if isinstance(iat, int | float) and exp - float(iat) > longest:
+            raise Unauthorized("token lifetime exceeds the maximum accepted")
+        if exp - time.time() > longest + self.settings.auth_leeway_seconds:
+            raise Unauthorized("token lifetime exceeds the maximum accepted")
 
     def _signing_key(self, token: str, kid: str | None) -> Any:
         try:
@@ -97,6 +109,11 @@ def mint_token(
 ) -> str:
     """A development token signed with the HS256 shared key (``xraygate token create``)."""
     check_secrets(settings)
+    if ttl_seconds > settings.auth_max_token_seconds:
+        raise ConfigurationError(
+            f"lifetime {ttl_seconds}s exceeds XRAYGATE_AUTH_MAX_TOKEN_SECONDS "
+            f"({settings.auth_max_token_seconds:g}s)"
+        )
     key = shared_key(settings)
     if key is None:
         raise ConfigurationError(
