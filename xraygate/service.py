@@ -119,13 +119,13 @@ def _serve_http(settings: Settings) -> None:
     import uvicorn
 
     from xraygate.gateway.app import create_app
+    from xraygate.gateway.server import uvicorn_options
 
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
-        log_config=None,
-        access_log=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -134,13 +134,13 @@ def _start_ops_listener(settings: Settings) -> threading.Thread:
     import uvicorn
 
     from xraygate.gateway.app import create_ops_app
+    from xraygate.gateway.server import uvicorn_options
 
     config = uvicorn.Config(
         create_ops_app(settings),
         host=settings.http_host,
         port=settings.ops_port or 0,
-        log_config=None,
-        access_log=False,
+        **uvicorn_options(settings),
     )
     thread = threading.Thread(target=uvicorn.Server(config).run, daemon=True)
     thread.start()

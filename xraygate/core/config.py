@@ -107,6 +107,29 @@ class Settings(BaseSettings):
     # --- HTTP gateway --------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Address the HTTP gateway listens on.")
     http_port: int = Field(8080, description="HTTP gateway port (FHIR API, admin, pages).")
+    http_max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 otherwise), checked before "
+        "authentication and before the body is read (Content-Length or counted chunks).",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Close a connection whose request headers take longer."
+    )
+    http_keep_alive_seconds: int = Field(
+        5, ge=1, description="Close an idle keep-alive HTTP connection after seconds."
+    )
+    http_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For / "
+        "-Proto headers are believed; none = the peer is the client. Behind a proxy, "
+        "XRAYGATE_FHIR_BASE_URL is required.",
+    )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host header values accepted (e.g. `xraygate.hospital.org`, "
+        "`*.hospital.org`); others get 400. Empty = any.",
+    )
 
     # --- gateway: authentication, sessions, operations (gateway/) -----------------------
     auth_issuer: str = Field("xraygate", description="Required `iss` claim of bearer JWTs.")
@@ -363,6 +386,8 @@ class Settings(BaseSettings):
         "infer_chest_terms",
         "auth_api_keys",
         "model_trusted_keys",
+        "http_trusted_proxies",
+        "http_allowed_hosts",
         mode="before",
     )
     @classmethod
