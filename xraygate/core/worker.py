@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from xraygate.core.db import write_session
 from xraygate.core.errors import LeaseLost, XraygateError
+from xraygate.core.logging import correlation_id, scrub
 from xraygate.core.queue import ClaimedJob, JobQueue
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ class Worker:
 
     def _fail(self, job: ClaimedJob, exc: Exception) -> None:
         permanent = isinstance(exc, XraygateError) and exc.permanent
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = dead_letter_reason(job, exc)
         try:
             state = self.queue.fail(job, reason, permanent=permanent)
         except LeaseLost:
@@ -148,3 +149,18 @@ class Worker:
                 busy = False
             if not busy:
                 stop.wait(poll_seconds)
+
+
+def dead_letter_reason(job: ClaimedJob, exc: BaseException) -> str:
+    """Why a job failed, for the queue row the admin page and ``xraygate outbox`` show: the
+    error classes (with their causes), the scrubbed message (no DICOM / SQL / HL7 values) and
+    the study's log correlation id, never the values themselves."""
+    causes = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 3:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    study = correlation_id(job.study_uid) if job.study_uid else "-"
+    message = scrub(str(exc))[:400]
+    chain = f" (from {' <- '.join(causes)})" if causes else ""
+    return f"{type(exc).__name__}: {message}{chain} [correlation {study}]"

@@ -36,6 +36,7 @@ from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.middleware.audit import AuditMiddleware
+from xraygate.gateway.middleware.headers import SecurityHeadersMiddleware
 from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
@@ -80,11 +81,13 @@ def create_ops_app(settings: Settings) -> FastAPI:
 
 
 def _guard(app: FastAPI, settings: Settings) -> None:
-    """The outermost layers, before any route, log or authentication: allowed Host headers,
-    then the body limit (so an oversized body is refused before a byte of it is read)."""
+    """The outermost layers, before any route, log or authentication: security headers on
+    every answer, allowed Host headers, then the body limit (so an oversized body is refused
+    before a byte of it is read)."""
     if settings.http_allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.http_allowed_hosts)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
 def _bare_app(settings: Settings, **info: str) -> FastAPI:

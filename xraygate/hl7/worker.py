@@ -158,11 +158,12 @@ class EmitHl7:
 
 
 def _notification(cid: str, result: StudyResult, study: Study) -> dict[str, object]:
-    """The escalation webhook body: what staff need to find the study, no patient data."""
+    """The escalation webhook body: no identifier of the patient or the study (not even the
+    accession number): ``id`` is the study's correlation id, the key staff look the study up
+    by (the logs and the admin dead-letter list carry it)."""
     return {
         "event": "xraygate.high-risk-result",
         "id": cid,
-        "accessionNumber": study.accession_number,
         "category": result.category,
         "riskPercent": None if result.score is None else round(result.score * 100, 1),
         "modelVersion": result.model_version,
