@@ -39,10 +39,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.ingest import Ingestor, Received, Status
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore
-from xraygate.dicom_scp.ingest import Ingestor, Received
-from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,7 @@ def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None
         calling_aet=str(event.assoc.requestor.ae_title).strip(),
         sop_class_uid=str(request.AffectedSOPClassUID or ""),
         sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+        transfer_syntax_uid=str(event.context.transfer_syntax or ""),
     )
     outcome = ingestor.ingest(received)
     response = Dataset()
@@ -169,8 +169,11 @@ class _Server(ThreadedAssociationServer):
 class ScpServer:
     """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, server: Any, closing: threading.Event | None = None) -> None:
+    def __init__(
+        self, server: Any, ingestor: Ingestor, closing: threading.Event | None = None
+    ) -> None:
         self._server = server
+        self.ingestor = ingestor
         self.closing = closing or threading.Event()
 
     @property
@@ -178,8 +181,10 @@ class ScpServer:
         return int(self._server.server_address[1])
 
     def shutdown(self) -> None:
-        """Stop accepting associations; those in progress finish in their own threads."""
+        """Stop accepting associations (those in progress finish in their own threads) and
+        commit what the ingest journal holds."""
         self._server.shutdown()
+        self.ingestor.close()
 
     def stop(self, grace: float, closing_seconds: float = 5.0) -> None:
         """Graceful stop (SIGTERM): accept no more associations; let those in progress go on
@@ -193,6 +198,7 @@ class ScpServer:
             for assoc in self._server.active_associations:
                 assoc.abort()
             self._wait_idle(closing_seconds)
+        self.ingestor.close(grace + closing_seconds)
 
     def _wait_idle(self, seconds: float) -> bool:
         """Wait for the established associations to end (a connection still negotiating, or
@@ -256,4 +262,4 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself
-    return ScpServer(server, closing)
+    return ScpServer(server, ingestor, closing)
