@@ -166,6 +166,16 @@ class _Server(ThreadedAssociationServer):
         return client, address
 
 
+class _ReusePortServer(_Server):
+    """Several receiving processes share the port (SO_REUSEPORT): the kernel spreads the
+    incoming connections over them."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 class ScpServer:
     """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
 
@@ -231,8 +241,11 @@ def clean_spool(spool: Path, idle_seconds: float) -> int:
     return removed
 
 
-def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpServer:
-    """Start listening (in background threads) and return the running server."""
+def start_scp(
+    settings: Settings, store: ObjectStore, queue: JobQueue, *, reuse_port: bool = False
+) -> ScpServer:
+    """Start listening (in background threads) and return the running server; ``reuse_port``
+    shares the port with the other receiving processes (see :mod:`.processes`)."""
     spool = settings.tmp_dir
     spool.mkdir(parents=True, exist_ok=True)
     clean_spool(spool, max(settings.network_timeout, 1.0))
@@ -257,7 +270,7 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
         (settings.dicom_host, settings.dicom_port),
         ssl_context=tls_context(settings),
         evt_handlers=handlers,
-        server_class=_Server,
+        server_class=_ReusePortServer if reuse_port else _Server,
     )
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
