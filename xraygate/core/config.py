@@ -59,11 +59,40 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated calling AE titles allowed to associate; empty = any.",
     )
-    require_called_aet: bool = Field(False, description="Reject associations not addressed to us.")
-    max_associations: int = Field(16, description="Maximum concurrent inbound associations.")
+    require_called_aet: bool = Field(
+        True,
+        description="Reject associations whose called AE title is not ours (XRAYGATE_AE_TITLE).",
+    )
+    max_associations: int = Field(
+        16,
+        description="Maximum concurrent inbound associations (connections that have not sent "
+        "an A-ASSOCIATE-RQ yet do not count; XRAYGATE_DICOM_ARTIM_SECONDS closes those).",
+    )
+    max_associations_per_aet: int = Field(
+        8, description="Maximum concurrent inbound associations from one calling AE title."
+    )
+    max_associations_per_address: int = Field(
+        12, description="Maximum concurrent inbound associations from one source IP address."
+    )
+    dicom_max_pending_connections: int = Field(
+        64,
+        description="Close new TCP connections at once while this many others have not sent "
+        "their A-ASSOCIATE-RQ yet.",
+    )
+    dicom_artim_seconds: float = Field(
+        5.0,
+        description="ARTIM: close a TCP connection that sends no A-ASSOCIATE-RQ within seconds.",
+    )
+    max_image_pixels: int = Field(
+        50_000_000,
+        description="Refuse (C-STORE 0xA900) and never decode an image declaring more samples "
+        "(Rows x Columns x Frames x Samples per Pixel). The largest CR/DX detectors are about "
+        "4300 x 5300 (23 M); the default leaves twice that.",
+    )
     max_pdu_size: int = Field(
         131072,
-        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here.",
+        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here. "
+        "A peer sending a longer PDU is aborted before the PDU is read.",
     )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
     shutdown_grace_seconds: float = Field(

@@ -4,6 +4,7 @@ commits)."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,9 +12,12 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from xraygate.core.dicom_io import delimiter_near_end, truncation
-from xraygate.core.errors import IngestError
+from xraygate.core.dicom_io import delimiter_near_end, read_deflated_header, truncation
+from xraygate.core.dicom_limits import check_image_size, check_uid, max_inflated_bytes
+from xraygate.core.errors import DicomLimitError, IngestError
 from xraygate.core.ingest.status import Status
 from xraygate.core.models import utcnow
 
@@ -74,21 +78,29 @@ class IndexRecord:
         return cls(data["patient"], data["study"], data["series"], instance, int(data["seq"]))
 
 
-def read_header(path: Path) -> Dataset:
-    """Parse the data set once, bulk values deferred (never read), and refuse a truncated one."""
+def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
+    """Parse the data set once, bulk values deferred (never read), and refuse a truncated one.
+    A deflated data set is inflated as a stream (at most what ``max_image_pixels`` allows) and
+    checked against its inflated size."""
     try:
-        ds = dcmread(path, defer_size=4096)
-        size = path.stat().st_size
-        syntax = ds.file_meta.get("TransferSyntaxUID")
+        syntax = read_file_meta_info(path).get("TransferSyntaxUID")
+        if syntax == DeflatedExplicitVRLittleEndian:
+            ds, size = read_deflated_header(path, max_inflated_bytes(max_image_pixels))
+        else:
+            ds, size = dcmread(path, defer_size=4096), path.stat().st_size
         if syntax is not None and syntax.is_encapsulated and not delimiter_near_end(path, size):
             raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
         if truncation(ds, size, partial_header=False, deferred=True):
             raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
     except IngestError:
         raise
+    except DicomLimitError as exc:
+        raise IngestError(Status.DATASET_MISMATCH, str(exc)) from exc
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
         comment = f"cannot parse data set: {type(exc).__name__}"
         raise IngestError(Status.CANNOT_UNDERSTAND, comment) from exc
+    except zlib.error as exc:
+        raise IngestError(Status.CANNOT_UNDERSTAND, "deflated data set is corrupt") from exc
     if len(ds) == 0:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
     return ds
@@ -107,8 +119,9 @@ def integer(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def validate(ds: Dataset, received: Received) -> None:
-    """The data set must be the SOP instance the request announced."""
+def validate(ds: Dataset, received: Received, max_image_pixels: int = 0) -> None:
+    """The data set must be the SOP instance the request announced, its UIDs valid (they
+    become object keys) and its image within ``max_image_pixels`` samples."""
     if text(ds, "SOPClassUID") != received.sop_class_uid:
         raise IngestError(Status.DATASET_MISMATCH, "SOP Class UID differs from the request")
     if text(ds, "SOPInstanceUID") != received.sop_instance_uid:
@@ -116,6 +129,12 @@ def validate(ds: Dataset, received: Received) -> None:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
         if not text(ds, keyword):
             raise IngestError(Status.DATASET_MISMATCH, f"{keyword} is missing")
+    try:
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            check_uid(ds.get(keyword), keyword)
+        check_image_size(ds, max_image_pixels)
+    except DicomLimitError as exc:
+        raise IngestError(Status.DATASET_MISMATCH, str(exc)) from exc
 
 
 def object_key(ds: Dataset, sha: str) -> str:
