@@ -143,7 +143,11 @@ class Settings(BaseSettings):
         description="Body part / description terms that mean chest.",
     )
     infer_accept_missing_view: bool = Field(
-        True, description="Score images without ViewPosition (lateral views are always refused)."
+        False,
+        description=(
+            "Score images with neither ViewPosition nor ViewCodeSequence (a lateral may be"
+            " among them); lateral and other non-frontal views are always refused."
+        ),
     )
     model_policy: ModelPolicy = Field(
         "active",
