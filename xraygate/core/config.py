@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
+Hl7Charset = Literal[
+    "UNICODE UTF-8", "8859/1", "8859/2", "8859/5", "8859/7", "8859/9", "8859/15", "ASCII"
+]
 
 
 def secret_value(secret: SecretStr | str | None) -> str | None:
@@ -231,6 +234,24 @@ class Settings(BaseSettings):
     hl7_receiving_facility: str = Field("HOSPITAL", description="MSH-6 receiving facility.")
     hl7_processing_id: Literal["P", "T", "D"] = Field(
         "P", description="MSH-11: P production, T training, D debug."
+    )
+    hl7_charset: Hl7Charset = Field(
+        "UNICODE UTF-8",
+        description=(
+            "MSH-18 character set (HL7 table 0211); the ORU bytes are encoded in it and a"
+            " character it cannot represent is sent as '?'."
+        ),
+    )
+    hl7_patient_class: str = Field(
+        "U",
+        description="PV1-2 patient class (HL7 table 0004: E, I, O, P, R, B, C, N, U unknown).",
+    )
+    hl7_default_assigning_authority: str = Field(
+        "",
+        description=(
+            "PID-3 assigning authority when the DICOM has no IssuerOfPatientID: a namespace, an"
+            " OID (sent as &OID&ISO) or NAMESPACE&OID&ISO; empty: MSH-4 sending facility."
+        ),
     )
     escalation_hl7_host: str | None = Field(
         None, description="Extra MLLP host that also receives high-risk ORUs (escalation)."

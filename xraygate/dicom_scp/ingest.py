@@ -283,8 +283,45 @@ def _study_values(ds: Dataset) -> dict[str, Any]:
         "study_time": _text(ds, "StudyTime", 16),
         "description": _text(ds, "StudyDescription", 200),
         "referring_physician": _text(ds, "ReferringPhysicianName", 200),
+        **order_values(ds),
         "created_at": now,
         "updated_at": now,
+    }
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    try:
+        items = ds.get(keyword) or []
+        return items[0] if len(items) else None
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
+def order_values(ds: Dataset) -> dict[str, str]:
+    """The order the study fulfils: placer order number and requested procedure code, from the
+    first RequestAttributesSequence item, else the top-level Imaging Service Request / Requested
+    Procedure attributes (HL7 ORC-2/OBR-2 and OBR-4)."""
+    request = _first_item(ds, "RequestAttributesSequence")
+    sources = [request, ds] if request is not None else [ds]
+    placer = next(
+        (v for src in sources if (v := _text(src, "PlacerOrderNumberImagingServiceRequest"))), ""
+    )
+    code = next(
+        (
+            item
+            for src in sources
+            if (item := _first_item(src, "RequestedProcedureCodeSequence")) is not None
+            and (_text(item, "CodeValue") or _text(item, "LongCodeValue"))
+        ),
+        None,
+    )
+    return {
+        "placer_order_number": placer.strip(),
+        "requested_procedure_code": (
+            (_text(code, "CodeValue") or _text(code, "LongCodeValue")).strip() if code else ""
+        ),
+        "requested_procedure_scheme": _text(code, "CodingSchemeDesignator").strip() if code else "",
+        "requested_procedure_meaning": _text(code, "CodeMeaning").strip() if code else "",
     }
 
 
