@@ -225,6 +225,37 @@ class Settings(BaseSettings):
         None, description="Value of that header, e.g. 'Bearer <token>'; none when unset."
     )
     fhir_push_timeout: float = Field(10.0, description="FHIR push timeout in seconds.")
+    fhir_push_patient_mode: Literal["reference", "create-if-missing"] = Field(
+        "reference",
+        description="How a push names the patient: `reference` = a conditional reference "
+        "`Patient?identifier=system|value` to the EHR's patient (never writes Patient); "
+        "`create-if-missing` = also a conditional create (`ifNoneExist`) of a minimal Patient.",
+    )
+    fhir_patient_id_systems: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: IssuerOfPatientID (or the UniversalEntityID of "
+        "IssuerOfPatientIDQualifiersSequence) -> identifier system URI of the patient's MRN.",
+    )
+    fhir_patient_id_default_system: str | None = Field(
+        None,
+        description="Identifier system of a PatientID without issuer; default "
+        "<fhir_system_base>/patient-id.",
+    )
+    fhir_accession_system: str | None = Field(
+        None,
+        description="Identifier system of accession numbers (the RIS's); default "
+        "<fhir_system_base>/accession.",
+    )
+    study_stable_seconds: float = Field(
+        10.0,
+        description="A study is reported (FHIR, HL7) once no image arrived for this long; "
+        "0 reports at once after each image. Later images make a new version.",
+    )
+    feedback_finalises: bool = Field(
+        True,
+        description="A clinician's finding (feedback confirm/reject) makes the study's AI "
+        "result final (FHIR `final`, HL7 `F`); later changes are amended/corrected (`C`).",
+    )
     hl7_host: str | None = Field(None, description="MLLP host for ORU^R01; HL7 off when unset.")
     hl7_port: int | None = Field(None, description="MLLP port; HL7 off when unset.")
     hl7_timeout: float = Field(30.0, description="Seconds to wait to connect and for the ACK.")

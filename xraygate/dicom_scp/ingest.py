@@ -18,6 +18,7 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, col
@@ -75,8 +76,24 @@ def read_header(path: Path) -> Dataset:
 
 
 def _text(ds: Dataset, keyword: str, limit: int = 64) -> str:
+    """The element's text; a multi-valued one joined with DICOM's own separator ``\\`` (FHIR
+    makes separate identifiers/names of the values, HL7 repetitions), never Python's list
+    spelling."""
     value = ds.get(keyword, "")
-    return str(value if value is not None else "")[:limit]
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)[:limit]
+    return str(value)[:limit]
+
+
+def _issuer_qualifiers(ds: Dataset) -> tuple[str, str]:
+    """UniversalEntityID and its type from IssuerOfPatientIDQualifiersSequence, if any."""
+    seq = ds.get("IssuerOfPatientIDQualifiersSequence")
+    if not seq:
+        return "", ""
+    item = seq[0]
+    return _text(item, "UniversalEntityID"), _text(item, "UniversalEntityIDType", 16).upper()
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
@@ -263,10 +280,13 @@ def _patient_values(ds: Dataset) -> dict[str, Any]:
     patient_id = _text(ds, "PatientID")
     issuer = _text(ds, "IssuerOfPatientID")
     key = f"{issuer}|{patient_id}" if patient_id else f"study|{_text(ds, 'StudyInstanceUID')}"
+    universal_id, universal_type = _issuer_qualifiers(ds)
     return {
         "patient_key": key[:200],
         "patient_id": patient_id,
         "issuer": issuer,
+        "issuer_universal_id": universal_id,
+        "issuer_universal_id_type": universal_type,
         "name": _text(ds, "PatientName", 200),
         "birth_date": _text(ds, "PatientBirthDate", 8),
         "sex": _text(ds, "PatientSex", 16),
