@@ -106,8 +106,8 @@ def hd(value: str) -> str:
 def assigning_authority(patient: Patient, settings: Settings) -> str:
     """CX-4: the DICOM issuer (with its universal ID when known), else the configured default."""
     issuer = patient.issuer.strip()
-    universal = str(getattr(patient, "issuer_universal_id", "") or "").strip()
-    kind = str(getattr(patient, "issuer_universal_id_type", "") or "").strip().upper()
+    universal = patient.issuer_universal_id.strip()
+    kind = patient.issuer_universal_id_type.strip().upper()
     if universal and OID.match(universal) and kind in ("", "ISO"):
         kind = "ISO"
     if universal and kind in ENTITY_ID_TYPES:

@@ -1,7 +1,7 @@
 """order context of a study: placer order number and requested procedure code (HL7 ORC/OBR)
 
-Revision ID: 0007_h10h_order
-Revises: 0006_i15_model_loop
+Revision ID: 0008_h10h_order
+Revises: 0007_h10_ehr
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0007_h10h_order"
-down_revision = "0006_i15_model_loop"
+revision = "0008_h10h_order"
+down_revision = "0007_h10_ehr"
 branch_labels = None
 depends_on = None
 
