@@ -98,4 +98,4 @@ def test_amended_push_bundle_is_valid_r4(settings: Settings) -> None:
     [patient] = [r for r in resources if r["resourceType"] == "Patient"]
     assert "status" not in patient
     [report] = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
-    assert report["status"] == "amended"
+    assert report["status"] == "preliminary", "re-scored before any clinician finding"

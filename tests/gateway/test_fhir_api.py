@@ -20,7 +20,14 @@ from fhirpy.base.searchset import Raw
 
 from tests.fhir.conftest import make_env
 from tests.fhir.r4schema import r4_errors
-from tests.results_factory import Made, enqueue_emit, make_result, rescore, run_until
+from tests.results_factory import (
+    Made,
+    add_finding,
+    enqueue_emit,
+    make_result,
+    rescore,
+    run_until,
+)
 from xraygate.core.config import Settings
 from xraygate.gateway.fhir_api import router
 
@@ -94,7 +101,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for m in made.values():
         enqueue_emit(engine, env.queue, "emit-fhir", m)
     run_until(env.queue, env.handlers, env.all_final)
-    rescore(engine, made["a1"].result_id, score=0.35, category="low")
+    finding = add_finding(engine, made["a1"], "reject")  # final
+    enqueue_emit(engine, env.queue, "emit-fhir", made["a1"], feedback_id=finding)
+    run_until(env.queue, env.handlers, env.all_final)
+    rescore(engine, made["a1"].result_id, score=0.35, category="low")  # amended
     enqueue_emit(engine, env.queue, "emit-fhir", made["a1"])
     run_until(env.queue, env.handlers, env.all_final)
 
@@ -179,9 +189,10 @@ def test_paging_follows_next_links(served: Served) -> None:
 
 def test_amended_report_and_history(served: Served) -> None:
     report = report_for(served, "a1")
-    assert report["status"] == "amended" and report["meta"]["versionId"] == "2"
+    assert report["status"] == "amended" and report["meta"]["versionId"] == "3"
     hist = served.get(f"DiagnosticReport/{report['id']}/_history").json()
-    assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == ["2", "1"]
+    assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == ["3", "2", "1"]
+    assert [e["resource"]["status"] for e in hist["entry"]] == ["amended", "final", "preliminary"]
     assert r4_errors(hist) == []
     v1 = served.get(f"DiagnosticReport/{report['id']}/_history/1")
     assert v1.status_code == 200 and v1.json()["status"] == "preliminary"

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
+Hl7Charset = Literal[
+    "UNICODE UTF-8", "8859/1", "8859/2", "8859/5", "8859/7", "8859/9", "8859/15", "ASCII"
+]
 
 
 def secret_value(secret: SecretStr | str | None) -> str | None:
@@ -195,7 +198,11 @@ class Settings(BaseSettings):
         description="Body part / description terms that mean chest.",
     )
     infer_accept_missing_view: bool = Field(
-        True, description="Score images without ViewPosition (lateral views are always refused)."
+        False,
+        description=(
+            "Score images with neither ViewPosition nor ViewCodeSequence (a lateral may be"
+            " among them); lateral and other non-frontal views are always refused."
+        ),
     )
     model_policy: ModelPolicy = Field(
         "active",
@@ -270,6 +277,37 @@ class Settings(BaseSettings):
         None, description="Value of that header, e.g. 'Bearer <token>'; none when unset."
     )
     fhir_push_timeout: float = Field(10.0, description="FHIR push timeout in seconds.")
+    fhir_push_patient_mode: Literal["reference", "create-if-missing"] = Field(
+        "reference",
+        description="How a push names the patient: `reference` = a conditional reference "
+        "`Patient?identifier=system|value` to the EHR's patient (never writes Patient); "
+        "`create-if-missing` = also a conditional create (`ifNoneExist`) of a minimal Patient.",
+    )
+    fhir_patient_id_systems: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: IssuerOfPatientID (or the UniversalEntityID of "
+        "IssuerOfPatientIDQualifiersSequence) -> identifier system URI of the patient's MRN.",
+    )
+    fhir_patient_id_default_system: str | None = Field(
+        None,
+        description="Identifier system of a PatientID without issuer; default "
+        "<fhir_system_base>/patient-id.",
+    )
+    fhir_accession_system: str | None = Field(
+        None,
+        description="Identifier system of accession numbers (the RIS's); default "
+        "<fhir_system_base>/accession.",
+    )
+    study_stable_seconds: float = Field(
+        10.0,
+        description="A study is reported (FHIR, HL7) once no image arrived for this long; "
+        "0 reports at once after each image. Later images make a new version.",
+    )
+    feedback_finalises: bool = Field(
+        True,
+        description="A clinician's finding (feedback confirm/reject) makes the study's AI "
+        "result final (FHIR `final`, HL7 `F`); later changes are amended/corrected (`C`).",
+    )
     hl7_host: str | None = Field(None, description="MLLP host for ORU^R01; HL7 off when unset.")
     hl7_port: int | None = Field(None, description="MLLP port; HL7 off when unset.")
     hl7_timeout: float = Field(30.0, description="Seconds to wait to connect and for the ACK.")
@@ -279,6 +317,24 @@ class Settings(BaseSettings):
     hl7_receiving_facility: str = Field("HOSPITAL", description="MSH-6 receiving facility.")
     hl7_processing_id: Literal["P", "T", "D"] = Field(
         "P", description="MSH-11: P production, T training, D debug."
+    )
+    hl7_charset: Hl7Charset = Field(
+        "UNICODE UTF-8",
+        description=(
+            "MSH-18 character set (HL7 table 0211); the ORU bytes are encoded in it and a"
+            " character it cannot represent is sent as '?'."
+        ),
+    )
+    hl7_patient_class: str = Field(
+        "U",
+        description="PV1-2 patient class (HL7 table 0004: E, I, O, P, R, B, C, N, U unknown).",
+    )
+    hl7_default_assigning_authority: str = Field(
+        "",
+        description=(
+            "PID-3 assigning authority when the DICOM has no IssuerOfPatientID: a namespace, an"
+            " OID (sent as &OID&ISO) or NAMESPACE&OID&ISO; empty: MSH-4 sending facility."
+        ),
     )
     escalation_hl7_host: str | None = Field(
         None, description="Extra MLLP host that also receives high-risk ORUs (escalation)."

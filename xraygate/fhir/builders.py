@@ -8,8 +8,8 @@ Graph (see ``shared/reference/fhir-imaging-ai-results.md``)::
 
 The risk is ``Observation.valueQuantity`` in percent (UCUM ``%``), coded with our own code system
 ``<fhir_system_base>/CodeSystem/ai-findings#pneumonia-risk`` (LOINC has no such code); the
-category (high / indeterminate / low) is a component and the interpretation. AI output is never
-final: reports start ``preliminary`` and become ``amended`` when re-scored (see :mod:`.store`).
+category (high / indeterminate / low) is a component and the interpretation. Status: AI output is
+``preliminary`` until a clinician gives a finding (:mod:`xraygate.core.result_status`).
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from xraygate.core.models.deid import Finding
 from xraygate.core.models.delivery import DICOM_UID_SYSTEM
 from xraygate.core.vocabulary import (
     AI_FINDINGS_CODESYSTEM_PATH,
     DEMO_STATEMENT,
-    FHIR_STATUS,
     PNEUMONIA_RISK_CODE,
     PNEUMONIA_RISK_DISPLAY,
     REPORT_LOINC,
     RISK_CATEGORY_CODE,
     RISK_CATEGORY_DISPLAY,
+    STATUS_TERMS,
     CategoryTerms,
     category_of,
     data_absent_reason,
@@ -211,7 +212,7 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
     out: Json = {
         "resourceType": "Observation",
         "id": ctx.observation_id,
-        "status": FHIR_STATUS,
+        "status": STATUS_TERMS[ctx.state.status].fhir,
         "category": [
             {"coding": [{"system": OBS_CATEGORY, "code": "imaging", "display": "Imaging"}]}
         ],
@@ -283,7 +284,16 @@ def conclusion(ctx: ResultContext) -> str:
         head = f"AI pneumonia risk not assessed ({r.reason or 'no readable chest image'})."
     else:
         head = f"AI pneumonia risk {r.score * 100:.0f}% ({category_of(r.category).value})."
-    return f"{head} Model {r.model_version}. {statement(r.demo_model)}"
+    review = REVIEW_TEXT.get(ctx.state.finding) if ctx.state.finding else None
+    tail = f" {review}" if review else ""
+    return f"{head} Model {r.model_version}. {statement(r.demo_model)}{tail}"
+
+
+#: What the conclusion says of the clinician's finding once it counts (status final and later).
+REVIEW_TEXT = {
+    Finding.CONFIRM: "Clinician review: pneumonia confirmed.",
+    Finding.REJECT: "Clinician review: no pneumonia.",
+}
 
 
 def build_report(ctx: ResultContext, issued: datetime) -> Json:
@@ -300,7 +310,7 @@ def build_report(ctx: ResultContext, issued: datetime) -> Json:
         "resourceType": "DiagnosticReport",
         "id": ctx.report_id,
         "identifier": identifiers,
-        "status": FHIR_STATUS,
+        "status": STATUS_TERMS[ctx.state.status].fhir,
         "category": [
             {
                 "coding": [
@@ -351,7 +361,7 @@ def build_provenance(ctx: ResultContext, report_version: int, recorded: datetime
             ext.append({"url": f"threshold-{key}", "valueDecimal": float(r.thresholds[key])})
     return {
         "resourceType": "Provenance",
-        "id": ctx.provenance_id,
+        "id": ctx.provenance_id(report_version),
         "extension": [
             {"url": f"{base}/StructureDefinition/ai-result-provenance", "extension": ext}
         ],

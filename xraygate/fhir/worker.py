@@ -53,7 +53,13 @@ class EmitFhir:
         payload = EmitFhirPayload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
-            ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
+            ctx = load_context(
+                session,
+                result_id,
+                self.settings.fhir_system_base,
+                self.tz,
+                self.settings.feedback_finalises,
+            )
         if ctx is None or ctx.result.shadow:
             return None  # shadow results are stored by inference, never emitted
         if payload.revision < ctx.result.revision:

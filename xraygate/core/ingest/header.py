@@ -13,6 +13,7 @@ from typing import Any
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from xraygate.core.dicom_io import delimiter_near_end, read_deflated_header, truncation
@@ -107,8 +108,60 @@ def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
 
 
 def text(ds: Dataset, keyword: str, limit: int = 64) -> str:
+    """The element's text; a multi-valued one joined with DICOM's own separator ``\\`` (FHIR
+    makes separate identifiers/names of the values, HL7 repetitions), never Python's list
+    spelling."""
     value = ds.get(keyword, "")
-    return str(value if value is not None else "")[:limit]
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)[:limit]
+    return str(value)[:limit]
+
+
+def _issuer_qualifiers(ds: Dataset) -> tuple[str, str]:
+    """UniversalEntityID and its type from IssuerOfPatientIDQualifiersSequence, if any."""
+    seq = ds.get("IssuerOfPatientIDQualifiersSequence")
+    if not seq:
+        return "", ""
+    item = seq[0]
+    return text(item, "UniversalEntityID"), text(item, "UniversalEntityIDType", 16).upper()
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    try:
+        items = ds.get(keyword) or []
+        return items[0] if len(items) else None
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
+def order_values(ds: Dataset) -> dict[str, str]:
+    """The order the study fulfils: placer order number and requested procedure code, from the
+    first RequestAttributesSequence item, else the top-level Imaging Service Request / Requested
+    Procedure attributes (HL7 ORC-2/OBR-2 and OBR-4)."""
+    request = _first_item(ds, "RequestAttributesSequence")
+    sources = [request, ds] if request is not None else [ds]
+    placer = next(
+        (v for src in sources if (v := text(src, "PlacerOrderNumberImagingServiceRequest"))), ""
+    )
+    code = next(
+        (
+            item
+            for src in sources
+            if (item := _first_item(src, "RequestedProcedureCodeSequence")) is not None
+            and (text(item, "CodeValue") or text(item, "LongCodeValue"))
+        ),
+        None,
+    )
+    return {
+        "placer_order_number": placer.strip(),
+        "requested_procedure_code": (
+            (text(code, "CodeValue") or text(code, "LongCodeValue")).strip() if code else ""
+        ),
+        "requested_procedure_scheme": text(code, "CodingSchemeDesignator").strip() if code else "",
+        "requested_procedure_meaning": text(code, "CodeMeaning").strip() if code else "",
+    }
 
 
 def integer(ds: Dataset, keyword: str) -> int | None:
@@ -166,10 +219,13 @@ def _patient(ds: Dataset) -> dict[str, Any]:
     patient_id = text(ds, "PatientID")
     issuer = text(ds, "IssuerOfPatientID")
     key = f"{issuer}|{patient_id}" if patient_id else f"study|{text(ds, 'StudyInstanceUID')}"
+    universal_id, universal_type = _issuer_qualifiers(ds)
     return {
         "patient_key": key[:200],
         "patient_id": patient_id,
         "issuer": issuer,
+        "issuer_universal_id": universal_id,
+        "issuer_universal_id_type": universal_type,
         "name": text(ds, "PatientName", 200),
         "birth_date": text(ds, "PatientBirthDate", 8),
         "sex": text(ds, "PatientSex", 16),
@@ -184,6 +240,7 @@ def _study(ds: Dataset) -> dict[str, Any]:
         "study_time": text(ds, "StudyTime", 16),
         "description": text(ds, "StudyDescription", 200),
         "referring_physician": text(ds, "ReferringPhysicianName", 200),
+        **order_values(ds),
     }
 
 

@@ -45,8 +45,9 @@ def code_system_doc(settings: Settings) -> str:
         "(UCUM '%'); LOINC has no code for it. Component '"
         f"{RISK_CATEGORY_CODE}' carries the triage category as SNOMED CT 75540009 High, "
         "62482003 Low or 82334004 Indeterminate (or 'not-applicable' in our system), mirrored "
-        "in Observation.interpretation (v3 H / L / IND). The model is Observation.device. "
-        "Reports are AI-generated and 'preliminary'; re-scoring makes a new version 'amended'. "
+        "in Observation.interpretation (v3 H / N / IND). The model is Observation.device. "
+        "Reports are AI-generated and 'preliminary' until a clinician's finding makes them "
+        "'final' (later changes: 'amended', 'corrected'). "
         "A Provenance per report version records the model version, its sha256, the thresholds "
         "and the SOP Instance UIDs read."
     )
