@@ -56,7 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(deid_review.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
-    app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
+    app.include_router(fhir_api.public_router)  # metadata, CodeSystem: no token (SMART)
+    app.include_router(fhir_api.read_router, dependencies=[Depends(require_fhir_reader)])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -23,13 +23,15 @@ from sqlmodel import Session, col
 from xraygate.core.models import FhirResource, utcnow
 from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep
 from xraygate.gateway.errors import BadRequest, FhirRoute, NotFound, fhir_json
-from xraygate.gateway.fhir_api.capability import PREFIX, base_url
+from xraygate.gateway.fhir_api.capability import JSON_ONLY, PREFIX, base_url
 from xraygate.gateway.fhir_api.params import SEARCH_PARAMS
-from xraygate.gateway.fhir_api.search import included, parse_query, run_search
+from xraygate.gateway.fhir_api.search import included, parse_query, revincluded, run_search
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED], route_class=FhirRoute)
+router = APIRouter(
+    prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED, JSON_ONLY], route_class=FhirRoute
+)
 
 
 def _check_type(resource_type: str) -> None:
@@ -56,7 +58,7 @@ def search(
     tz = ZoneInfo(settings.local_timezone)
     query = parse_query(session, resource_type, items, tz, strict=not lenient)
     total, matches = run_search(session, query)
-    extra = included(session, query, matches)
+    extra = included(session, query, matches) + revincluded(session, query, matches)
     base = base_url(request, settings)
     entries = [_entry(base, r, "match") for r in matches] + [
         _entry(base, r, "include") for r in extra
