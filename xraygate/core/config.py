@@ -6,12 +6,24 @@ after changing the environment.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+#: Environment variable naming a directory of secret files, one per setting, named like the
+#: variable (``xraygate_auth_shared_secret``): Docker/Compose secrets (``/run/secrets``) or a
+#: Kubernetes Secret mounted as a volume. Environment variables win over files.
+SECRETS_DIR_ENV = "XRAYGATE_SECRETS_DIR"
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
@@ -36,6 +48,20 @@ class Settings(BaseSettings):
     """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if secrets_dir := os.environ.get(SECRETS_DIR_ENV):
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        return tuple(sources)
 
     # --- storage and database -------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Directory for embedded database and files.")
@@ -136,6 +162,29 @@ class Settings(BaseSettings):
     # --- HTTP gateway --------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Address the HTTP gateway listens on.")
     http_port: int = Field(8080, description="HTTP gateway port (FHIR API, admin, pages).")
+    http_max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 otherwise), checked before "
+        "authentication and before the body is read (Content-Length or counted chunks).",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Close a connection whose request headers take longer."
+    )
+    http_keep_alive_seconds: int = Field(
+        5, ge=1, description="Close an idle keep-alive HTTP connection after seconds."
+    )
+    http_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For / "
+        "-Proto headers are believed; none = the peer is the client. Behind a proxy, "
+        "XRAYGATE_FHIR_BASE_URL is required.",
+    )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host header values accepted (e.g. `xraygate.hospital.org`, "
+        "`*.hospital.org`); others get 400. Empty = any.",
+    )
 
     # --- gateway: authentication, sessions, operations (gateway/) -----------------------
     auth_issuer: str = Field("xraygate", description="Required `iss` claim of bearer JWTs.")
@@ -152,6 +201,12 @@ class Settings(BaseSettings):
         "generated once into <data_dir>/auth-secret unless a JWKS is configured.",
     )
     auth_leeway_seconds: float = Field(30.0, description="Clock skew allowed on exp/nbf/iat.")
+    auth_max_token_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Longest bearer token lifetime accepted (exp - iat, and exp - now): a "
+        "stolen long-lived token is refused; `xraygate token create` keeps within it.",
+    )
     auth_api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated static API keys of system clients, each "
@@ -439,6 +494,8 @@ class Settings(BaseSettings):
         "infer_chest_terms",
         "auth_api_keys",
         "model_trusted_keys",
+        "http_trusted_proxies",
+        "http_allowed_hosts",
         mode="before",
     )
     @classmethod
