@@ -141,7 +141,7 @@ def test_deflate_bomb_is_refused_while_inflating(
     scp: RunningScp, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A deflated data set whose private OB value inflates past the limit is refused 0xA900."""
-    caplog.set_level(logging.WARNING, logger="xraygate.dicom_scp.ingest")
+    caplog.set_level(logging.WARNING, logger="xraygate.core.ingest")
     scp.settings.max_image_pixels = 20_000  # CT_small has 16384; inflated limit ~64.2 MiB
     ds = new_ct()
     ds.add_new(0x00091010, "OB", bytes(80 * 1024 * 1024))  # 80 MiB of zeros: ~80 KiB deflated
