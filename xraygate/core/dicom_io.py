@@ -115,3 +115,14 @@ def delimiter_near_end(path: Path, size: int) -> bool:
 
 def _bytes_at(data: bytes) -> ReadAt:
     return lambda offset, count: data[offset : offset + count]
+
+
+# --- our own display objects (pacs/ makes them; nobody may learn from them) --------------------
+#: Derivation Description of the "AI key image" Secondary Capture made by ``pacs/``.
+AI_KEY_IMAGE_DERIVATION = "xraygate AI key image: result banner burned into a copy; display only"
+
+
+def is_ai_display_object(ds: Dataset) -> bool:
+    """A display object we derived from a result (the key image): never a training input, even
+    when a PACS routes it back to us."""
+    return str(ds.get("DerivationDescription", "") or "") == AI_KEY_IMAGE_DERIVATION

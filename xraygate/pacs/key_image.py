@@ -4,7 +4,8 @@ the result burned into a banner across its top (``XRAYGATE_PACS_KEY_IMAGE``).
 It is marked for what it is: ImageType DERIVED\\SECONDARY, BurnedInAnnotation YES, a Derivation
 Description and a Source Image Sequence naming the original, in its own series
 ("AI key image"). It is a display object only: it is never a training input (the retraining
-export skips derived images with burned-in annotation, see ``anonymizer/export.py``).
+export skips it by its Derivation Description, :func:`xraygate.core.dicom_io.is_ai_display_object`,
+should a PACS ever route it back to us).
 
 No Grayscale Softcopy Presentation State is produced: the inference worker makes no saliency
 overlay for one to carry.
@@ -24,6 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_voi_lut
 
 from xraygate.core.config import Settings
+from xraygate.core.dicom_io import AI_KEY_IMAGE_DERIVATION
 from xraygate.core.outbox import NewMessage
 from xraygate.core.storage import ObjectStore
 from xraygate.core.vocabulary import DEMO_STATEMENT, terms_for
@@ -33,7 +35,6 @@ MANUFACTURER = "xraygate"
 KEY_IMAGE_SERIES_NUMBER = 9902
 KEY_IMAGE_KEY_SUFFIX = ":key-image"
 MAX_SIDE = 1024
-DERIVATION = "AI result banner burned into a downscaled copy; for display only"
 
 
 def _uid(*parts: object) -> str:
@@ -107,7 +108,7 @@ def build_key_image(ctx: SrContext, source: Dataset) -> hd.sc.SCImage:
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.BurnedInAnnotation = "YES"
     sc.RecognizableVisualFeatures = source.get("RecognizableVisualFeatures", "NO") or "NO"
-    sc.DerivationDescription = DERIVATION
+    sc.DerivationDescription = AI_KEY_IMAGE_DERIVATION
     ref = Dataset()
     ref.ReferencedSOPClassUID = source.SOPClassUID
     ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
