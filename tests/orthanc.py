@@ -37,6 +37,7 @@ class Orthanc:
         dicomweb: bool = False,
         modalities: dict[str, list[Any]] | None = None,
         dicomweb_servers: dict[str, list[str]] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.aet = aet
@@ -70,6 +71,7 @@ class Orthanc:
                 "Root": "/dicom-web/",
                 "Servers": dicomweb_servers or {},
             }
+        config.update(extra or {})
         self.config = workdir / "orthanc.json"
         self.config.write_text(json.dumps(config))
         self.log = workdir / "orthanc.log"
