@@ -18,6 +18,8 @@ PUBLIC = "public"
 ANY = "any-authenticated"
 ADMIN, CLINICIAN, EHR = "admin", "clinician", "ehr"
 
+_SERIES = "/dicomweb/studies/{study_uid}/series/{series_uid}"
+
 # (method, route) -> who may call it. FHIR: ehr (scoped) or admin.
 ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/healthz"): PUBLIC,
@@ -55,6 +57,18 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): frozenset({EHR, ADMIN}),
+    ("GET", "/dicomweb/studies"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/series"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/instances"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/series/{series_uid}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/metadata"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/rendered"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/frames/{{frame}}/rendered"): frozenset(
+        {CLINICIAN, ADMIN}
+    ),
     ("GET", "/api/me"): ANY,
     ("GET", "/api/openapi.json"): ANY,
 }
@@ -101,6 +115,8 @@ def _url(gw: Gateway, path: str) -> str:
         "resource_type": "DiagnosticReport",
         "resource_id": "nope",
         "version_id": "1",
+        "series_uid": "1.2.3",
+        "frame": "1",
     }
     return path.format(**values)
 

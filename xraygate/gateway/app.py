@@ -14,6 +14,8 @@ route                             who                         what (room)
 /api/admin/...                    admin                       models, dead letters, settings, audit
 /fhir/...                         ehr (scoped) or admin       FHIR R4 read API (fhir_api)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
+/dicomweb/... (GET)               clinician or admin          QIDO-RS, WADO-RS (dicomweb)
+/dicomweb/studies (POST)          modality                    STOW-RS, the SCP's ingest (dicomweb)
 ================================  ==========================  ======================================
 
 Shared by every room: ``deps`` (database, queue, store, caller, roles, the audit flag),
@@ -32,6 +34,7 @@ from xraygate.gateway import errors, fhir_api, ops
 from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
+from xraygate.gateway.dicomweb import routes as dicomweb_routes
 from xraygate.gateway.middleware.audit import AuditMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
@@ -57,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(deid_review.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
+    app.include_router(
+        dicomweb_routes.router, dependencies=[Depends(require(Role.CLINICIAN, Role.ADMIN))]
+    )
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import ssl
-import uuid
 from io import BytesIO
 
 import httpx
@@ -25,12 +24,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 
+from xraygate.core import multipart
 from xraygate.core.config import Settings
 from xraygate.core.http_delivery import post
 from xraygate.core.models import OutboxMessage
 from xraygate.core.outbox import DeliveryOutcome, Sender
 
-DICOM_CONTENT_TYPE = "application/dicom"  # the message is base64 of this
+DICOM_CONTENT_TYPE = multipart.DICOM  # the message is base64 of this
 
 
 def encode(part10: bytes) -> str:
@@ -109,16 +109,6 @@ def make_cstore_sender(settings: Settings) -> Sender:
     return send
 
 
-def multipart_related(parts: list[bytes], boundary: str) -> bytes:
-    """A multipart/related body of ``application/dicom`` parts (PS3.18 8.6.1.2)."""
-    out = bytearray()
-    for part in parts:
-        out += f"--{boundary}\r\nContent-Type: {DICOM_CONTENT_TYPE}\r\n\r\n".encode()
-        out += part + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out)
-
-
 def make_stow_sender(settings: Settings) -> Sender:
     """STOW-RS: POST each object alone to ``<pacs_stow_url>/studies``."""
     url = (settings.pacs_stow_url or "").rstrip("/") + "/studies"
@@ -126,14 +116,15 @@ def make_stow_sender(settings: Settings) -> Sender:
     token = settings.pacs_stow_auth_token
 
     def send(message: OutboxMessage) -> DeliveryOutcome:
-        boundary = f"xraygate-{uuid.uuid4().hex}"
+        boundary = multipart.new_boundary()
         headers = {
-            "Content-Type": f'multipart/related; type="{DICOM_CONTENT_TYPE}"; boundary={boundary}',
+            "Content-Type": multipart.content_type(boundary),
             "Accept": "application/dicom+json",
         }
         if token is not None:
             headers["Authorization"] = token.get_secret_value()
-        return post(client, url, multipart_related([decode(message)], boundary), headers)
+        body = multipart.build([(multipart.DICOM, decode(message))], boundary)
+        return post(client, url, body, headers)
 
     return send
 
