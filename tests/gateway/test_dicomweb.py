@@ -116,8 +116,8 @@ def test_wado_returns_the_stored_object_byte_for_byte_and_renders_it(
         url,
         headers={
             **gw.headers("clinician"),
-            "Accept": multipart.content_type("x").replace("boundary=x", "")
-            + "transfer-syntax=1.2.840.10008.1.2.4.50",
+            "Accept": 'multipart/related; type="application/dicom"; '
+            "transfer-syntax=1.2.840.10008.1.2.4.50",
         },
     )
     assert wrong_syntax.status_code == 406
