@@ -60,16 +60,22 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     stop = threading.Event()
 
     scp_server = None
+    receivers = None
     running: list[tuple[Worker, threading.Thread]] = []
     if scp:
+        from xraygate.dicom_scp.processes import process_count, start_receivers
         from xraygate.dicom_scp.server import start_scp
 
-        scp_server = start_scp(settings, store, queue)
+        count = process_count(settings)
+        scp_server = start_scp(settings, store, queue, reuse_port=count > 1)
+        if count > 1:
+            receivers = start_receivers(settings, count - 1, scp_server.port)
         log.info(
-            "DICOM SCP %s listening on %s:%s",
+            "DICOM SCP %s listening on %s:%s (%d receiving processes)",
             settings.ae_title,
             settings.dicom_host,
             scp_server.port,
+            count,
         )
     if workers:
         handlers = job_handlers(settings, store, queue)
@@ -89,8 +95,15 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             _wait_for_signal(stop)
     finally:
         stop.set()  # workers claim nothing more; each finishes the job in hand
+        grace = settings.shutdown_grace_seconds
+        stopping = None
+        if receivers is not None:  # they stop in parallel with this process's SCP
+            stopping = threading.Thread(target=receivers.stop, args=(grace,))
+            stopping.start()
         if scp_server is not None:
-            scp_server.stop(settings.shutdown_grace_seconds)
+            scp_server.stop(grace)
+        if stopping is not None:
+            stopping.join()
         stop_workers(queue, running, settings.shutdown_grace_seconds)
         log.info("stopped")
 

@@ -72,6 +72,29 @@ class Settings(BaseSettings):
         "further C-STOREs are refused with 0xA700 (send again) and unfinished jobs' leases are "
         "released. Keep it below the orchestrator's termination grace period.",
     )
+    scp_processes: int = Field(
+        0,
+        description="Receiving processes of `xraygate serve`/`scp`, sharing the DICOM port "
+        "(SO_REUSEPORT), the database and the store; 0 = one per CPU core.",
+    )
+    ingest_journal: bool = Field(
+        True,
+        description="Acknowledge a C-STORE once the object and a journal record are fsynced; "
+        "an indexer commits index rows and jobs in batches (false: commit before answering).",
+    )
+    ingest_journal_dir: Path | None = Field(
+        None,
+        description="Ingest journal directory (default <data_dir>/journal); it must survive "
+        "the process (a persistent volume), as the object store does.",
+    )
+    ingest_batch_size: int = Field(
+        256, description="Most journaled objects the indexer commits in one transaction."
+    )
+    ingest_backlog_limit: int = Field(
+        10000,
+        description="Refuse C-STOREs (0xA702) while more journaled objects than this wait for "
+        "the index.",
+    )
     tls_cert_file: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
     tls_key_file: Path | None = Field(None, description="PEM private key for DICOM TLS.")
     tls_ca_file: Path | None = Field(
@@ -377,6 +400,10 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return str((self.data_dir / "objects").resolve())
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.ingest_journal_dir or self.data_dir / "journal"
 
     @property
     def tmp_dir(self) -> Path:

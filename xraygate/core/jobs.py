@@ -286,7 +286,7 @@ class Contract(NamedTuple):
 
 
 CONTRACT: Mapping[JobKind, Contract] = {
-    JobKind.INFER: Contract(InferPayload, ("dicom_scp",), "inference"),
+    JobKind.INFER: Contract(InferPayload, ("core",), "inference"),
     JobKind.EMIT_FHIR: Contract(EmitFhirPayload, ("inference",), "fhir"),
     JobKind.PUSH_FHIR: Contract(PushFhirPayload, ("fhir",), "fhir"),
     JobKind.EMIT_HL7: Contract(EmitHl7Payload, ("inference",), "hl7"),

@@ -39,10 +39,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.ingest import Ingestor, Received, Status
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore
-from xraygate.dicom_scp.ingest import Ingestor, Received
-from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,7 @@ def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None
         calling_aet=str(event.assoc.requestor.ae_title).strip(),
         sop_class_uid=str(request.AffectedSOPClassUID or ""),
         sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+        transfer_syntax_uid=str(event.context.transfer_syntax or ""),
     )
     outcome = ingestor.ingest(received)
     response = Dataset()
@@ -166,11 +166,24 @@ class _Server(ThreadedAssociationServer):
         return client, address
 
 
+class _ReusePortServer(_Server):
+    """Several receiving processes share the port (SO_REUSEPORT): the kernel spreads the
+    incoming connections over them."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 class ScpServer:
     """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, server: Any, closing: threading.Event | None = None) -> None:
+    def __init__(
+        self, server: Any, ingestor: Ingestor, closing: threading.Event | None = None
+    ) -> None:
         self._server = server
+        self.ingestor = ingestor
         self.closing = closing or threading.Event()
 
     @property
@@ -178,8 +191,10 @@ class ScpServer:
         return int(self._server.server_address[1])
 
     def shutdown(self) -> None:
-        """Stop accepting associations; those in progress finish in their own threads."""
+        """Stop accepting associations (those in progress finish in their own threads) and
+        commit what the ingest journal holds."""
         self._server.shutdown()
+        self.ingestor.close()
 
     def stop(self, grace: float, closing_seconds: float = 5.0) -> None:
         """Graceful stop (SIGTERM): accept no more associations; let those in progress go on
@@ -193,6 +208,7 @@ class ScpServer:
             for assoc in self._server.active_associations:
                 assoc.abort()
             self._wait_idle(closing_seconds)
+        self.ingestor.close(grace + closing_seconds)
 
     def _wait_idle(self, seconds: float) -> bool:
         """Wait for the established associations to end (a connection still negotiating, or
@@ -225,8 +241,11 @@ def clean_spool(spool: Path, idle_seconds: float) -> int:
     return removed
 
 
-def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpServer:
-    """Start listening (in background threads) and return the running server."""
+def start_scp(
+    settings: Settings, store: ObjectStore, queue: JobQueue, *, reuse_port: bool = False
+) -> ScpServer:
+    """Start listening (in background threads) and return the running server; ``reuse_port``
+    shares the port with the other receiving processes (see :mod:`.processes`)."""
     spool = settings.tmp_dir
     spool.mkdir(parents=True, exist_ok=True)
     clean_spool(spool, max(settings.network_timeout, 1.0))
@@ -251,9 +270,9 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
         (settings.dicom_host, settings.dicom_port),
         ssl_context=tls_context(settings),
         evt_handlers=handlers,
-        server_class=_Server,
+        server_class=_ReusePortServer if reuse_port else _Server,
     )
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself
-    return ScpServer(server, closing)
+    return ScpServer(server, ingestor, closing)
