@@ -36,7 +36,7 @@ class Orthanc:
         aet: str = "ORTHANC",
         dicomweb: bool = False,
         modalities: dict[str, list[Any]] | None = None,
-        dicomweb_servers: dict[str, list[str]] | None = None,
+        dicomweb_servers: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir

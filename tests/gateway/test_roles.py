@@ -16,7 +16,7 @@ from tests.gateway.conftest import Gateway
 
 PUBLIC = "public"
 ANY = "any-authenticated"
-ADMIN, CLINICIAN, EHR = "admin", "clinician", "ehr"
+ADMIN, CLINICIAN, EHR, MODALITY = "admin", "clinician", "ehr", "modality"
 
 _SERIES = "/dicomweb/studies/{study_uid}/series/{series_uid}"
 
@@ -69,11 +69,22 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", f"{_SERIES}/instances/{{sop_uid}}/frames/{{frame}}/rendered"): frozenset(
         {CLINICIAN, ADMIN}
     ),
+    ("POST", "/dicomweb/studies"): frozenset({MODALITY}),
+    ("POST", "/dicomweb/studies/{study_uid}"): frozenset({MODALITY}),
     ("GET", "/api/me"): ANY,
     ("GET", "/api/openapi.json"): ANY,
 }
 PUBLIC_MOUNTS = {"/static"}
-CALLERS = ["anonymous", "nobody", "admin", "clinician", "ehr", "key:pacs-bridge", "key:ops-robot"]
+CALLERS = [
+    "anonymous",
+    "nobody",
+    "admin",
+    "clinician",
+    "ehr",
+    "key:pacs-bridge",
+    "key:ops-robot",
+    "key:modality-box",
+]
 CALLER_ROLES = {
     "nobody": set(),
     "admin": {ADMIN},
@@ -81,6 +92,7 @@ CALLER_ROLES = {
     "ehr": {EHR},
     "key:pacs-bridge": {EHR},
     "key:ops-robot": {ADMIN},
+    "key:modality-box": {MODALITY},
 }
 PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality"}
 

@@ -293,6 +293,13 @@ class Settings(BaseSettings):
         "copy of the image read) with each SR.",
     )
     pacs_institution: str | None = Field(None, description="Institution Name put in the SR.")
+    dicomweb_max_request_bytes: int = Field(
+        512 * 1024 * 1024, description="Largest STOW-RS request body accepted (413 above)."
+    )
+    dicomweb_max_instance_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Largest instance in a STOW-RS request (refused with 0xA700 above).",
+    )
 
     # --- de-identification and retraining export (anonymizer/) ---------------------------
     deid_options: Annotated[list[str], NoDecode] = Field(

@@ -35,6 +35,7 @@ from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.dicomweb import routes as dicomweb_routes
+from xraygate.gateway.dicomweb import stow as dicomweb_stow
 from xraygate.gateway.middleware.audit import AuditMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(
         dicomweb_routes.router, dependencies=[Depends(require(Role.CLINICIAN, Role.ADMIN))]
     )
+    app.include_router(dicomweb_stow.router, dependencies=[Depends(require(Role.MODALITY))])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
