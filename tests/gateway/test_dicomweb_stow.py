@@ -143,7 +143,10 @@ def test_oversized_parts_and_requests_are_refused(tmp_path: Path) -> None:
     from xraygate.gateway.app import create_app
 
     settings = gateway_settings(
-        tmp_path, dicomweb_max_instance_bytes=50_000, dicomweb_max_request_bytes=400_000
+        tmp_path,
+        dicomweb_max_instance_bytes=50_000,
+        dicomweb_max_request_bytes=400_000,
+        http_max_body_bytes=4096,  # the gateway's limit elsewhere: STOW-RS has its own
     )
     small, big = (
         synthetic_cr(tmp_path / "small.dcm", np.zeros((64, 64), np.float32)),
@@ -162,6 +165,8 @@ def test_oversized_parts_and_requests_are_refused(tmp_path: Path) -> None:
     assert "over 50000 bytes" in reply.headers["warning"]
     huge = multipart.build([(multipart.DICOM, big.read_bytes())] * 4, boundary)
     assert client.post("/dicomweb/studies", content=huge, headers=headers).status_code == 413
+    feedback = client.post("/api/studies/1.2.3/feedback", content=b"x" * 5000, headers=headers)
+    assert feedback.status_code == 413  # elsewhere the gateway's own limit still holds
 
 
 def test_orthanc_forwards_a_study_to_our_stow_rs(

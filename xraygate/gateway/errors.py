@@ -99,6 +99,9 @@ class NotFound(GatewayError):
 
 
 class NotAcceptable(GatewayError):
+    """The client accepts no format we serve (FHIR: ``_format=xml``; WADO-RS: another transfer
+    syntax than the stored one)."""
+
     status, code = 406, "not-supported"
 
 
