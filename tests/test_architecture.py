@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "xraygate"
-SERVICES = ["dicom_scp", "inference", "fhir", "hl7", "anonymizer", "gateway"]
+SERVICES = ["dicom_scp", "inference", "fhir", "hl7", "anonymizer", "gateway", "pacs"]
 
 
 def _imports(path: Path) -> set[str]:
