@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from xraygate.core.config_oidc import OidcSettings
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
@@ -29,8 +31,9 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
+class Settings(OidcSettings):
+    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment
+    (the single sign-on ones are in :class:`OidcSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
 
