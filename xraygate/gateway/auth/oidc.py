@@ -283,7 +283,9 @@ class OidcClient:
             )
             claims.validate(leeway=LEEWAY_SECONDS)
         except (JoseError, ValueError, TypeError) as exc:
-            reason = getattr(exc, "error", None) or type(exc).__name__
+            reason = str(getattr(exc, "error", None) or type(exc).__name__)
+            if claim := getattr(exc, "claim", None):  # the claim's name, never its value
+                reason = f"{reason}: {claim}"
             log.warning("OIDC ID token refused: %s", reason)
             raise Unauthorized(f"The sign-in could not be verified (ID token: {reason}).") from exc
         return dict(claims)
