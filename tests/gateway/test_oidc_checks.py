@@ -142,7 +142,7 @@ def test_the_token_form_is_for_development_only(idp: Provider, tmp_path: Path) -
         refused = client.post("/login", data={"credential": token(settings, "admin")})
         assert refused.status_code == 403 and "disabled" in refused.text
         assert "set-cookie" not in refused.headers
-    settings = sso_settings(tmp_path / "b", idp.issuer, login_token_form=True)
+    settings = sso_settings(tmp_path / "b", idp.issuer, login_paste_form=True)
     with TestClient(create_app(settings), follow_redirects=False) as client:
         assert 'id="credential"' in client.get("/login").text
         accepted = client.post("/login", data={"credential": token(settings, "admin")})

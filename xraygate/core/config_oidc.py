@@ -55,7 +55,7 @@ class OidcSettings(BaseSettings):
         description="Our callback URL registered at the provider "
         "(https://<host>/login/oidc/callback); default: built from the request.",
     )
-    login_token_form: bool | None = Field(
+    login_paste_form: bool | None = Field(
         None,
         description="Show the development login form (paste a JWT or API key): unset = only "
         "when no OIDC issuer is configured; true = always; false = never.",
@@ -71,6 +71,6 @@ class OidcSettings(BaseSettings):
     @property
     def token_form_enabled(self) -> bool:
         """Whether the paste-a-token login form is offered (and its POST accepted)."""
-        if self.login_token_form is None:
+        if self.login_paste_form is None:
             return not self.oidc_issuer
-        return self.login_token_form
+        return self.login_paste_form

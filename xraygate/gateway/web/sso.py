@@ -4,7 +4,7 @@ starts the same browser session as the development token form. Every refusal is 
 with a sentence saying what went wrong (and the status: 401, 403 or 503), never a traceback.
 
 Also the login page itself (:func:`login_page`: the single sign-on button, and the token form
-only when ``XRAYGATE_LOGIN_TOKEN_FORM`` allows it), :func:`session_redirect` shared by both ways
+only when ``XRAYGATE_LOGIN_PASTE_FORM`` allows it), :func:`session_redirect` shared by both ways
 in, and the address logout leads to (the provider's ``end_session_endpoint`` when it has one).
 """
 
