@@ -44,6 +44,7 @@ from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
+from xraygate.core.study_stability import require_stable
 from xraygate.core.vocabulary import terms_for
 from xraygate.core.worker import Commit, Handler
 from xraygate.hl7.mllp import make_mllp_sender
@@ -86,6 +87,9 @@ class EmitHl7:
         payload = EmitHl7Payload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
+            if job.study_uid:  # wait for a complete study (a clinician's finding does not)
+                stable = 0.0 if payload.feedback_id else self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, utcnow())
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
                 return None
