@@ -29,6 +29,8 @@ from tests.results_factory import (
     run_until,
 )
 from xraygate.core.config import Settings
+from xraygate.gateway.auth import Principal, Role
+from xraygate.gateway.deps import current_principal
 from xraygate.gateway.fhir_api import router
 
 pytestmark = pytest.mark.integration
@@ -111,6 +113,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[get_settings] = lambda: settings
+    # an EHR without SMART scopes (the scope table is tests/gateway/test_security_scopes.py)
+    ehr = Principal("ehr-system", frozenset({Role.EHR}), "api-key")
+    app.dependency_overrides[current_principal] = lambda: ehr
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -46,6 +46,12 @@ class Study(SQLModel, table=True):
     study_time: str = Field(default="", max_length=16)
     description: str = Field(default="", max_length=200)
     referring_physician: str = Field(default="", max_length=200)
+    placer_order_number: str = Field(
+        default="", max_length=64, description="RequestAttributesSequence placer order number"
+    )
+    requested_procedure_code: str = Field(default="", max_length=64)
+    requested_procedure_scheme: str = Field(default="", max_length=64)
+    requested_procedure_meaning: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 
