@@ -259,7 +259,7 @@ class Contract(NamedTuple):
 
 
 CONTRACT: Mapping[JobKind, Contract] = {
-    JobKind.INFER: Contract(InferPayload, ("dicom_scp",), "inference"),
+    JobKind.INFER: Contract(InferPayload, ("core",), "inference"),
     JobKind.EMIT_FHIR: Contract(EmitFhirPayload, ("inference", "core"), "fhir"),
     JobKind.PUSH_FHIR: Contract(PushFhirPayload, ("fhir",), "fhir"),
     JobKind.EMIT_HL7: Contract(EmitHl7Payload, ("inference", "core"), "hl7"),

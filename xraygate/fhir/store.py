@@ -115,6 +115,9 @@ def _refs(resource: dict[str, Any]) -> list[str]:
     device = resource.get("device", {}).get("reference")
     if device:
         out.append(f"device={device}")
+    for target in resource.get("target", []):  # Provenance: any version of the target
+        if "reference" in target:
+            out.append(f"target={target['reference'].split('/_history/')[0]}")
     return out
 
 
