@@ -11,8 +11,8 @@ from sqlmodel import select
 
 from tests.dicom_scp.conftest import RunningScp, sample, scu
 from xraygate.core import db
+from xraygate.core.ingest.header import order_values
 from xraygate.core.models import Study
-from xraygate.dicom_scp.ingest import order_values
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +42,7 @@ def test_request_attributes_are_indexed_over_a_real_association(scp: RunningScp)
     assert assoc.is_established
     assert int(assoc.send_c_store(ds).Status) == 0
     assoc.release()
+    assert scp.server.ingestor.flush(), "acknowledged instances were not indexed"
     with db.read_session(scp.queue.engine) as s:
         study = s.exec(select(Study).where(Study.study_instance_uid == ds.StudyInstanceUID)).one()
     assert study.placer_order_number == "PL-4711"
