@@ -436,3 +436,35 @@ def test_configured_patient_class(sqlite_settings: Settings) -> None:
     made = make_result(engine_of(settings))
     _strict, loose = parse_both(build(settings, made))
     assert loose["PV1.F2"] == "E"
+
+
+def test_a_finding_reaches_the_escalation_host_but_pages_nobody_again(
+    sqlite_settings: Settings,
+) -> None:
+    from tests.http_target import HttpTarget
+
+    with MllpListener() as listener, MllpListener() as escalation, HttpTarget() as hook:
+        env = make_env(
+            sqlite_settings,
+            listener,
+            escalation_hl7_host="127.0.0.1",
+            escalation_hl7_port=escalation.port,
+            escalation_webhook_url=hook.url,
+        )
+        engine = env.queue.engine
+        made = make_result(engine, score=0.95, category="high")
+        enqueue_emit(engine, env.queue, "emit-hl7", made)
+        run_until(env.queue, env.handlers, env.all_final)
+        feedback = add_finding(engine, made, "confirm")
+        enqueue_emit(engine, env.queue, "emit-hl7", made, feedback_id=feedback)
+        run_until(env.queue, env.handlers, env.all_final)
+
+    def statuses(received: list[Any]) -> list[str]:
+        out: dict[str, str] = {}
+        for got in received:
+            out.setdefault(got.control_id, hl7.parse(got.raw)["OBR.F25"])
+        return list(out.values())
+
+    assert statuses(listener.received) == ["P", "F"]
+    assert statuses(escalation.received) == ["P", "F"]
+    assert len(hook.requests) == 1, "the webhook pages staff for the preliminary result only"
