@@ -19,12 +19,12 @@ Protocol, in the order a job lives it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -153,6 +153,35 @@ class JobQueue:
             .returning(col(Job.id))
         )
         return session.execute(stmt).first() is not None
+
+    def put_many(
+        self, conn: Connection | Session, jobs: Sequence[tuple[JobPayload, str | None]]
+    ) -> None:
+        """Add many jobs (payload, study UID) in the caller's transaction, in one statement;
+        those that already exist are left alone."""
+        if not jobs:
+            return
+        now = utcnow()
+        values = [
+            {
+                "kind": job.kind.value,
+                "dedupe_key": job.dedupe_key(study_uid),
+                "state": JobState.PENDING.value,
+                "study_uid": study_uid,
+                "instance_uid": job.instance_uid,
+                "payload": job.to_payload(),
+                "priority": 0,
+                "attempts": 0,
+                "max_attempts": self.policy.max_attempts,
+                "available_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for job, study_uid in jobs
+        ]
+        insert = sqlite.insert if is_sqlite(self.engine) else postgresql.insert
+        stmt = insert(Job).on_conflict_do_nothing(index_elements=["kind", "dedupe_key"])
+        conn.execute(stmt, values)
 
     # -- 2. claim -------------------------------------------------------------------------
     def claim(self, worker_id: str, kinds: Iterable[str] | None = None) -> ClaimedJob | None:
