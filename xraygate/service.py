@@ -2,7 +2,7 @@
 
     settings -> database (migrated) -> object store -> work queue
         -> DICOM SCP        writes objects + index rows + ``infer`` jobs
-        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / deidentify
+        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / emit-pacs / deidentify
         -> HTTP gateway     FHIR API, admin API, pages, metrics
 
 Services never call each other: they meet only in the database and the queue.
@@ -39,12 +39,14 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
     from xraygate.fhir.worker import make_handlers as fhir_handlers
     from xraygate.hl7.worker import make_handlers as hl7_handlers
     from xraygate.inference.worker import make_handlers as inference_handlers
+    from xraygate.pacs.worker import make_handlers as pacs_handlers
 
     handlers: dict[str, Handler] = {}
     handlers.update(inference_handlers(settings, store, queue))
     handlers.update(deid_handlers(settings, store, queue))
     handlers.update(fhir_handlers(settings, store, queue))
     handlers.update(hl7_handlers(settings, store, queue))
+    handlers.update(pacs_handlers(settings, store, queue))
     if missing := set(JobKind) - handlers.keys():
         raise ConfigurationError(f"no handler for job kinds {sorted(missing)}")
     return handlers

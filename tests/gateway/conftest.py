@@ -24,7 +24,11 @@ from xraygate.gateway.app import create_app
 from xraygate.gateway.auth import hash_api_key, mint_token
 
 SECRET = "test-shared-secret-0123456789abcdef"
-API_KEYS = {"pacs-bridge": ("ehr", "k-ehr-0123456789"), "ops-robot": ("admin", "k-admin-987654")}
+API_KEYS = {
+    "pacs-bridge": ("ehr", "k-ehr-0123456789"),
+    "ops-robot": ("admin", "k-admin-987654"),
+    "modality-box": ("modality", "k-modality-24680"),
+}
 CHEST_CR = Path(str(get_testdata_file("RG1_UNCR.dcm")))
 
 

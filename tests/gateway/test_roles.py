@@ -16,7 +16,9 @@ from tests.gateway.conftest import Gateway
 
 PUBLIC = "public"
 ANY = "any-authenticated"
-ADMIN, CLINICIAN, EHR = "admin", "clinician", "ehr"
+ADMIN, CLINICIAN, EHR, MODALITY = "admin", "clinician", "ehr", "modality"
+
+_SERIES = "/dicomweb/studies/{study_uid}/series/{series_uid}"
 
 # (method, route) -> who may call it. FHIR: ehr (scoped) or admin.
 ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
@@ -59,11 +61,34 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/fhir/{resource_type}/{resource_id}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): frozenset({EHR, ADMIN}),
+    ("GET", "/dicomweb/studies"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/series"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/instances"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/series/{series_uid}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/metadata"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/rendered"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/frames/{{frame}}/rendered"): frozenset(
+        {CLINICIAN, ADMIN}
+    ),
+    ("POST", "/dicomweb/studies"): frozenset({MODALITY}),
+    ("POST", "/dicomweb/studies/{study_uid}"): frozenset({MODALITY}),
     ("GET", "/api/me"): ANY,
     ("GET", "/api/openapi.json"): ANY,
 }
 PUBLIC_MOUNTS = {"/static"}
-CALLERS = ["anonymous", "nobody", "admin", "clinician", "ehr", "key:pacs-bridge", "key:ops-robot"]
+CALLERS = [
+    "anonymous",
+    "nobody",
+    "admin",
+    "clinician",
+    "ehr",
+    "key:pacs-bridge",
+    "key:ops-robot",
+    "key:modality-box",
+]
 CALLER_ROLES = {
     "nobody": set(),
     "admin": {ADMIN},
@@ -71,6 +96,7 @@ CALLER_ROLES = {
     "ehr": {EHR},
     "key:pacs-bridge": {EHR},
     "key:ops-robot": {ADMIN},
+    "key:modality-box": {MODALITY},
 }
 PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality"}
 
@@ -105,6 +131,8 @@ def _url(gw: Gateway, path: str) -> str:
         "resource_type": "DiagnosticReport",
         "resource_id": "nope",
         "version_id": "1",
+        "series_uid": "1.2.3",
+        "frame": "1",
         "code_system_id": "ai-findings",
     }
     return path.format(**values)

@@ -93,7 +93,7 @@ def test_scores_a_chest_cr_and_enqueues_delivery(pipeline: Pipeline, tmp_path: P
     assert refused.reason.startswith("out-of-distribution (distance ")
     jobs = rows(pipeline, Job)
     downstream = sorted((j.kind, j.study_uid) for j in jobs if j.kind != "infer")
-    kinds = ("emit-fhir", "emit-hl7", "deidentify")
+    kinds = ("emit-fhir", "emit-hl7", "emit-pacs", "deidentify")
     assert downstream == sorted([(k, s) for k in kinds for s in (chest, real)])
     assert all(j.state == JobState.DONE for j in jobs if j.kind == "infer")
     payload = next(j.payload for j in jobs if j.kind == "emit-fhir" and j.study_uid == chest)

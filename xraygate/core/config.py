@@ -408,6 +408,42 @@ class Settings(OidcSettings):
         120.0, description="Lease on a patient's ordered delivery stream while sending."
     )
 
+    # --- the PACS channel (pacs/): DICOM SR and key image back to the archive -------------
+    pacs_host: str | None = Field(
+        None, description="PACS C-STORE SCP host for AI result SRs; with the port, PACS on."
+    )
+    pacs_port: int | None = Field(None, description="PACS C-STORE SCP port.")
+    pacs_ae: str = Field("PACS", description="Called AE title of the PACS.")
+    pacs_tls: bool = Field(False, description="Store to the PACS over DICOM TLS.")
+    pacs_tls_ca_file: Path | None = Field(
+        None, description="PEM CA bundle verifying the PACS's certificate (default: system)."
+    )
+    pacs_tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate for the PACS (mutual TLS)."
+    )
+    pacs_tls_key_file: Path | None = Field(None, description="PEM key of that certificate.")
+    pacs_stow_url: str | None = Field(
+        None,
+        description="DICOMweb base URL for STOW-RS (POST <url>/studies) instead of C-STORE.",
+    )
+    pacs_stow_auth_token: SecretStr | None = Field(
+        None, description="Authorization header value for STOW-RS, e.g. 'Bearer <token>'."
+    )
+    pacs_timeout: float = Field(30.0, description="Seconds to connect and for each PACS answer.")
+    pacs_key_image: bool = Field(
+        False,
+        description="Also store a Secondary Capture 'AI key image' (risk banner burned into a "
+        "copy of the image read) with each SR.",
+    )
+    pacs_institution: str | None = Field(None, description="Institution Name put in the SR.")
+    dicomweb_max_request_bytes: int = Field(
+        512 * 1024 * 1024, description="Largest STOW-RS request body accepted (413 above)."
+    )
+    dicomweb_max_instance_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Largest instance in a STOW-RS request (refused with 0xA700 above).",
+    )
+
     # --- de-identification and retraining export (anonymizer/) ---------------------------
     deid_options: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -173,3 +173,14 @@ def read_deflated_header(path: Path, limit: int) -> tuple[Dataset, int]:
         ds = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True, defer_size=4096)
     ds.file_meta = meta
     return ds, size
+
+
+# --- our own display objects (pacs/ makes them; nobody may learn from them) --------------------
+#: Derivation Description of the "AI key image" Secondary Capture made by ``pacs/``.
+AI_KEY_IMAGE_DERIVATION = "xraygate AI key image: result banner burned into a copy; display only"
+
+
+def is_ai_display_object(ds: Dataset) -> bool:
+    """A display object we derived from a result (the key image): never a training input, even
+    when a PACS routes it back to us."""
+    return str(ds.get("DerivationDescription", "") or "") == AI_KEY_IMAGE_DERIVATION

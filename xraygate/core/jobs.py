@@ -48,6 +48,11 @@ class JobKind(StrEnum):
     NOTIFY_ESCALATION = "notify-escalation", "POST a high-risk notification to the webhook."
     DEIDENTIFY = "deidentify", "Decide, de-identify and export a study result for retraining."
     MODEL_SYNC = "model-sync", "Pull signed model releases as shadow; apply the promotion rule."
+    EMIT_PACS = "emit-pacs", "Build a study result's DICOM SR (and key image) into the outbox."
+    SEND_PACS = (
+        "send-pacs",
+        "Store DICOM objects from the outbox in the PACS, in per-patient order.",
+    )
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,11 @@ class EmitHl7Payload(ResultPayload):
 
 
 @dataclass(frozen=True)
+class EmitPacsPayload(ResultPayload):
+    kind: ClassVar[JobKind] = JobKind.EMIT_PACS
+
+
+@dataclass(frozen=True)
 class DeidentifyPayload(ResultPayload):
     """A result to export; ``feedback_id`` for the re-export that carries a clinician's label."""
 
@@ -228,6 +238,11 @@ class NotifyEscalationPayload(OutboxPayload):
     kind: ClassVar[JobKind] = JobKind.NOTIFY_ESCALATION
 
 
+@dataclass(frozen=True)
+class SendPacsPayload(OutboxPayload):
+    kind: ClassVar[JobKind] = JobKind.SEND_PACS
+
+
 # --- periodic model sync (scheduled by inference, one job per time slot) --------------------
 
 
@@ -267,6 +282,8 @@ CONTRACT: Mapping[JobKind, Contract] = {
     JobKind.NOTIFY_ESCALATION: Contract(NotifyEscalationPayload, ("hl7",), "hl7"),
     JobKind.DEIDENTIFY: Contract(DeidentifyPayload, ("inference", "core"), "anonymizer"),
     JobKind.MODEL_SYNC: Contract(ModelSyncPayload, ("inference",), "inference"),
+    JobKind.EMIT_PACS: Contract(EmitPacsPayload, ("inference",), "pacs"),
+    JobKind.SEND_PACS: Contract(SendPacsPayload, ("pacs",), "pacs"),
 }
 
 _PAYLOADS: Mapping[str, type[JobPayload]] = {k.value: c.payload for k, c in CONTRACT.items()}
@@ -278,7 +295,9 @@ DELIVERY_KINDS = (
     JobKind.EMIT_HL7,
     JobKind.SEND_HL7,
     JobKind.NOTIFY_ESCALATION,
+    JobKind.EMIT_PACS,
+    JobKind.SEND_PACS,
 )
 
 #: Kinds that turn a study result into messages (the study list's "emitting" progress).
-EMIT_KINDS = (JobKind.EMIT_FHIR, JobKind.EMIT_HL7)
+EMIT_KINDS = (JobKind.EMIT_FHIR, JobKind.EMIT_HL7, JobKind.EMIT_PACS)

@@ -34,6 +34,13 @@ RISK_CATEGORY_CODE = "pneumonia-risk-category"
 RISK_CATEGORY_DISPLAY = "Pneumonia risk category (AI triage)"
 #: The report's code (LOINC): DiagnosticReport.code, OBR-4.
 REPORT_LOINC = Term("18748-4", "Diagnostic imaging study")
+#: What the risk is of (SNOMED CT): the DICOM SR's finding type.
+PNEUMONIA_SNOMED = Term("233604007", "Pneumonia")
+#: The procedure a result reports on (SNOMED CT): the DICOM SR's "Procedure reported".
+CHEST_XRAY_SNOMED = Term("399208008", "Plain chest X-ray")
+#: Our code system in DICOM: a private coding scheme designator ("99" prefix, PS3.16 8.2), for
+#: the codes above that no standard terminology has (pneumonia risk, its category, not applicable).
+DICOM_CODING_SCHEME = "99XRAYGATE"
 
 
 # --- its status ----------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ route                             who                         what (room)
 /api/admin/...                    admin                       models, dead letters, settings, audit
 /fhir/...                         ehr (scoped) or admin       FHIR R4 read API (fhir_api)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
+/dicomweb/... (GET)               clinician or admin          QIDO-RS, WADO-RS (dicomweb)
+/dicomweb/studies (POST)          modality                    STOW-RS, the SCP's ingest (dicomweb)
 ================================  ==========================  ======================================
 
 Shared by every room: ``deps`` (database, queue, store, caller, roles, the audit flag),
@@ -35,6 +37,8 @@ from xraygate.gateway import errors, fhir_api, ops
 from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
+from xraygate.gateway.dicomweb import routes as dicomweb_routes
+from xraygate.gateway.dicomweb import stow as dicomweb_stow
 from xraygate.gateway.middleware.audit import AuditMiddleware
 from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
@@ -64,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(fhir_api.public_router)  # metadata, CodeSystem: no token (SMART)
     app.include_router(fhir_api.read_router, dependencies=[Depends(require_fhir_reader)])
+    app.include_router(
+        dicomweb_routes.router, dependencies=[Depends(require(Role.CLINICIAN, Role.ADMIN))]
+    )
+    app.include_router(dicomweb_stow.router, dependencies=[Depends(require(Role.MODALITY))])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -87,7 +95,11 @@ def _guard(app: FastAPI, settings: Settings) -> None:
     then the body limit (so an oversized body is refused before a byte of it is read)."""
     if settings.http_allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.http_allowed_hosts)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.http_max_body_bytes,
+        per_prefix={f"{dicomweb_routes.PREFIX}/": settings.dicomweb_max_request_bytes},
+    )
 
 
 def _bare_app(settings: Settings, **info: str) -> FastAPI:

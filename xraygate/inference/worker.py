@@ -1,10 +1,10 @@
 """The ``infer`` job: read one instance, score it with the emitting and shadow models, store the
 results, and enqueue delivery work in the same transaction.
 
-Follow-up jobs (``emit-fhir``, ``emit-hl7``, ``deidentify``) are enqueued only for the emitting
-model's study result, only when that result changed (a new revision), and never for shadow
-models. High-risk studies get a higher queue priority; de-identification for retraining a lower one
-(it never delays a delivery).
+Follow-up jobs (``emit-fhir``, ``emit-hl7``, ``emit-pacs``, ``deidentify``) are enqueued only for
+the emitting model's study result, only when that result changed (a new revision), and never for
+shadow models. High-risk studies get a higher queue priority; de-identification for retraining a
+lower one (it never delays a delivery).
 
 An image beyond the version's out-of-distribution threshold (:mod:`.ood`) keeps no score: it is
 recorded with its OOD distance and the reason, and its study cannot be ``low``.
@@ -31,6 +31,7 @@ from xraygate.core.jobs import (
     DeidentifyPayload,
     EmitFhirPayload,
     EmitHl7Payload,
+    EmitPacsPayload,
     InferPayload,
     JobKind,
     ResultPayload,
@@ -62,7 +63,12 @@ from xraygate.inference.scoring import aggregate
 
 log = logging.getLogger(__name__)
 
-DOWNSTREAM: tuple[type[ResultPayload], ...] = (EmitFhirPayload, EmitHl7Payload, DeidentifyPayload)
+DOWNSTREAM: tuple[type[ResultPayload], ...] = (
+    EmitFhirPayload,
+    EmitHl7Payload,
+    EmitPacsPayload,
+    DeidentifyPayload,
+)
 HIGH_PRIORITY = 10
 EXPORT_PRIORITY = -10  # de-identification for retraining never delays a result's delivery
 
