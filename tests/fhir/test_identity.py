@@ -12,8 +12,8 @@ from tests.fhir.conftest import make_env
 from tests.fhir.strict_server import _token
 from tests.results_factory import enqueue_emit, make_result, run_until
 from xraygate.core.config import Settings
+from xraygate.core.ingest.header import _patient as _patient_values
 from xraygate.core.models import Patient
-from xraygate.dicom_scp.ingest import _patient_values
 from xraygate.fhir.identity import IdentitySystems, dicom_values, token
 
 BASE = "https://x.example/fhir"

@@ -29,6 +29,8 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
+    ("GET", "/login/oidc"): PUBLIC,  # single sign-on: tests/gateway/test_oidc_login.py
+    ("GET", "/login/oidc/callback"): PUBLIC,
     ("GET", "/worklist"): frozenset({CLINICIAN}),
     ("GET", "/studies/{study_uid}"): frozenset({CLINICIAN}),
     ("GET", "/admin"): frozenset({ADMIN}),

@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from xraygate.core.config_oidc import OidcSettings
+
 #: Environment variable naming a directory of secret files, one per setting, named like the
 #: variable (``xraygate_auth_shared_secret``): Docker/Compose secrets (``/run/secrets``) or a
 #: Kubernetes Secret mounted as a volume. Environment variables win over files.
@@ -44,8 +46,9 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
+class Settings(OidcSettings):
+    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment
+    (the single sign-on ones are in :class:`OidcSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
 

@@ -43,7 +43,7 @@ from xraygate.gateway.middleware.audit import AuditMiddleware
 from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
-from xraygate.gateway.web import pages
+from xraygate.gateway.web import pages, sso
 from xraygate.gateway.web.render import STATIC, HtmlRoute
 
 
@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router(settings))
     setattr(app.state, QUALITY_GAUGES, True)  # per-version quality gauges from the gateway only
     app.include_router(pages.router)
+    app.include_router(sso.router)
+    app.state.sso = sso.Sso.from_settings(settings)  # a bad OIDC setting fails at start-up
     clinician = [Depends(require(Role.CLINICIAN))]
     app.include_router(clinical.router, dependencies=clinician)
     app.include_router(feedback.router, dependencies=clinician)
