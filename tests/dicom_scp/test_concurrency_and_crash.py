@@ -27,8 +27,9 @@ from xraygate.core.storage import store_from_settings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _associate(port: int) -> object:
+def _associate(port: int, dimse_timeout: float = 30.0) -> object:
     ae = AE(ae_title="MODALITY1")
+    ae.dimse_timeout = dimse_timeout
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
     ae.add_requested_context(ComputedRadiographyImageStorage, [ExplicitVRLittleEndian])
     assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
@@ -205,8 +206,8 @@ def _send_all(port: int, batches: list[list[Path]], acknowledged: list[str]) -> 
     from pydicom import dcmread
 
     def association(batch: list[Path]) -> None:
-        try:
-            assoc = _associate(port)
+        try:  # 2 cores shared with inference and OCR workers: allow slow answers
+            assoc = _associate(port, dimse_timeout=120.0)
         except AssertionError:
             return  # the service is gone
         try:

@@ -113,8 +113,8 @@ class Ingestor:
         self._check_index()
         ds = header.read_header(path)
         header.validate(ds, received)
-        if received.sha256 is not None and received.size is not None:
-            size, sha = received.size, received.sha256
+        if received.sha256 is not None and received.size == path.stat().st_size:
+            size, sha = received.size, received.sha256  # hashed while it was received
         else:
             size, sha = file_digest(path)
         key = header.object_key(ds, sha)
