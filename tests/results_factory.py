@@ -156,17 +156,52 @@ def emit_payload(made: Made, engine: Engine) -> dict[str, object]:
         }
 
 
-def enqueue_emit(engine: Engine, queue: object, kind: str, made: Made, priority: int = 0) -> None:
-    """Enqueue ``kind`` (emit-fhir / emit-hl7) for the result, as the inference worker does."""
+def add_finding(engine: Engine, made: Made, finding: str) -> int:
+    """A clinician's finding (confirm / reject) on the study's result, stored as the gateway's
+    feedback route does (without the jobs it enqueues: the test enqueues what it runs)."""
+    from xraygate.core.models import Feedback
+
+    with write_session(engine) as s:
+        result = s.get(StudyResult, made.result_id)
+        assert result is not None
+        row = Feedback(
+            study_pk=result.study_pk,
+            study_instance_uid=made.study_uid,
+            finding=finding,
+            label="PNEUMONIA" if finding == "confirm" else "NORMAL",
+            agreement="agree",
+            study_result_id=result.id,
+            model_version=result.model_version,
+        )
+        s.add(row)
+        s.flush()
+        assert row.id is not None
+        return row.id
+
+
+def enqueue_emit(
+    engine: Engine,
+    queue: object,
+    kind: str,
+    made: Made,
+    priority: int = 0,
+    feedback_id: int | None = None,
+) -> None:
+    """Enqueue ``kind`` (emit-fhir / emit-hl7) for the result, as the inference worker does (or,
+    with ``feedback_id``, as a clinician's finding does)."""
     from xraygate.core.queue import JobQueue
 
     assert isinstance(queue, JobQueue)
     payload = emit_payload(made, engine)
+    key = f"{made.study_uid}:{payload['model_version']}:{payload['revision']}"
+    if feedback_id is not None:
+        payload["feedback_id"] = feedback_id
+        key = f"{made.study_uid}:feedback:{feedback_id}"
     with write_session(engine) as s:
         queue.enqueue(
             s,
             kind,
-            f"{made.study_uid}:{payload['model_version']}:{payload['revision']}",
+            key,
             study_uid=made.study_uid,
             payload=payload,
             priority=priority,

@@ -26,6 +26,7 @@ from xraygate.core.logging import configure_logging
 from xraygate.core.models import Instance, Patient, Series, Study
 from xraygate.core.outbox import release_streams
 from xraygate.core.queue import JobQueue
+from xraygate.core.secret_policy import check_secrets
 from xraygate.core.storage import ObjectStore, store_from_settings
 from xraygate.core.worker import Handler, Worker
 
@@ -50,8 +51,9 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
 
 
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
-    """Run the chosen parts until SIGINT/SIGTERM."""
+    """Run the chosen parts until SIGINT/SIGTERM; refuses to start with an unsafe secret."""
     configure_logging(settings)
+    check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = JobQueue.from_settings(settings, migrate=True)
     store = store_from_settings(settings)
@@ -130,13 +132,13 @@ def _serve_http(settings: Settings) -> None:
     import uvicorn
 
     from xraygate.gateway.app import create_app
+    from xraygate.gateway.server import uvicorn_options
 
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
-        log_config=None,
-        access_log=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -145,13 +147,13 @@ def _start_ops_listener(settings: Settings) -> threading.Thread:
     import uvicorn
 
     from xraygate.gateway.app import create_ops_app
+    from xraygate.gateway.server import uvicorn_options
 
     config = uvicorn.Config(
         create_ops_app(settings),
         host=settings.http_host,
         port=settings.ops_port or 0,
-        log_config=None,
-        access_log=False,
+        **uvicorn_options(settings),
     )
     thread = threading.Thread(target=uvicorn.Server(config).run, daemon=True)
     thread.start()

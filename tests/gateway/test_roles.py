@@ -50,7 +50,9 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/admin/models/report/fhir"): frozenset({ADMIN}),
     ("GET", "/api/admin/models/promotion"): frozenset({ADMIN}),
     ("POST", "/api/admin/models/promote"): frozenset({ADMIN}),
-    ("GET", "/fhir/metadata"): frozenset({EHR, ADMIN}),
+    ("GET", "/fhir/metadata"): PUBLIC,  # SMART clients read it before they have a token
+    ("GET", "/fhir/CodeSystem"): PUBLIC,  # our local codes: no patient data
+    ("GET", "/fhir/CodeSystem/{code_system_id}"): PUBLIC,
     ("GET", "/fhir/{resource_type}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): frozenset({EHR, ADMIN}),
@@ -101,6 +103,7 @@ def _url(gw: Gateway, path: str) -> str:
         "resource_type": "DiagnosticReport",
         "resource_id": "nope",
         "version_id": "1",
+        "code_system_id": "ai-findings",
     }
     return path.format(**values)
 

@@ -6,15 +6,30 @@ after changing the environment.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+#: Environment variable naming a directory of secret files, one per setting, named like the
+#: variable (``xraygate_auth_shared_secret``): Docker/Compose secrets (``/run/secrets``) or a
+#: Kubernetes Secret mounted as a volume. Environment variables win over files.
+SECRETS_DIR_ENV = "XRAYGATE_SECRETS_DIR"
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
+Hl7Charset = Literal[
+    "UNICODE UTF-8", "8859/1", "8859/2", "8859/5", "8859/7", "8859/9", "8859/15", "ASCII"
+]
 
 
 def secret_value(secret: SecretStr | str | None) -> str | None:
@@ -33,6 +48,20 @@ class Settings(BaseSettings):
     """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if secrets_dir := os.environ.get(SECRETS_DIR_ENV):
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        return tuple(sources)
 
     # --- storage and database -------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Directory for embedded database and files.")
@@ -59,11 +88,40 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated calling AE titles allowed to associate; empty = any.",
     )
-    require_called_aet: bool = Field(False, description="Reject associations not addressed to us.")
-    max_associations: int = Field(16, description="Maximum concurrent inbound associations.")
+    require_called_aet: bool = Field(
+        True,
+        description="Reject associations whose called AE title is not ours (XRAYGATE_AE_TITLE).",
+    )
+    max_associations: int = Field(
+        16,
+        description="Maximum concurrent inbound associations (connections that have not sent "
+        "an A-ASSOCIATE-RQ yet do not count; XRAYGATE_DICOM_ARTIM_SECONDS closes those).",
+    )
+    max_associations_per_aet: int = Field(
+        8, description="Maximum concurrent inbound associations from one calling AE title."
+    )
+    max_associations_per_address: int = Field(
+        12, description="Maximum concurrent inbound associations from one source IP address."
+    )
+    dicom_max_pending_connections: int = Field(
+        64,
+        description="Close new TCP connections at once while this many others have not sent "
+        "their A-ASSOCIATE-RQ yet.",
+    )
+    dicom_artim_seconds: float = Field(
+        5.0,
+        description="ARTIM: close a TCP connection that sends no A-ASSOCIATE-RQ within seconds.",
+    )
+    max_image_pixels: int = Field(
+        50_000_000,
+        description="Refuse (C-STORE 0xA900) and never decode an image declaring more samples "
+        "(Rows x Columns x Frames x Samples per Pixel). The largest CR/DX detectors are about "
+        "4300 x 5300 (23 M); the default leaves twice that.",
+    )
     max_pdu_size: int = Field(
         131072,
-        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here.",
+        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here. "
+        "A peer sending a longer PDU is aborted before the PDU is read.",
     )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
     shutdown_grace_seconds: float = Field(
@@ -104,6 +162,29 @@ class Settings(BaseSettings):
     # --- HTTP gateway --------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Address the HTTP gateway listens on.")
     http_port: int = Field(8080, description="HTTP gateway port (FHIR API, admin, pages).")
+    http_max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 otherwise), checked before "
+        "authentication and before the body is read (Content-Length or counted chunks).",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Close a connection whose request headers take longer."
+    )
+    http_keep_alive_seconds: int = Field(
+        5, ge=1, description="Close an idle keep-alive HTTP connection after seconds."
+    )
+    http_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For / "
+        "-Proto headers are believed; none = the peer is the client. Behind a proxy, "
+        "XRAYGATE_FHIR_BASE_URL is required.",
+    )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host header values accepted (e.g. `xraygate.hospital.org`, "
+        "`*.hospital.org`); others get 400. Empty = any.",
+    )
 
     # --- gateway: authentication, sessions, operations (gateway/) -----------------------
     auth_issuer: str = Field("xraygate", description="Required `iss` claim of bearer JWTs.")
@@ -120,6 +201,12 @@ class Settings(BaseSettings):
         "generated once into <data_dir>/auth-secret unless a JWKS is configured.",
     )
     auth_leeway_seconds: float = Field(30.0, description="Clock skew allowed on exp/nbf/iat.")
+    auth_max_token_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Longest bearer token lifetime accepted (exp - iat, and exp - now): a "
+        "stolen long-lived token is refused; `xraygate token create` keeps within it.",
+    )
     auth_api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated static API keys of system clients, each "
@@ -166,7 +253,11 @@ class Settings(BaseSettings):
         description="Body part / description terms that mean chest.",
     )
     infer_accept_missing_view: bool = Field(
-        True, description="Score images without ViewPosition (lateral views are always refused)."
+        False,
+        description=(
+            "Score images with neither ViewPosition nor ViewCodeSequence (a lateral may be"
+            " among them); lateral and other non-frontal views are always refused."
+        ),
     )
     model_policy: ModelPolicy = Field(
         "active",
@@ -241,6 +332,37 @@ class Settings(BaseSettings):
         None, description="Value of that header, e.g. 'Bearer <token>'; none when unset."
     )
     fhir_push_timeout: float = Field(10.0, description="FHIR push timeout in seconds.")
+    fhir_push_patient_mode: Literal["reference", "create-if-missing"] = Field(
+        "reference",
+        description="How a push names the patient: `reference` = a conditional reference "
+        "`Patient?identifier=system|value` to the EHR's patient (never writes Patient); "
+        "`create-if-missing` = also a conditional create (`ifNoneExist`) of a minimal Patient.",
+    )
+    fhir_patient_id_systems: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: IssuerOfPatientID (or the UniversalEntityID of "
+        "IssuerOfPatientIDQualifiersSequence) -> identifier system URI of the patient's MRN.",
+    )
+    fhir_patient_id_default_system: str | None = Field(
+        None,
+        description="Identifier system of a PatientID without issuer; default "
+        "<fhir_system_base>/patient-id.",
+    )
+    fhir_accession_system: str | None = Field(
+        None,
+        description="Identifier system of accession numbers (the RIS's); default "
+        "<fhir_system_base>/accession.",
+    )
+    study_stable_seconds: float = Field(
+        10.0,
+        description="A study is reported (FHIR, HL7) once no image arrived for this long; "
+        "0 reports at once after each image. Later images make a new version.",
+    )
+    feedback_finalises: bool = Field(
+        True,
+        description="A clinician's finding (feedback confirm/reject) makes the study's AI "
+        "result final (FHIR `final`, HL7 `F`); later changes are amended/corrected (`C`).",
+    )
     hl7_host: str | None = Field(None, description="MLLP host for ORU^R01; HL7 off when unset.")
     hl7_port: int | None = Field(None, description="MLLP port; HL7 off when unset.")
     hl7_timeout: float = Field(30.0, description="Seconds to wait to connect and for the ACK.")
@@ -250,6 +372,24 @@ class Settings(BaseSettings):
     hl7_receiving_facility: str = Field("HOSPITAL", description="MSH-6 receiving facility.")
     hl7_processing_id: Literal["P", "T", "D"] = Field(
         "P", description="MSH-11: P production, T training, D debug."
+    )
+    hl7_charset: Hl7Charset = Field(
+        "UNICODE UTF-8",
+        description=(
+            "MSH-18 character set (HL7 table 0211); the ORU bytes are encoded in it and a"
+            " character it cannot represent is sent as '?'."
+        ),
+    )
+    hl7_patient_class: str = Field(
+        "U",
+        description="PV1-2 patient class (HL7 table 0004: E, I, O, P, R, B, C, N, U unknown).",
+    )
+    hl7_default_assigning_authority: str = Field(
+        "",
+        description=(
+            "PID-3 assigning authority when the DICOM has no IssuerOfPatientID: a namespace, an"
+            " OID (sent as &OID&ISO) or NAMESPACE&OID&ISO; empty: MSH-4 sending facility."
+        ),
     )
     escalation_hl7_host: str | None = Field(
         None, description="Extra MLLP host that also receives high-risk ORUs (escalation)."
@@ -354,6 +494,8 @@ class Settings(BaseSettings):
         "infer_chest_terms",
         "auth_api_keys",
         "model_trusted_keys",
+        "http_trusted_proxies",
+        "http_allowed_hosts",
         mode="before",
     )
     @classmethod

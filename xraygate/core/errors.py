@@ -14,6 +14,9 @@ Adapters translate library errors with ``raise ... from exc``.
     │   ├── LeaseLost             the job's lease expired and another worker may own it
     │   └── JobPayloadError       a job's payload does not fit its kind (core/jobs.py)
     ├── IngestError               an incoming DICOM object was refused (carries a Status)
+    ├── DicomLimitError           a DICOM header breaks a safety limit (core/dicom_limits.py)
+    │   ├── ImageTooLarge         it declares more pixel samples than XRAYGATE_MAX_IMAGE_PIXELS
+    │   └── InvalidUID            a UID is not the PS3.5 9.1 syntax (never becomes a key/path)
     ├── AssociationRefused        a DICOM peer rejected, aborted or did not answer an association
     ├── InferenceError            preprocessing or the model failed
     │   ├── NotApplicable         the image is not one the model may read
@@ -78,6 +81,20 @@ class IngestError(XraygateError):
         super().__init__(comment)
         self.status = status
         self.comment = comment
+
+
+class DicomLimitError(XraygateError):
+    """A DICOM header breaks a safety limit; the message is the reason (no data values)."""
+
+    permanent = True
+
+
+class ImageTooLarge(DicomLimitError):
+    """The image declares more pixel samples than ``XRAYGATE_MAX_IMAGE_PIXELS`` allows."""
+
+
+class InvalidUID(DicomLimitError):
+    """A UID does not follow PS3.5 9.1 (digits and dots, at most 64 characters)."""
 
 
 class AssociationRefused(XraygateError):

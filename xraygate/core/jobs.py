@@ -128,26 +128,37 @@ class InferPayload(JobPayload):
 
 @dataclass(frozen=True)
 class ResultPayload(JobPayload):
-    """One revision of the emitting model's study result."""
+    """One revision of the emitting model's study result; ``feedback_id`` for the re-run that a
+    clinician's finding starts (its re-export, its re-emission with the new result status)."""
 
     study_result_id: int
     model_version: str
     revision: int
+    feedback_id: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "study_result_id": self.study_result_id,
             "model_version": self.model_version,
             "revision": self.revision,
         }
+        if self.feedback_id is not None:
+            out["feedback_id"] = self.feedback_id
+        return out
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Self:
+        feedback = payload.get("feedback_id")
         return cls(
-            int(payload["study_result_id"]), str(payload["model_version"]), int(payload["revision"])
+            int(payload["study_result_id"]),
+            str(payload["model_version"]),
+            int(payload["revision"]),
+            None if feedback is None else int(feedback),
         )
 
     def dedupe_key(self, study_uid: str | None) -> str:
+        if self.feedback_id is not None:
+            return f"{study_uid}:feedback:{self.feedback_id}"
         return f"{study_uid}:{self.model_version}:{self.revision}"
 
 
@@ -166,29 +177,6 @@ class DeidentifyPayload(ResultPayload):
     """A result to export; ``feedback_id`` for the re-export that carries a clinician's label."""
 
     kind: ClassVar[JobKind] = JobKind.DEIDENTIFY
-    feedback_id: int | None = None
-
-    def to_payload(self) -> dict[str, Any]:
-        out = super().to_payload()
-        if self.feedback_id is not None:
-            out["feedback_id"] = self.feedback_id
-        return out
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
-        base = ResultPayload.from_payload(payload)
-        feedback = payload.get("feedback_id")
-        return cls(
-            base.study_result_id,
-            base.model_version,
-            base.revision,
-            None if feedback is None else int(feedback),
-        )
-
-    def dedupe_key(self, study_uid: str | None) -> str:
-        if self.feedback_id is not None:
-            return f"{study_uid}:feedback:{self.feedback_id}"
-        return super().dedupe_key(study_uid)
 
 
 # --- sends from the delivery outbox (enqueued by core.outbox.add_message) -------------------
@@ -272,9 +260,9 @@ class Contract(NamedTuple):
 
 CONTRACT: Mapping[JobKind, Contract] = {
     JobKind.INFER: Contract(InferPayload, ("core",), "inference"),
-    JobKind.EMIT_FHIR: Contract(EmitFhirPayload, ("inference",), "fhir"),
+    JobKind.EMIT_FHIR: Contract(EmitFhirPayload, ("inference", "core"), "fhir"),
     JobKind.PUSH_FHIR: Contract(PushFhirPayload, ("fhir",), "fhir"),
-    JobKind.EMIT_HL7: Contract(EmitHl7Payload, ("inference",), "hl7"),
+    JobKind.EMIT_HL7: Contract(EmitHl7Payload, ("inference", "core"), "hl7"),
     JobKind.SEND_HL7: Contract(SendHl7Payload, ("hl7",), "hl7"),
     JobKind.NOTIFY_ESCALATION: Contract(NotifyEscalationPayload, ("hl7",), "hl7"),
     JobKind.DEIDENTIFY: Contract(DeidentifyPayload, ("inference", "core"), "anonymizer"),

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom import Dataset
 from pydicom.uid import (
@@ -34,7 +34,6 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from xraygate.core import metrics
 from xraygate.core.config import Settings
@@ -43,6 +42,12 @@ from xraygate.core.ingest import Ingestor, Received, Status
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.dicom_scp import netio
+from xraygate.dicom_scp.guard import (
+    AssociationLimiter,
+    GuardedRequestHandler,
+    GuardedServer,
+    register_retired_storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,17 +126,22 @@ def _count(outcome: str) -> Any:
 
 
 def build_ae(settings: Settings) -> AE:
-    """The application entity with every storage SOP class and transfer syntax we accept."""
+    """The application entity with every storage SOP class (the retired ones too) and
+    transfer syntax we accept. Association limits are the AssociationLimiter's (guard.py):
+    pynetdicom's own count includes connections still negotiating, so it only backs it up."""
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.max_associations
+    ae.maximum_associations = settings.max_associations + settings.dicom_max_pending_connections
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.network_timeout = settings.network_timeout
+    ae.acse_timeout = settings.dicom_artim_seconds  # waiting for the A-ASSOCIATE-RQ (ARTIM)
     ae.require_calling_aet = list(settings.allowed_calling_aets)
     ae.require_called_aet = settings.require_called_aet
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
         if context.abstract_syntax is not None:
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    for uid in register_retired_storage():
+        ae.add_supported_context(uid, TRANSFER_SYNTAXES)
     return ae
 
 
@@ -153,7 +163,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-class _Server(ThreadedAssociationServer):
+class _Server(GuardedServer):
     """pynetdicom's threaded server, but the TLS handshake runs in the connection's thread.
 
     pynetdicom wraps accepted sockets with the handshake in the accept loop, so one peer that
@@ -270,13 +280,21 @@ def start_scp(
         (evt.EVT_REJECTED, _count("rejected")),
         (evt.EVT_ABORTED, _count("aborted")),
     ]
+    limiter = AssociationLimiter(
+        settings.max_associations,
+        settings.max_associations_per_aet,
+        settings.max_associations_per_address,
+    )
+    handlers.extend(limiter.handlers())
     ae = build_ae(settings)
     server = ae.make_server(
         (settings.dicom_host, settings.dicom_port),
         ssl_context=tls_context(settings),
         evt_handlers=handlers,
         server_class=_ReusePortServer if reuse_port else _Server,
+        request_handler=GuardedRequestHandler,
     )
+    cast(_Server, server).max_pending = settings.dicom_max_pending_connections
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import xraygate
 from xraygate.core.config import Settings, get_settings
+from xraygate.core.errors import ConfigurationError
+from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway import errors, fhir_api, ops
 from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.middleware.audit import AuditMiddleware
+from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
 from xraygate.gateway.web import pages
@@ -56,13 +60,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(deid_review.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
-    app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
+    app.include_router(fhir_api.public_router)  # metadata, CodeSystem: no token (SMART)
+    app.include_router(fhir_api.read_router, dependencies=[Depends(require_fhir_reader)])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     errors.install(app, fallback=HtmlRoute)
     app.add_middleware(AuditMiddleware, database_url=settings.resolved_database_url)
     app.add_middleware(RequestLogMiddleware)
+    _guard(app, settings)
     return app
 
 
@@ -70,17 +76,32 @@ def create_ops_app(settings: Settings) -> FastAPI:
     """Only /healthz, /readyz and /metrics: the ops listener of `xraygate scp` / `worker`."""
     app = _bare_app(settings, title="xraygate ops")
     app.include_router(ops.router(settings))
+    _guard(app, settings)
     return app
+
+
+def _guard(app: FastAPI, settings: Settings) -> None:
+    """The outermost layers, before any route, log or authentication: allowed Host headers,
+    then the body limit (so an oversized body is refused before a byte of it is read)."""
+    if settings.http_allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.http_allowed_hosts)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
 
 
 def _bare_app(settings: Settings, **info: str) -> FastAPI:
     """An app with no routes yet, using ``settings``; the authenticator is built now, so a bad
-    key setting fails at start-up."""
+    key setting (a placeholder, a short HS256 key) fails at start-up."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **info)  # type: ignore[arg-type]
 
     async def these_settings() -> Settings:  # async: no hop to the thread pool per request
         return settings
 
     app.dependency_overrides[get_settings] = these_settings
+    check_secrets(settings)
+    if settings.http_trusted_proxies and not settings.fhir_base_url:
+        raise ConfigurationError(
+            "XRAYGATE_FHIR_BASE_URL is required when XRAYGATE_HTTP_TRUSTED_PROXIES is set "
+            "(links must not be built from headers a client can send)"
+        )
     app.state.authenticator = Authenticator.from_settings(settings)
     return app

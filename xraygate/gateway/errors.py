@@ -97,6 +97,12 @@ class NotFound(GatewayError):
     status, code = 404, "not-found"
 
 
+class NotAcceptable(GatewayError):
+    """The client accepts no format we serve (FHIR: ``_format=xml``)."""
+
+    status, code = 406, "not-supported"
+
+
 class Conflict(GatewayError):
     status, code = 409, "conflict"
 

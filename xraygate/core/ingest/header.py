@@ -4,6 +4,7 @@ commits)."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,9 +12,13 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
+from pydicom.multival import MultiValue
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from xraygate.core.dicom_io import delimiter_near_end, truncation
-from xraygate.core.errors import IngestError
+from xraygate.core.dicom_io import delimiter_near_end, read_deflated_header, truncation
+from xraygate.core.dicom_limits import check_image_size, check_uid, max_inflated_bytes
+from xraygate.core.errors import DicomLimitError, IngestError
 from xraygate.core.ingest.status import Status
 from xraygate.core.models import utcnow
 
@@ -74,29 +79,89 @@ class IndexRecord:
         return cls(data["patient"], data["study"], data["series"], instance, int(data["seq"]))
 
 
-def read_header(path: Path) -> Dataset:
-    """Parse the data set once, bulk values deferred (never read), and refuse a truncated one."""
+def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
+    """Parse the data set once, bulk values deferred (never read), and refuse a truncated one.
+    A deflated data set is inflated as a stream (at most what ``max_image_pixels`` allows) and
+    checked against its inflated size."""
     try:
-        ds = dcmread(path, defer_size=4096)
-        size = path.stat().st_size
-        syntax = ds.file_meta.get("TransferSyntaxUID")
+        syntax = read_file_meta_info(path).get("TransferSyntaxUID")
+        if syntax == DeflatedExplicitVRLittleEndian:
+            ds, size = read_deflated_header(path, max_inflated_bytes(max_image_pixels))
+        else:
+            ds, size = dcmread(path, defer_size=4096), path.stat().st_size
         if syntax is not None and syntax.is_encapsulated and not delimiter_near_end(path, size):
             raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
         if truncation(ds, size, partial_header=False, deferred=True):
             raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
     except IngestError:
         raise
+    except DicomLimitError as exc:
+        raise IngestError(Status.DATASET_MISMATCH, str(exc)) from exc
     except (InvalidDicomError, EOFError, ValueError, KeyError, OSError, TypeError) as exc:
         comment = f"cannot parse data set: {type(exc).__name__}"
         raise IngestError(Status.CANNOT_UNDERSTAND, comment) from exc
+    except zlib.error as exc:
+        raise IngestError(Status.CANNOT_UNDERSTAND, "deflated data set is corrupt") from exc
     if len(ds) == 0:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
     return ds
 
 
 def text(ds: Dataset, keyword: str, limit: int = 64) -> str:
+    """The element's text; a multi-valued one joined with DICOM's own separator ``\\`` (FHIR
+    makes separate identifiers/names of the values, HL7 repetitions), never Python's list
+    spelling."""
     value = ds.get(keyword, "")
-    return str(value if value is not None else "")[:limit]
+    if value is None:
+        return ""
+    if isinstance(value, MultiValue):
+        return "\\".join(str(v) for v in value)[:limit]
+    return str(value)[:limit]
+
+
+def _issuer_qualifiers(ds: Dataset) -> tuple[str, str]:
+    """UniversalEntityID and its type from IssuerOfPatientIDQualifiersSequence, if any."""
+    seq = ds.get("IssuerOfPatientIDQualifiersSequence")
+    if not seq:
+        return "", ""
+    item = seq[0]
+    return text(item, "UniversalEntityID"), text(item, "UniversalEntityIDType", 16).upper()
+
+
+def _first_item(ds: Dataset, keyword: str) -> Dataset | None:
+    try:
+        items = ds.get(keyword) or []
+        return items[0] if len(items) else None
+    except (TypeError, ValueError, KeyError, IndexError):
+        return None
+
+
+def order_values(ds: Dataset) -> dict[str, str]:
+    """The order the study fulfils: placer order number and requested procedure code, from the
+    first RequestAttributesSequence item, else the top-level Imaging Service Request / Requested
+    Procedure attributes (HL7 ORC-2/OBR-2 and OBR-4)."""
+    request = _first_item(ds, "RequestAttributesSequence")
+    sources = [request, ds] if request is not None else [ds]
+    placer = next(
+        (v for src in sources if (v := text(src, "PlacerOrderNumberImagingServiceRequest"))), ""
+    )
+    code = next(
+        (
+            item
+            for src in sources
+            if (item := _first_item(src, "RequestedProcedureCodeSequence")) is not None
+            and (text(item, "CodeValue") or text(item, "LongCodeValue"))
+        ),
+        None,
+    )
+    return {
+        "placer_order_number": placer.strip(),
+        "requested_procedure_code": (
+            (text(code, "CodeValue") or text(code, "LongCodeValue")).strip() if code else ""
+        ),
+        "requested_procedure_scheme": text(code, "CodingSchemeDesignator").strip() if code else "",
+        "requested_procedure_meaning": text(code, "CodeMeaning").strip() if code else "",
+    }
 
 
 def integer(ds: Dataset, keyword: str) -> int | None:
@@ -107,8 +172,9 @@ def integer(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-def validate(ds: Dataset, received: Received) -> None:
-    """The data set must be the SOP instance the request announced."""
+def validate(ds: Dataset, received: Received, max_image_pixels: int = 0) -> None:
+    """The data set must be the SOP instance the request announced, its UIDs valid (they
+    become object keys) and its image within ``max_image_pixels`` samples."""
     if text(ds, "SOPClassUID") != received.sop_class_uid:
         raise IngestError(Status.DATASET_MISMATCH, "SOP Class UID differs from the request")
     if text(ds, "SOPInstanceUID") != received.sop_instance_uid:
@@ -116,6 +182,12 @@ def validate(ds: Dataset, received: Received) -> None:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
         if not text(ds, keyword):
             raise IngestError(Status.DATASET_MISMATCH, f"{keyword} is missing")
+    try:
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            check_uid(ds.get(keyword), keyword)
+        check_image_size(ds, max_image_pixels)
+    except DicomLimitError as exc:
+        raise IngestError(Status.DATASET_MISMATCH, str(exc)) from exc
 
 
 def object_key(ds: Dataset, sha: str) -> str:
@@ -147,10 +219,13 @@ def _patient(ds: Dataset) -> dict[str, Any]:
     patient_id = text(ds, "PatientID")
     issuer = text(ds, "IssuerOfPatientID")
     key = f"{issuer}|{patient_id}" if patient_id else f"study|{text(ds, 'StudyInstanceUID')}"
+    universal_id, universal_type = _issuer_qualifiers(ds)
     return {
         "patient_key": key[:200],
         "patient_id": patient_id,
         "issuer": issuer,
+        "issuer_universal_id": universal_id,
+        "issuer_universal_id_type": universal_type,
         "name": text(ds, "PatientName", 200),
         "birth_date": text(ds, "PatientBirthDate", 8),
         "sex": text(ds, "PatientSex", 16),
@@ -165,6 +240,7 @@ def _study(ds: Dataset) -> dict[str, Any]:
         "study_time": text(ds, "StudyTime", 16),
         "description": text(ds, "StudyDescription", 200),
         "referring_physician": text(ds, "ReferringPhysicianName", 200),
+        **order_values(ds),
     }
 
 

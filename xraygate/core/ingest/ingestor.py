@@ -111,8 +111,9 @@ class Ingestor:
             raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
         self._check_space()
         self._check_index()
-        ds = header.read_header(path)
-        header.validate(ds, received)
+        limit = self.settings.max_image_pixels
+        ds = header.read_header(path, limit)
+        header.validate(ds, received, limit)
         if received.sha256 is not None and received.size == path.stat().st_size:
             size, sha = received.size, received.sha256  # hashed while it was received
         else:

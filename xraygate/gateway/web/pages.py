@@ -91,8 +91,10 @@ def login(
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """End the browser session."""
+def logout(request: Request, auth: Annotated[Authenticator, Depends(authenticator)]) -> Response:
+    """End the browser session: revoked server-side (a copy of the cookie stops working too)."""
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        auth.end_session(cookie)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
