@@ -321,6 +321,9 @@ def test_serve_sigkilled_during_parallel_associations_loses_nothing(
 
         again: list[str] = []
         _send_all(port, batches, again)
+        if len(again) != 400:  # where is the service stuck? every thread's stack to stderr
+            os.killpg(second.pid, signal.SIGUSR1)
+            time.sleep(3)
         assert len(again) == 400, "the restarted service acknowledges everything"
         _settled(engine, 400, second)
         assert len(_check(settings, engine, set(again))) == 400, "re-sending adds no duplicate"
