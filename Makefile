@@ -4,7 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup system-deps lint typecheck pytest bench cluster
+.PHONY: run test setup system-deps test-peers lint typecheck pytest bench cluster
 
 # Two install levels: `make run` needs only the runtime dependencies; the dev tools (linters,
 # test peers such as moto, playwright, schemathesis) come with `make setup` / `make test`.
@@ -45,7 +45,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup system-deps
+# npm test peers, pinned by their lock files, installed once into .pytest_cache (the tests do it
+# too; here a registry problem shows before the run): the OpenID provider of the single sign-on
+# tests (tests/gateway/oidc).
+test-peers: setup
+	$(BIN)/python -c "from tests.gateway.oidc import install; print('oidc-provider in', install())"
+
+pytest: setup system-deps test-peers
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -2,7 +2,7 @@
 
     settings -> database (migrated) -> object store -> work queue
         -> DICOM SCP        writes objects + index rows + ``infer`` jobs
-        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / deidentify
+        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / emit-pacs / deidentify
         -> HTTP gateway     FHIR API, admin API, pages, metrics
 
 Services never call each other: they meet only in the database and the queue.
@@ -10,6 +10,7 @@ Services never call each other: they meet only in the database and the queue.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -39,12 +40,14 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
     from xraygate.fhir.worker import make_handlers as fhir_handlers
     from xraygate.hl7.worker import make_handlers as hl7_handlers
     from xraygate.inference.worker import make_handlers as inference_handlers
+    from xraygate.pacs.worker import make_handlers as pacs_handlers
 
     handlers: dict[str, Handler] = {}
     handlers.update(inference_handlers(settings, store, queue))
     handlers.update(deid_handlers(settings, store, queue))
     handlers.update(fhir_handlers(settings, store, queue))
     handlers.update(hl7_handlers(settings, store, queue))
+    handlers.update(pacs_handlers(settings, store, queue))
     if missing := set(JobKind) - handlers.keys():
         raise ConfigurationError(f"no handler for job kinds {sorted(missing)}")
     return handlers
@@ -53,6 +56,7 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     """Run the chosen parts until SIGINT/SIGTERM; refuses to start with an unsafe secret."""
     configure_logging(settings)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
     check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = JobQueue.from_settings(settings, migrate=True)
@@ -60,16 +64,22 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     stop = threading.Event()
 
     scp_server = None
+    receivers = None
     running: list[tuple[Worker, threading.Thread]] = []
     if scp:
+        from xraygate.dicom_scp.processes import process_count, start_receivers
         from xraygate.dicom_scp.server import start_scp
 
-        scp_server = start_scp(settings, store, queue)
+        count = process_count(settings)
+        scp_server = start_scp(settings, store, queue, reuse_port=count > 1)
+        if count > 1:
+            receivers = start_receivers(settings, count - 1, scp_server.port)
         log.info(
-            "DICOM SCP %s listening on %s:%s",
+            "DICOM SCP %s listening on %s:%s (%d receiving processes)",
             settings.ae_title,
             settings.dicom_host,
             scp_server.port,
+            count,
         )
     if workers:
         handlers = job_handlers(settings, store, queue)
@@ -89,8 +99,15 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             _wait_for_signal(stop)
     finally:
         stop.set()  # workers claim nothing more; each finishes the job in hand
+        grace = settings.shutdown_grace_seconds
+        stopping = None
+        if receivers is not None:  # they stop in parallel with this process's SCP
+            stopping = threading.Thread(target=receivers.stop, args=(grace,))
+            stopping.start()
         if scp_server is not None:
-            scp_server.stop(settings.shutdown_grace_seconds)
+            scp_server.stop(grace)
+        if stopping is not None:
+            stopping.join()
         stop_workers(queue, running, settings.shutdown_grace_seconds)
         log.info("stopped")
 

@@ -98,7 +98,7 @@ def test_roles_from_claims_and_smart_scopes() -> None:
 
 def test_api_keys(gw: Gateway) -> None:
     assert gw.client.get("/fhir/metadata", headers=gw.headers("key:pacs-bridge")).status_code == 200
-    assert gw.client.get("/fhir/metadata", headers={"X-API-Key": "guess"}).status_code == 401
+    assert gw.client.get("/fhir/Device", headers={"X-API-Key": "guess"}).status_code == 401
     me = gw.client.get("/api/me", headers=gw.headers("key:ops-robot")).json()
     assert me == {
         "subject": "ops-robot",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from sqlmodel import Session
 
 from xraygate.core.db import write_session
-from xraygate.core.errors import LeaseLost, XraygateError
+from xraygate.core.errors import LeaseLost, NotYet, XraygateError
 from xraygate.core.logging import correlation_id, scrub
 from xraygate.core.queue import ClaimedJob, JobQueue
 
@@ -110,6 +110,9 @@ class Worker:
         if job in self.in_hand:
             self.in_hand = [j for j in self.in_hand if j is not job]
         try:
+            if isinstance(outcome, NotYet):
+                self.queue.defer(job, outcome.seconds, str(outcome))
+                return
             if isinstance(outcome, BaseException):
                 raise outcome
             with write_session(self.queue.engine) as session:
@@ -155,7 +158,7 @@ def dead_letter_reason(job: ClaimedJob, exc: BaseException) -> str:
     """Why a job failed, for the queue row the admin page and ``xraygate outbox`` show: the
     error classes (with their causes), the scrubbed message (no DICOM / SQL / HL7 values) and
     the study's log correlation id, never the values themselves."""
-    causes = []
+    causes: list[str] = []
     cause = exc.__cause__ or exc.__context__
     while cause is not None and len(causes) < 3:
         causes.append(type(cause).__name__)

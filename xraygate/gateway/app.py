@@ -14,6 +14,8 @@ route                             who                         what (room)
 /api/admin/...                    admin                       models, dead letters, settings, audit
 /fhir/...                         ehr (scoped) or admin       FHIR R4 read API (fhir_api)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
+/dicomweb/... (GET)               clinician or admin          QIDO-RS, WADO-RS (dicomweb)
+/dicomweb/studies (POST)          modality                    STOW-RS, the SCP's ingest (dicomweb)
 ================================  ==========================  ======================================
 
 Shared by every room: ``deps`` (database, queue, store, caller, roles, the audit flag),
@@ -35,12 +37,14 @@ from xraygate.gateway import errors, fhir_api, ops
 from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
+from xraygate.gateway.dicomweb import routes as dicomweb_routes
+from xraygate.gateway.dicomweb import stow as dicomweb_stow
 from xraygate.gateway.middleware.audit import AuditMiddleware
 from xraygate.gateway.middleware.headers import SecurityHeadersMiddleware
 from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
-from xraygate.gateway.web import pages
+from xraygate.gateway.web import pages, sso
 from xraygate.gateway.web.render import STATIC, HtmlRoute
 
 
@@ -55,13 +59,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router(settings))
     setattr(app.state, QUALITY_GAUGES, True)  # per-version quality gauges from the gateway only
     app.include_router(pages.router)
+    app.include_router(sso.router)
+    app.state.sso = sso.Sso.from_settings(settings)  # a bad OIDC setting fails at start-up
     clinician = [Depends(require(Role.CLINICIAN))]
     app.include_router(clinical.router, dependencies=clinician)
     app.include_router(feedback.router, dependencies=clinician)
     app.include_router(admin.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(deid_review.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
-    app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
+    app.include_router(fhir_api.public_router)  # metadata, CodeSystem: no token (SMART)
+    app.include_router(fhir_api.read_router, dependencies=[Depends(require_fhir_reader)])
+    app.include_router(
+        dicomweb_routes.router, dependencies=[Depends(require(Role.CLINICIAN, Role.ADMIN))]
+    )
+    app.include_router(dicomweb_stow.router, dependencies=[Depends(require(Role.MODALITY))])
     app.include_router(session.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -86,7 +97,11 @@ def _guard(app: FastAPI, settings: Settings) -> None:
     before a byte of it is read)."""
     if settings.http_allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.http_allowed_hosts)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.http_max_body_bytes,
+        per_prefix={f"{dicomweb_routes.PREFIX}/": settings.dicomweb_max_request_bytes},
+    )
     app.add_middleware(SecurityHeadersMiddleware)
 
 

@@ -15,6 +15,7 @@ class Role(StrEnum):
     ADMIN = "admin"  # models, settings, dead letters, audit trail
     CLINICIAN = "clinician"  # worklist, studies, images, feedback
     EHR = "ehr"  # FHIR read, possibly limited to some resource types
+    MODALITY = "modality"  # DICOMweb STOW-RS: a modality or router storing images
 
     @classmethod
     def parse(cls, words: Iterable[str]) -> frozenset[Role]:

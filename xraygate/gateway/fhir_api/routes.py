@@ -29,13 +29,15 @@ from xraygate.core.models import FhirResource, utcnow
 from xraygate.gateway.auth.scopes import FhirAccess, patient_reference
 from xraygate.gateway.deps import AUDITED, PrincipalDep, ReadDb, SettingsDep
 from xraygate.gateway.errors import BadRequest, FhirRoute, Forbidden, NotFound, fhir_json
-from xraygate.gateway.fhir_api.capability import PREFIX, base_url
+from xraygate.gateway.fhir_api.capability import JSON_ONLY, PREFIX, base_url
 from xraygate.gateway.fhir_api.params import SEARCH_PARAMS
-from xraygate.gateway.fhir_api.search import included, parse_query, run_search
+from xraygate.gateway.fhir_api.search import included, parse_query, revincluded, run_search
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED], route_class=FhirRoute)
+router = APIRouter(
+    prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED, JSON_ONLY], route_class=FhirRoute
+)
 
 
 def _check_type(resource_type: str) -> None:
@@ -71,7 +73,11 @@ def search(
     total, found = run_search(session, query)
     matches = [r for r in found if access.permits(r, "search")]
     total -= len(found) - len(matches)
-    extra = [r for r in included(session, query, matches) if access.permits(r, "include")]
+    extra = [
+        r
+        for r in included(session, query, matches) + revincluded(session, query, matches)
+        if access.permits(r, "include")
+    ]
     base = base_url(request, settings)
     entries = [_entry(base, r, "match") for r in matches] + [
         _entry(base, r, "include") for r in extra

@@ -17,6 +17,7 @@ from xraygate.gateway.fhir_api.params import (
     DATE_PREFIXES,
     IGNORED,
     INCLUDES,
+    REVINCLUDES,
     SEARCH_PARAMS,
     SORTS,
     Param,
@@ -36,6 +37,7 @@ class Query:
     offset: int
     order: list[Any]
     includes: list[str]
+    revincludes: list[str]
 
 
 def _like(text: str) -> str:
@@ -179,7 +181,7 @@ def parse_query(
         col(R.resource_type) == resource_type,
         col(R.is_current).is_(True),
     ]
-    count, offset, includes = 20, 0, []
+    count, offset, includes, revincludes = 20, 0, [], []
     order: list[Any] = [col(R.last_updated).desc()]
     if len(items) > MAX_PARAMETERS:
         raise SearchError(f"more than {MAX_PARAMETERS} search parameters", code="too-costly")
@@ -203,12 +205,16 @@ def parse_query(
             if value not in INCLUDES or INCLUDES[value][0] != resource_type:
                 raise SearchError(f"unsupported _include {value!r}", code=UNSUPPORTED)
             includes.append(value)
+        elif key == "_revinclude":
+            if value not in REVINCLUDES:
+                raise SearchError(f"unsupported _revinclude {value!r}", code=UNSUPPORTED)
+            revincludes.append(value)
         else:
             clause = _search_clause(session, params, key, value, tz, strict)
             if clause is not None:
                 where.append(clause)
     order.append(col(R.id).desc())
-    return Query(resource_type, where, count, offset, order, includes)
+    return Query(resource_type, where, count, offset, order, includes, revincludes)
 
 
 def _search_clause(
@@ -303,6 +309,29 @@ def included(session: Session, query: Query, matches: list[dict[str, Any]]) -> l
                 col(FhirResource.resource_id).in_(sorted(ids)),
                 col(FhirResource.is_current).is_(True),
             )
+        )
+        out.extend(dict(r) for r in rows)
+    return out
+
+
+def revincluded(
+    session: Session, query: Query, matches: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The current resources whose ``_revinclude`` reference points at a matched resource."""
+    out: list[dict[str, Any]] = []
+    for name in query.revincludes:
+        rtype, param = REVINCLUDES[name]
+        tokens = [f"\t{param}={m['resourceType']}/{m['id']}\t" for m in matches]
+        if not tokens:
+            continue
+        rows = session.scalars(
+            select(col(FhirResource.content))
+            .where(
+                col(FhirResource.resource_type) == rtype,
+                col(FhirResource.is_current).is_(True),
+                or_(*(_contains(col(FhirResource.refs), t) for t in tokens)),
+            )
+            .order_by(col(FhirResource.id))
         )
         out.extend(dict(r) for r in rows)
     return out

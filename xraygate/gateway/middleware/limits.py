@@ -11,6 +11,7 @@ path's language: an OperationOutcome under ``/fhir``, ``{"detail": ...}`` elsewh
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -18,16 +19,30 @@ from xraygate.gateway.errors import FHIR_JSON, operation_outcome
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``max_bytes`` for every path, except under the prefixes of ``per_prefix`` (DICOMweb
+    STOW-RS carries whole studies: ``XRAYGATE_DICOMWEB_MAX_REQUEST_BYTES``)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_prefix: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_prefix = dict(per_prefix or {})
+
+    def limit(self, scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        for prefix, limit in self.per_prefix.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit(scope)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None and declared > limit:
             await self._refuse(scope, send)
             return
         seen = 0
@@ -41,7 +56,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     over = True
                     if not started:
                         await self._refuse(scope, send)
@@ -62,7 +77,7 @@ class BodyLimitMiddleware:
                 raise
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        detail = f"request body larger than {self.max_bytes} bytes"
+        detail = f"request body larger than {self.limit(scope)} bytes"
         if scope["path"].startswith("/fhir"):
             body = json.dumps(operation_outcome("too-long", detail)).encode()
             media = FHIR_JSON

@@ -1,7 +1,7 @@
 """security: browser sessions revoked at logout
 
 Revision ID: 0008_h11_security
-Revises: 0006_i15_model_loop
+Revises: 0008_h10h_order
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0008_h11_security"
-down_revision = "0006_i15_model_loop"
+down_revision = "0008_h10h_order"
 branch_labels = None
 depends_on = None
 
