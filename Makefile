@@ -45,8 +45,13 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The suite runs in parallel (pytest-xdist): every test has its own temp dir, database (a fresh
+# PostgreSQL database or SQLite file) and ephemeral ports, so workers never share state. A module
+# stays on one worker (--dist loadfile) so its module-scoped fixtures are built once.
+# `make test PYTEST_WORKERS=0` runs it serially.
+PYTEST_WORKERS ?= 4
 pytest: setup system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 
