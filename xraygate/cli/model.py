@@ -254,11 +254,14 @@ def train_cmd(
 
 
 def results(
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    limit: Annotated[int, typer.Option(help="Most recent N studies.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    limit: Annotated[int, typer.Option(metavar="N", help="Most recent N studies.")] = 50,
 ) -> None:
-    """Study results, newest first: score, category, model version or the reason."""
-    engine = _engine(get_settings())
+    """Study results, newest first: score, category, model, delivery per channel."""
+    from xraygate.core import delivery_state
+
+    settings = get_settings()
+    engine = _engine(settings)
     with db.read_session(engine) as session:
         rows = session.execute(
             select(StudyResult, col(Study.accession_number))
@@ -266,6 +269,8 @@ def results(
             .order_by(col(StudyResult.updated_at).desc())
             .limit(limit)
         ).all()
+        uids = sorted({r.study_instance_uid for r, _ in rows})
+        delivery = delivery_state.load(session, settings, uids)
     data = [
         {
             "study_instance_uid": r.study_instance_uid,
@@ -278,17 +283,37 @@ def results(
             "reason": r.reason,
             "demo_model": r.demo_model,
             "updated_at": r.updated_at.isoformat(),
+            "delivery": {k: v.value for k, v in delivery[r.study_instance_uid].items()},
         }
         for r, acc in rows
     ]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    if not data:
+        typer.echo("No results yet: send a study (xraygate send FILE_OR_DIR) and check again.")
+        return
+    _print_results(data, [c.name for c in delivery_state.CHANNELS], delivery_state.label)
+
+
+def _print_results(data: list[dict[str, Any]], channels: list[str], label: Any) -> None:
+    from xraygate.cli.tables import print_table
+
+    headers = ["updated (UTC)", "accession", "score", "category", "model", *map(label, channels)]
+    table = []
     for item in data:
-        score = "-" if item["score"] is None else f"{item['score'] * 100:5.1f}%"
-        extra = item["reason"] or ("shadow" if item["shadow"] else "")
-        demo = " [demo model]" if item["demo_model"] else ""
-        typer.echo(
-            f"{item['updated_at'][:19]} {item['accession_number'] or '-':<12} {score:>7} "
-            f"{item['category']:<14} {item['model_version']}{demo} {extra}"
+        score = "-" if item["score"] is None else f"{item['score'] * 100:.1f}%"
+        model = item["model_version"] + (" (demo)" if item["demo_model"] else "")
+        if item["shadow"]:
+            model += " (shadow)"
+        table.append(
+            [
+                item["updated_at"][:19].replace("T", " "),
+                item["accession_number"] or "-",
+                score,
+                item["category"] + (f": {item['reason']}" if item["reason"] else ""),
+                model,
+                *(item["delivery"].get(c, "-") for c in channels),
+            ]
         )
+    print_table(headers, table, right={2})

@@ -25,18 +25,19 @@ router = APIRouter(prefix="/api", tags=["clinician"], dependencies=[AUDITED], ro
 @router.get("/worklist")
 def worklist(
     session: ReadDb,
+    settings: SettingsDep,
     status: Annotated[StudyStatus | None, Query(description="only studies in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[WorklistRow]:
     """The newest studies, highest risk first, with their status."""
-    return load_worklist(session, limit=limit, status=status)
+    return load_worklist(session, settings, limit=limit, status=status)
 
 
 @router.get("/studies/{study_uid}")
-def study(study_uid: str, session: ReadDb) -> StudyView:
+def study(study_uid: str, session: ReadDb, settings: SettingsDep) -> StudyView:
     """A study's triage: score, category, model version, images, delivery and feedback."""
     set_correlation(correlation_id(study_uid))
-    view = load_study_view(session, study_uid)
+    view = load_study_view(session, settings, study_uid)
     if view is None:
         raise NotFound("unknown study")
     return view

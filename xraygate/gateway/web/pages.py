@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from xraygate.core import delivery_state
 from xraygate.core.logging import correlation_id, set_correlation
 from xraygate.core.quality.report import PERIODS, Period, build_report, parse_since
 from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
@@ -100,28 +101,36 @@ def logout() -> Response:
 
 @router.get("/worklist", dependencies=[AUDITED])
 def worklist_page(
-    request: Request, session: ReadDb, principal: Clinician, status: StudyStatus | None = None
+    request: Request,
+    session: ReadDb,
+    settings: SettingsDep,
+    principal: Clinician,
+    status: StudyStatus | None = None,
 ) -> Response:
     """The triage worklist, highest risk first."""
-    rows = worklist(session, status=status)
+    rows = worklist(session, settings, status=status)
     return render(
         request,
         "worklist.html",
         rows=rows,
         statuses=[s.value for s in StudyStatus],
         status=status.value if status else "",
+        labels={c.name: c.label for c in delivery_state.CHANNELS},
         principal=principal,
     )
 
 
 @router.get("/studies/{study_uid}", dependencies=[AUDITED])
-def study_page(request: Request, study_uid: str, session: ReadDb, principal: Clinician) -> Response:
+def study_page(
+    request: Request, study_uid: str, session: ReadDb, settings: SettingsDep, principal: Clinician
+) -> Response:
     """A study: image, score, category, model version, delivery status, feedback form."""
     set_correlation(correlation_id(study_uid))
-    view = study_view(session, study_uid)
+    view = study_view(session, settings, study_uid)
     if view is None:
         raise NotFound("unknown study")
-    return render(request, "study.html", view=view, principal=principal)
+    labels = {name: delivery_state.label(name) for name in view.row.delivery}
+    return render(request, "study.html", view=view, labels=labels, principal=principal)
 
 
 @router.get("/admin")
