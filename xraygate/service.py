@@ -18,7 +18,7 @@ from types import FrameType
 
 from sqlalchemy import func, select
 
-from xraygate.core import db
+from xraygate.core import db, startup
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.jobs import JobKind
@@ -52,6 +52,7 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     """Run the chosen parts until SIGINT/SIGTERM."""
     configure_logging(settings)
+    startup.quiet_third_party()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = JobQueue.from_settings(settings, migrate=True)
     store = store_from_settings(settings)
@@ -80,6 +81,11 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             running.append((worker, thread))
     if not http and settings.ops_port:
         _start_ops_listener(settings)  # a daemon thread: ends with the process
+    scp_port = scp_server.port if scp_server is not None else None
+    log.info(
+        "%s",
+        startup.block(settings, engine=queue.engine, scp_port=scp_port, http=http, workers=workers),
+    )
     try:
         if http:
             _serve_http(settings)

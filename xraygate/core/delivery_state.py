@@ -43,6 +43,7 @@ class DeliveryChannel:
     name: str
     label: str
     target: Callable[[Settings], str | None]
+    enable_hint: str = ""  # the settings that switch it on, for the start-up block
 
     def configured(self, settings: Settings) -> bool:
         return self.target(settings) is not None
@@ -57,8 +58,12 @@ def _fhir_push_target(s: Settings) -> str | None:
 
 
 CHANNELS: list[DeliveryChannel] = [
-    DeliveryChannel(Channel.HL7.value, "HL7 ORU^R01", _hl7_target),
-    DeliveryChannel(Channel.FHIR_PUSH.value, "FHIR push", _fhir_push_target),
+    DeliveryChannel(
+        Channel.HL7.value, "HL7 ORU^R01", _hl7_target, "XRAYGATE_HL7_HOST + XRAYGATE_HL7_PORT"
+    ),
+    DeliveryChannel(
+        Channel.FHIR_PUSH.value, "FHIR push", _fhir_push_target, "XRAYGATE_FHIR_PUSH_URL"
+    ),
 ]
 
 
@@ -67,9 +72,9 @@ def register_channel(channel: DeliveryChannel) -> None:
     CHANNELS[:] = [c for c in CHANNELS if c.name != channel.name] + [channel]
 
 
-def outputs(settings: Settings) -> dict[str, str | None]:
-    """Each registered channel's label and its target (None when off), for the start-up block."""
-    return {c.label: c.target(settings) for c in CHANNELS}
+def outputs(settings: Settings) -> list[tuple[str, str | None, str]]:
+    """Each registered channel's label, target (None when off) and how to switch it on."""
+    return [(c.label, c.target(settings), c.enable_hint) for c in CHANNELS]
 
 
 def channel_state(*, configured: bool, message_states: Iterable[str]) -> DeliveryState:
