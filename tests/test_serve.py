@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert proc.poll() is None, "xraygate serve exited"
@@ -85,7 +86,8 @@ def test_serve_receives_with_storescu_and_reports(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-        assert "instances: 1" in status.stdout and "studies: 1" in status.stdout
+        assert re.search(r"^instances: +1$", status.stdout, re.M), status.stdout
+        assert re.search(r"^studies: +1$", status.stdout, re.M), status.stdout
         deadline = time.monotonic() + 60
         while True:
             results = subprocess.run(

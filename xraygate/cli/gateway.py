@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from xraygate.cli.core import fail
-from xraygate.core.config import get_settings
 from xraygate.core.errors import XraygateError
 
 token_app = typer.Typer(help="Development tokens and API keys for the HTTP gateway.")
@@ -23,6 +22,7 @@ def register(app: typer.Typer) -> None:
 def gateway() -> None:
     """Run only the HTTP gateway (split deployments)."""
     from xraygate import service
+    from xraygate.core.config import get_settings
 
     service.run(get_settings(), scp=False, workers=False, http=True)
 
@@ -44,6 +44,7 @@ def create(
     scope: Annotated[str, typer.Option(help="Optional `scope` claim (SMART scopes).")] = "",
 ) -> None:
     """Print a signed development JWT (HS256, the shared key), and only the token."""
+    from xraygate.core.config import get_settings
     from xraygate.gateway.auth import mint_token
 
     try:
