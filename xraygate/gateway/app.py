@@ -14,6 +14,8 @@ route                             who                         what (room)
 /api/admin/...                    admin                       models, dead letters, settings, audit
 /fhir/...                         ehr (scoped) or admin       FHIR R4 read API (fhir_api)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
+/docs, /redoc                     any authenticated caller    Swagger UI, ReDoc (api/docs.py)
+/docs/assets                      anyone                      their vendored JS/CSS
 ================================  ==========================  ======================================
 
 Shared by every room: ``deps`` (database, queue, store, caller, roles, the audit flag),
@@ -29,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 import xraygate
 from xraygate.core.config import Settings, get_settings
 from xraygate.gateway import errors, fhir_api, ops
-from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
+from xraygate.gateway.api import admin, clinical, deid_review, docs, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.middleware.audit import AuditMiddleware
@@ -58,7 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(quality.router, dependencies=[Depends(require(Role.ADMIN))])
     app.include_router(fhir_api.router, dependencies=[Depends(require_fhir_reader)])
     app.include_router(session.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs.mount_assets(app)
+    docs.document_errors(app)
 
     errors.install(app, fallback=HtmlRoute)
     app.add_middleware(AuditMiddleware, database_url=settings.resolved_database_url)
