@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from xraygate.core import delivery_state
@@ -206,6 +206,27 @@ def risk_key(row: WorklistRow) -> tuple[int, float, float]:
     return (rank, -score, -row.received_at.timestamp())
 
 
+@dataclass(frozen=True)
+class WorklistQuery:
+    """Search and filters of the worklist: ``text`` matches patient name, patient ID or
+    accession (case-insensitive, part of the value); dates are DICOM ``YYYYMMDD`` (inclusive)."""
+
+    text: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    status: StudyStatus | None = None
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass
+class WorklistPage:
+    rows: list[WorklistRow]
+    total: int
+    page: int
+    pages: int
+
+
 def worklist(
     session: Session,
     settings: Settings,
@@ -214,11 +235,38 @@ def worklist(
     status: StudyStatus | None = None,
 ) -> list[WorklistRow]:
     """The newest ``limit`` studies, sorted by risk."""
+    return _rows(session, settings, WorklistQuery(status=status), limit)
+
+
+def worklist_page(
+    session: Session, settings: Settings, query: WorklistQuery, *, scan: int = 2000
+) -> WorklistPage:
+    """One page of the matching studies (of the newest ``scan``), highest risk first."""
+    rows = _rows(session, settings, query, scan)
+    per_page = max(1, query.per_page)
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(1, query.page), pages)
+    start = (page - 1) * per_page
+    return WorklistPage(rows[start : start + per_page], len(rows), page, pages)
+
+
+def _rows(
+    session: Session, settings: Settings, query: WorklistQuery, limit: int
+) -> list[WorklistRow]:
+    stmt = select(Study, Patient).join(Patient, col(Patient.id) == col(Study.patient_pk))
+    if text := query.text.strip():
+        like = f"%{text.lower()}%"
+        stmt = stmt.where(
+            func.lower(col(Patient.name)).like(like)
+            | func.lower(col(Patient.patient_id)).like(like)
+            | func.lower(col(Study.accession_number)).like(like)
+        )
+    if query.date_from:
+        stmt = stmt.where(col(Study.study_date) >= query.date_from)
+    if query.date_to:
+        stmt = stmt.where(col(Study.study_date) <= query.date_to)
     pairs = session.execute(
-        select(Study, Patient)
-        .join(Patient, col(Patient.id) == col(Study.patient_pk))
-        .order_by(col(Study.created_at).desc(), col(Study.id).desc())
-        .limit(limit)
+        stmt.order_by(col(Study.created_at).desc(), col(Study.id).desc()).limit(limit)
     ).all()
     uids = [study.study_instance_uid for study, _ in pairs]
     results = _emitted_results(session, uids)
@@ -228,9 +276,21 @@ def worklist(
         _row(study, patient, results.get(uid), progress[uid], delivery[uid])
         for (study, patient), uid in zip(pairs, uids, strict=True)
     ]
-    if status is not None:
-        rows = [r for r in rows if r.status == status]
+    if query.status is not None:
+        rows = [r for r in rows if r.status == query.status]
     return sorted(rows, key=risk_key)
+
+
+def new_high_risk(session: Session, since: datetime) -> int:
+    """Emitted high-risk study results written after ``since`` (the worklist's badge)."""
+    count = session.execute(
+        select(func.count())
+        .select_from(StudyResult)
+        .where(col(StudyResult.shadow).is_(False))
+        .where(col(StudyResult.category) == Category.HIGH)
+        .where(col(StudyResult.updated_at) > since)
+    ).scalar()
+    return int(count or 0)
 
 
 def study_view(session: Session, settings: Settings, study_uid: str) -> StudyView | None:
