@@ -10,6 +10,7 @@ Services never call each other: they meet only in the database and the queue.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -55,6 +56,7 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     """Run the chosen parts until SIGINT/SIGTERM; refuses to start with an unsafe secret."""
     configure_logging(settings)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
     check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = JobQueue.from_settings(settings, migrate=True)

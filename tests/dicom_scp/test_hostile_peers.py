@@ -145,3 +145,24 @@ def test_p_data_longer_than_negotiated_aborts_the_association(tmp_path: Path) ->
         assert "PDU type 0x04 of 4294967295 bytes" in scp.log_text()
         proc, _ = echoscu(scp.port)
         assert proc.returncode == 0
+
+
+def test_a_peer_sending_half_a_pdu_is_closed_after_artim(tmp_path: Path) -> None:
+    """pynetdicom's accepted sockets have no timeout: a peer that sends a PDU header and part
+    of its body then stalls held a thread (and a pending-connection place) for ever."""
+    with scp_process(tmp_path, dicom_artim_seconds="2", dicom_max_pending_connections="4") as scp:
+        stalled = []
+        for _ in range(4):
+            sock = socket.create_connection(("127.0.0.1", scp.port))
+            sock.sendall(b"\x01\x00\x00\x00\x01\x00" + bytes(10))  # 256 bytes declared
+            stalled.append(sock)
+        try:
+            for sock in stalled:  # closed by the SCP (A-ABORT or not), not by us
+                read_until_closed(sock, 30)
+                assert not still_open(sock)
+            proc, seconds = echoscu(scp.port)
+            print(f"\nechoscu after 4 stalled peers filled the pending places: {seconds:.2f} s")
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        finally:
+            for sock in stalled:
+                sock.close()

@@ -33,10 +33,10 @@ MAX_SAMPLE_BYTES = 8
 
 def _count(ds: Dataset, keyword: str, default: int) -> int:
     """A non-negative integer attribute; ImageTooLarge when it is not one (we cannot bound it)."""
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return default
     try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return default
         number = int(value)
     except (TypeError, ValueError) as exc:
         raise ImageTooLarge(f"{keyword} is not an integer") from exc

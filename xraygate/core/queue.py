@@ -300,6 +300,21 @@ class JobQueue:
                 attempts=job.attempts - 1,
             )
 
+    def defer(self, job: ClaimedJob, seconds: float, note: str = "") -> None:
+        """Put a claimed job back to run after ``seconds`` (it was not time yet): its attempt is
+        not counted. Raises LeaseLost if the job is no longer ours."""
+        with write_session(self.engine) as session:
+            self._owned_update(
+                session,
+                job,
+                state=JobState.PENDING.value,
+                locked_by=None,
+                lease_expires_at=None,
+                available_at=utcnow() + timedelta(seconds=max(0.0, seconds)),
+                attempts=job.attempts - 1,
+                last_error=note[:2000] or None,
+            )
+
     # -- 4. fail / retry --------------------------------------------------------------------
     def fail(self, job: ClaimedJob, error: str, *, permanent: bool = False) -> JobState:
         """Record a failed attempt: retry later, or dead-letter. Returns the new state."""

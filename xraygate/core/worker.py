@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from sqlmodel import Session
 
 from xraygate.core.db import write_session
-from xraygate.core.errors import LeaseLost, XraygateError
+from xraygate.core.errors import LeaseLost, NotYet, XraygateError
 from xraygate.core.queue import ClaimedJob, JobQueue
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,9 @@ class Worker:
         if job in self.in_hand:
             self.in_hand = [j for j in self.in_hand if j is not job]
         try:
+            if isinstance(outcome, NotYet):
+                self.queue.defer(job, outcome.seconds, str(outcome))
+                return
             if isinstance(outcome, BaseException):
                 raise outcome
             with write_session(self.queue.engine) as session:

@@ -6,7 +6,9 @@ pynetdicom 3.0.4, as an SCP, leaves these to the application:
   PDU makes it buffer as much as the peer sends). :class:`GuardedDUL` reads the 6-byte header
   first and aborts the association (A-ABORT, then close) when a P-DATA-TF PDU is longer than
   the maximum we negotiated, or any other PDU longer than :data:`MAX_CONTROL_PDU`, without
-  reading its body.
+  reading its body. A PDU must also arrive whole within the ARTIM timeout (before the
+  association) or the network timeout (after): pynetdicom's accepted sockets have no timeout,
+  so a peer sending half a PDU held its thread for ever.
 - **A C-STORE outside its presentation context**: a request whose Affected SOP Class UID is not
   the context's abstract syntax (dcmtk sends one for some malformed files) makes pynetdicom
   abort the whole association, so the rest of a batch is never sent. :class:`GuardedAssociation`
@@ -29,6 +31,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -71,8 +74,9 @@ class GuardedDUL(DULServiceProvider):
         if self._refused_pdu:  # the rest of a refused PDU is never read: close instead
             self.event_queue.put("Evt17")
             return
+        deadline = time.monotonic() + self._read_seconds()
         try:
-            head = bytes(sock.recv(6))
+            head = _recv_exact(sock.socket, 6, deadline)
             if len(head) < 6:
                 self.event_queue.put("Evt17")  # the peer closed the connection
                 return
@@ -84,8 +88,8 @@ class GuardedDUL(DULServiceProvider):
             if limit and length > limit:
                 self._refuse(pdu_type, length, limit)
                 return
-            body = bytes(sock.recv(length))
-        except (OSError, TimeoutError):
+            body = _recv_exact(sock.socket, length, deadline)
+        except (OSError, TimeoutError):  # closed, or a PDU not sent in time: close
             self.event_queue.put("Evt17")
             return
         if len(body) != length:
@@ -100,6 +104,13 @@ class GuardedDUL(DULServiceProvider):
         self.event_queue.put(event)
         self._recv_pdu.put(pdu)
 
+    def _read_seconds(self) -> float:
+        """How long one PDU may take to arrive: the ARTIM timeout before the association is
+        requested, the network timeout after (pynetdicom would wait for ever)."""
+        if self.assoc.requestor.primitive is None:
+            return float(self.assoc.acse_timeout or 30)
+        return float(self.assoc.network_timeout or 60)
+
     def _refuse(self, pdu_type: int, length: int, limit: int) -> None:
         log.warning(
             "association aborted: PDU type 0x%02X of %d bytes from %s exceeds %d",
@@ -111,6 +122,27 @@ class GuardedDUL(DULServiceProvider):
         metrics.ASSOCIATIONS.labels(outcome="pdu_too_long").inc()
         self._refused_pdu = True
         self.event_queue.put("Evt19")  # invalid PDU: the state machine sends A-ABORT
+
+
+def _recv_exact(sock: Any, count: int, deadline: float) -> bytes:
+    """``count`` bytes from ``sock`` (fewer when the peer closes); TimeoutError at ``deadline``
+    (a peer sending a PDU header and stalling holds a thread no longer than that)."""
+    parts: list[bytes] = []
+    left = count
+    try:
+        while left > 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("PDU not received in time")
+            sock.settimeout(remaining)
+            data = sock.recv(min(left, 65536))
+            if not data:
+                break
+            parts.append(data)
+            left -= len(data)
+    finally:
+        sock.settimeout(None)  # pynetdicom sends on this socket expecting it blocking
+    return b"".join(parts)
 
 
 def refuse_store(

@@ -45,6 +45,7 @@ from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sen
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.result_status import result_state
 from xraygate.core.storage import ObjectStore
+from xraygate.core.study_stability import require_stable
 from xraygate.core.vocabulary import HL7_STATUS, STATUS_TERMS, terms_for
 from xraygate.core.worker import Commit, Handler
 from xraygate.hl7.er7 import codec_of
@@ -93,6 +94,9 @@ class EmitHl7:
         payload = EmitHl7Payload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
+            if job.study_uid:  # wait for a complete study (a clinician's finding does not)
+                stable = 0.0 if payload.feedback_id else self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, utcnow())
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
                 return None

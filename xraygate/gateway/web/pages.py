@@ -73,7 +73,7 @@ def logout(
     request: Request, auth: Annotated[Authenticator, Depends(authenticator)], sso: SsoDep
 ) -> Response:
     """End the browser session: revoked server-side (a copy of the cookie stops working too),
-    and the identity provider's, when it offers RP-initiated logout."""
+    and the identity provider's session too when it offers RP-initiated logout."""
     if cookie := request.cookies.get(SESSION_COOKIE):
         auth.end_session(cookie)
     response = RedirectResponse(after_logout(request, sso), status_code=303)
