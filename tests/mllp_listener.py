@@ -47,6 +47,19 @@ class Received:
     raw: str
     control_id: str
     action: str
+    #: The bytes as they came over the wire (``raw`` is them decoded per MSH-18).
+    data: bytes = b""
+
+
+#: MSH-18 (HL7 table 0211) -> Python codec, as a receiving engine maps them.
+CHARSETS = {"": "ascii", "ASCII": "ascii", "UNICODE UTF-8": "utf-8", "8859/1": "latin-1"}
+
+
+def codec_of_bytes(data: bytes) -> str:
+    """The codec MSH-18 names (MSH is ASCII whatever the character set); UTF-8 when unknown."""
+    msh = data.split(b"\r", 1)[0].split(b"|")
+    charset = msh[17].split(b"~")[0].decode("ascii", "replace") if len(msh) > 17 else ""
+    return CHARSETS.get(charset, "utf-8")
 
 
 @dataclass
@@ -116,20 +129,21 @@ class MllpListener:
                     buf += chunk
                 end = buf.index(EB + CR)
                 frame, buf = buf[:end], buf[end + 2 :]
-                message = frame[frame.index(SB) + 1 :].decode()
-                if not self._answer(conn, message):
+                data = frame[frame.index(SB) + 1 :]
+                message = data.decode(codec_of_bytes(data))
+                if not self._answer(conn, message, data):
                     return
         except OSError:
             return
         finally:
             conn.close()
 
-    def _answer(self, conn: socket.socket, message: str) -> bool:
+    def _answer(self, conn: socket.socket, message: str, data: bytes) -> bool:
         cid = control_id_of(message)
         with self._lock:
             n = len(self.received)
             action = self.script(n, cid)
-            self.received.append(Received(message, cid, action))
+            self.received.append(Received(message, cid, action, data))
         if self.strict_parse:
             try:
                 self.parsed.append(

@@ -12,6 +12,7 @@ from sqlmodel import col
 from xraygate.core.db import write_session
 from xraygate.core.models import (
     Instance,
+    InstanceResult,
     ModelVersion,
     Patient,
     Series,
@@ -46,10 +47,14 @@ def make_result(
     study_date: str = "20240514",
     study_time: str = "083102",
     demo: bool = True,
+    lateral: bool = False,
 ) -> Made:
+    """A study with ``n_instances`` frontal images read by ``model`` (instance results included)
+    and, with ``lateral``, one more image the model did not apply to (never evidence)."""
     key = f"{issuer}|{patient_id}"
     study_uid = generate_uid()
     uids = [generate_uid() for _ in range(n_instances)]
+    lateral_uid = generate_uid() if lateral else None
     with write_session(engine) as s:
         patient = s.scalars(select(Patient).where(col(Patient.patient_key) == key)).first()
         if patient is None:
@@ -82,8 +87,9 @@ def make_result(
         )
         s.add(series)
         s.flush()
-        for n, uid in enumerate(uids, start=1):
-            s.add(
+        instances: list[Instance] = []
+        for n, uid in enumerate([*uids, *([lateral_uid] if lateral_uid else [])], start=1):
+            instances.append(
                 Instance(
                     sop_instance_uid=uid,
                     series_pk=series.id,
@@ -96,6 +102,8 @@ def make_result(
                     sha256="0" * 64,
                 )
             )
+        s.add_all(instances)
+        s.flush()
         name_, _, version = model.partition(":")
         mv = s.scalars(
             select(ModelVersion).where(
@@ -112,6 +120,22 @@ def make_result(
                     state="active",
                 )
             )
+        for inst in instances:
+            read = inst.sop_instance_uid != lateral_uid
+            s.add(
+                InstanceResult(
+                    instance_pk=inst.id,
+                    sop_instance_uid=inst.sop_instance_uid,
+                    study_instance_uid=study_uid,
+                    model_version=model,
+                    model_sha256="a" * 64,
+                    input_sha256="0" * 64,
+                    applicable=read and category != "not-applicable",
+                    reason="" if read else "lateral view",
+                    score=score if read else None,
+                    shadow=shadow,
+                )
+            )
         result = StudyResult(
             study_pk=study.id,
             study_instance_uid=study_uid,
@@ -121,7 +145,9 @@ def make_result(
             category=category,
             reason="" if score is not None else "not a chest image",
             thresholds={"high": 0.8, "low": 0.6},
-            instance_uids=uids if score is not None else [],
+            instance_uids=sorted(
+                [*(uids if score is not None else []), *([lateral_uid] if lateral_uid else [])]
+            ),
             shadow=shadow,
             revision=1,
             demo_model=demo,
@@ -156,17 +182,52 @@ def emit_payload(made: Made, engine: Engine) -> dict[str, object]:
         }
 
 
-def enqueue_emit(engine: Engine, queue: object, kind: str, made: Made, priority: int = 0) -> None:
-    """Enqueue ``kind`` (emit-fhir / emit-hl7) for the result, as the inference worker does."""
+def add_finding(engine: Engine, made: Made, finding: str) -> int:
+    """A clinician's finding (confirm / reject) on the study's result, stored as the gateway's
+    feedback route does (without the jobs it enqueues: the test enqueues what it runs)."""
+    from xraygate.core.models import Feedback
+
+    with write_session(engine) as s:
+        result = s.get(StudyResult, made.result_id)
+        assert result is not None
+        row = Feedback(
+            study_pk=result.study_pk,
+            study_instance_uid=made.study_uid,
+            finding=finding,
+            label="PNEUMONIA" if finding == "confirm" else "NORMAL",
+            agreement="agree",
+            study_result_id=result.id,
+            model_version=result.model_version,
+        )
+        s.add(row)
+        s.flush()
+        assert row.id is not None
+        return row.id
+
+
+def enqueue_emit(
+    engine: Engine,
+    queue: object,
+    kind: str,
+    made: Made,
+    priority: int = 0,
+    feedback_id: int | None = None,
+) -> None:
+    """Enqueue ``kind`` (emit-fhir / emit-hl7) for the result, as the inference worker does (or,
+    with ``feedback_id``, as a clinician's finding does)."""
     from xraygate.core.queue import JobQueue
 
     assert isinstance(queue, JobQueue)
     payload = emit_payload(made, engine)
+    key = f"{made.study_uid}:{payload['model_version']}:{payload['revision']}"
+    if feedback_id is not None:
+        payload["feedback_id"] = feedback_id
+        key = f"{made.study_uid}:feedback:{feedback_id}"
     with write_session(engine) as s:
         queue.enqueue(
             s,
             kind,
-            f"{made.study_uid}:{payload['model_version']}:{payload['revision']}",
+            key,
             study_uid=made.study_uid,
             payload=payload,
             priority=priority,

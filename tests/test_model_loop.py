@@ -37,11 +37,11 @@ from tests.synthetic_cr import synthetic_cr
 from xraygate.cli import app
 from xraygate.core import db
 from xraygate.core.config import Settings, get_settings
+from xraygate.core.ingest import Ingestor, Received
 from xraygate.core.models import AuditRecord, ModelVersion
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import store_from_settings
 from xraygate.core.worker import Worker
-from xraygate.dicom_scp.ingest import Ingestor, Received
 from xraygate.gateway.auth import hash_api_key
 from xraygate.inference.training.synthetic import dataset
 from xraygate.service import job_handlers
@@ -112,6 +112,7 @@ def ingest_set(settings: Settings, folder: Path) -> list[str]:
         outcome = ingestor.ingest(Received(spool, "MODALITY", ds.SOPClassUID, ds.SOPInstanceUID))
         assert outcome.status == 0, outcome
         uids.append(str(ds.StudyInstanceUID))
+    ingestor.close()  # commits the journaled index rows and jobs
     return uids
 
 

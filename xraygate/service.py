@@ -2,7 +2,7 @@
 
     settings -> database (migrated) -> object store -> work queue
         -> DICOM SCP        writes objects + index rows + ``infer`` jobs
-        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / deidentify
+        -> workers          run jobs: infer -> emit-fhir / emit-hl7 / emit-pacs / deidentify
         -> HTTP gateway     FHIR API, admin API, pages, metrics
 
 Services never call each other: they meet only in the database and the queue.
@@ -10,6 +10,7 @@ Services never call each other: they meet only in the database and the queue.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -26,6 +27,7 @@ from xraygate.core.logging import configure_logging
 from xraygate.core.models import Instance, Patient, Series, Study
 from xraygate.core.outbox import release_streams
 from xraygate.core.queue import JobQueue
+from xraygate.core.secret_policy import check_secrets
 from xraygate.core.storage import ObjectStore, store_from_settings
 from xraygate.core.worker import Handler, Worker
 
@@ -38,37 +40,47 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
     from xraygate.fhir.worker import make_handlers as fhir_handlers
     from xraygate.hl7.worker import make_handlers as hl7_handlers
     from xraygate.inference.worker import make_handlers as inference_handlers
+    from xraygate.pacs.worker import make_handlers as pacs_handlers
 
     handlers: dict[str, Handler] = {}
     handlers.update(inference_handlers(settings, store, queue))
     handlers.update(deid_handlers(settings, store, queue))
     handlers.update(fhir_handlers(settings, store, queue))
     handlers.update(hl7_handlers(settings, store, queue))
+    handlers.update(pacs_handlers(settings, store, queue))
     if missing := set(JobKind) - handlers.keys():
         raise ConfigurationError(f"no handler for job kinds {sorted(missing)}")
     return handlers
 
 
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
-    """Run the chosen parts until SIGINT/SIGTERM."""
+    """Run the chosen parts until SIGINT/SIGTERM; refuses to start with an unsafe secret."""
     configure_logging(settings)
     startup.quiet_third_party()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
+    check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = JobQueue.from_settings(settings, migrate=True)
     store = store_from_settings(settings)
     stop = threading.Event()
 
     scp_server = None
+    receivers = None
     running: list[tuple[Worker, threading.Thread]] = []
     if scp:
+        from xraygate.dicom_scp.processes import process_count, start_receivers
         from xraygate.dicom_scp.server import start_scp
 
-        scp_server = start_scp(settings, store, queue)
+        count = process_count(settings)
+        scp_server = start_scp(settings, store, queue, reuse_port=count > 1)
+        if count > 1:
+            receivers = start_receivers(settings, count - 1, scp_server.port)
         log.info(
-            "DICOM SCP %s listening on %s:%s",
+            "DICOM SCP %s listening on %s:%s (%d receiving processes)",
             settings.ae_title,
             settings.dicom_host,
             scp_server.port,
+            count,
         )
     if workers:
         handlers = job_handlers(settings, store, queue)
@@ -93,8 +105,15 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             _wait_for_signal(stop)
     finally:
         stop.set()  # workers claim nothing more; each finishes the job in hand
+        grace = settings.shutdown_grace_seconds
+        stopping = None
+        if receivers is not None:  # they stop in parallel with this process's SCP
+            stopping = threading.Thread(target=receivers.stop, args=(grace,))
+            stopping.start()
         if scp_server is not None:
-            scp_server.stop(settings.shutdown_grace_seconds)
+            scp_server.stop(grace)
+        if stopping is not None:
+            stopping.join()
         stop_workers(queue, running, settings.shutdown_grace_seconds)
         log.info("stopped")
 
@@ -123,13 +142,13 @@ def _serve_http(settings: Settings) -> None:
     import uvicorn
 
     from xraygate.gateway.app import create_app
+    from xraygate.gateway.server import uvicorn_options
 
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
-        log_config=None,
-        access_log=False,
+        **uvicorn_options(settings),
     )
 
 
@@ -138,13 +157,13 @@ def _start_ops_listener(settings: Settings) -> threading.Thread:
     import uvicorn
 
     from xraygate.gateway.app import create_ops_app
+    from xraygate.gateway.server import uvicorn_options
 
     config = uvicorn.Config(
         create_ops_app(settings),
         host=settings.http_host,
         port=settings.ops_port or 0,
-        log_config=None,
-        access_log=False,
+        **uvicorn_options(settings),
     )
     thread = threading.Thread(target=uvicorn.Server(config).run, daemon=True)
     thread.start()

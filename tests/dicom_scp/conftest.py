@@ -42,10 +42,12 @@ class RunningScp:
         return self.server.port
 
     def instances(self) -> list[Instance]:
+        assert self.server.ingestor.flush(), "acknowledged instances were not indexed"
         with db.read_session(self.queue.engine) as session:
             return list(session.exec(select(Instance)).all())
 
     def jobs(self) -> list[Job]:
+        assert self.server.ingestor.flush(), "acknowledged instances were not indexed"
         with db.read_session(self.queue.engine) as session:
             return list(session.exec(select(Job)).all())
 

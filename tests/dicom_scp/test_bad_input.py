@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -128,37 +130,96 @@ def test_disk_full_while_writing_refuses_and_keeps_earlier(
     scp.assert_stored(good)
 
 
-def test_database_failure_is_retryable_and_keeps_earlier(scp: RunningScp) -> None:
-    """The index is unavailable (its jobs table is gone): 0xA7xx, no half-written row."""
+def _break_index(scp: RunningScp) -> None:
     from sqlalchemy import text
 
-    good = accepted_first(scp)
     with scp.queue.engine.begin() as conn:
         conn.execute(text("ALTER TABLE jobs RENAME TO jobs_away"))
+
+
+def _mend_index(scp: RunningScp) -> None:
+    from sqlalchemy import text
+
+    with scp.queue.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE jobs_away RENAME TO jobs"))
+
+
+def _wait(predicate: Callable[[], bool], seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_database_failure_is_retryable_and_keeps_earlier(settings: Settings) -> None:
+    """Journal mode: the index is unavailable (its jobs table is gone). What was journaled
+    before the indexer noticed stays acknowledged and is indexed once the database is back;
+    from then on C-STOREs get 0xA702 (out of resources, database: send again), not 0x0110."""
+    scp = start(settings)
     try:
-        rg1 = sample("RG1_UNCR.dcm")
-        assert send_raw(scp.port, rg1) == Status.OUT_OF_RESOURCES_DATABASE
+        good = accepted_first(scp)
+        assert scp.server.ingestor.flush(), "indexed before the database breaks"
+        _break_index(scp)
+        try:
+            rg1 = sample("RG1_UNCR.dcm")
+            assert send_raw(scp.port, rg1) == Status.SUCCESS, "journaled: durable, acknowledged"
+            thread = scp.server.ingestor.thread
+            assert thread is not None
+            _wait(lambda: thread.failing)
+            ct = sample("CT_small.dcm")
+            other = dcmread(ct)
+            other.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.777"
+            other.file_meta.MediaStorageSOPInstanceUID = other.SOPInstanceUID
+            refused = Path(scp.settings.data_dir) / "other.dcm"
+            other.save_as(refused)
+            assert send_raw(scp.port, refused) == Status.OUT_OF_RESOURCES_DATABASE
+        finally:
+            _mend_index(scp)
+        assert sorted(i.sop_instance_uid for i in scp.instances()) == sorted(
+            [dcmread(good).SOPInstanceUID, dcmread(rg1).SOPInstanceUID]
+        )
+        scp.assert_stored(good)
+        scp.assert_stored(rg1)
+        _wait(lambda: not thread.failing)
+        assert send_raw(scp.port, refused) == Status.SUCCESS, "the sender's retry succeeds"
+        scp.assert_stored(refused)
+        assert list(scp.settings.tmp_dir.iterdir()) == []
     finally:
-        with scp.queue.engine.begin() as conn:
-            conn.execute(text("ALTER TABLE jobs_away RENAME TO jobs"))
-    assert [i.sop_instance_uid for i in scp.instances()] == [dcmread(good).SOPInstanceUID]
-    scp.assert_stored(good)
-    assert send_raw(scp.port, rg1) == Status.SUCCESS, "the sender's retry succeeds"
-    scp.assert_stored(rg1)
-    assert list(scp.settings.tmp_dir.iterdir()) == []
+        scp.server.shutdown()
+
+
+def test_database_failure_without_journal_answers_a702(settings: Settings) -> None:
+    """Direct mode (rows committed before the answer): the failing C-STORE itself gets 0xA702."""
+    settings.ingest_journal = False
+    scp = start(settings)
+    try:
+        assert scp.server.ingestor.journal is None
+        good = accepted_first(scp)
+        _break_index(scp)
+        try:
+            rg1 = sample("RG1_UNCR.dcm")
+            assert send_raw(scp.port, rg1) == Status.OUT_OF_RESOURCES_DATABASE
+        finally:
+            _mend_index(scp)
+        assert [i.sop_instance_uid for i in scp.instances()] == [dcmread(good).SOPInstanceUID]
+        assert send_raw(scp.port, rg1) == Status.SUCCESS, "the sender's retry succeeds"
+        scp.assert_stored(rg1)
+        assert list(scp.settings.tmp_dir.iterdir()) == []
+    finally:
+        scp.server.shutdown()
 
 
 def test_unexpected_error_answers_processing_failure(
     scp: RunningScp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xraygate.dicom_scp import ingest
+    from xraygate.core.ingest import header
 
     good = accepted_first(scp)
 
     def broken(*_a: object, **_k: object) -> None:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(ingest, "validate", broken)
+    monkeypatch.setattr(header, "validate", broken)
     assert send_raw(scp.port, sample("RG1_UNCR.dcm")) == Status.PROCESSING_FAILURE
     monkeypatch.undo()
     assert len(scp.instances()) == 1

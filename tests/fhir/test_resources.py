@@ -10,7 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from tests.fhir.conftest import make_env
 from tests.fhir.r4schema import r4_errors
-from tests.results_factory import enqueue_emit, make_result, rescore, run_until
+from tests.results_factory import add_finding, enqueue_emit, make_result, rescore, run_until
 from xraygate.core.config import Settings
 from xraygate.core.errors import PermanentDelivery
 from xraygate.fhir.validate import validate_resource
@@ -69,7 +69,9 @@ def test_every_emitted_resource_is_valid_r4(
     assert {s["uid"] for s in study["series"]} and study["numberOfInstances"] == 2
 
 
-def test_rerun_is_idempotent_and_rescoring_amends(settings: Settings) -> None:
+def test_rerun_is_idempotent_and_status_follows_the_clinician(settings: Settings) -> None:
+    """preliminary, re-scored: still preliminary; a finding: final; re-scored after it: amended;
+    a differing finding: corrected. Each change a new version, each with its Provenance."""
     env = make_env(settings)
     engine = env.queue.engine
     made = make_result(engine, score=0.5, category="low")
@@ -80,20 +82,56 @@ def test_rerun_is_idempotent_and_rescoring_amends(settings: Settings) -> None:
     env.queue.retry(job.id)  # a re-run of the same result
     run_until(env.queue, env.handlers, env.all_final)
     assert [v.version_id for v in env.versions("DiagnosticReport")] == [1]
+
+    def statuses() -> list[tuple[str, str]]:
+        run_until(env.queue, env.handlers, env.all_final)
+        [report] = env.current("DiagnosticReport")
+        [obs] = env.current("Observation")
+        return [(report["meta"]["versionId"], report["status"]), ("obs", obs["status"])]
+
     rescore(engine, made.result_id, score=0.91, category="high")
     enqueue_emit(engine, env.queue, "emit-fhir", made)
-    run_until(env.queue, env.handlers, env.all_final)
+    assert statuses() == [("2", "preliminary"), ("obs", "preliminary")]
+    first = add_finding(engine, made, "confirm")
+    enqueue_emit(engine, env.queue, "emit-fhir", made, feedback_id=first)
+    assert statuses() == [("3", "final"), ("obs", "final")]
+    [report] = env.current("DiagnosticReport")
+    assert "Clinician review: pneumonia confirmed." in report["conclusion"]
+    rescore(engine, made.result_id, score=0.95, category="high")
+    enqueue_emit(engine, env.queue, "emit-fhir", made)
+    assert statuses() == [("4", "amended"), ("obs", "amended")]
+    second = add_finding(engine, made, "reject")
+    enqueue_emit(engine, env.queue, "emit-fhir", made, feedback_id=second)
+    assert statuses() == [("5", "corrected"), ("obs", "corrected")]
+    [report] = env.current("DiagnosticReport")
+    assert "Clinician review: no pneumonia." in report["conclusion"]
+
     versions = env.versions("DiagnosticReport")
-    assert [(v.version_id, v.is_current) for v in versions] == [(1, False), (2, True)]
-    assert versions[1].content["status"] == "amended"
-    assert versions[1].content["meta"]["versionId"] == "2"
-    assert versions[0].resource_id == versions[1].resource_id
+    assert [(v.version_id, v.is_current) for v in versions] == [
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, False),
+        (5, True),
+    ]
+    assert len({v.resource_id for v in versions}) == 1
     provs = env.current("Provenance")
-    assert len(provs) == 2, "one Provenance per report version"
-    assert {p["target"][0]["reference"][-1] for p in provs} == {"1", "2"}
+    assert len(provs) == 5, "one Provenance per report version"
+    assert {p["target"][0]["reference"][-1] for p in provs} == {"1", "2", "3", "4", "5"}
     for rtype in TYPES:
         for resource in env.current(rtype):
             assert_valid(resource)
+
+
+def test_feedback_off_keeps_results_preliminary(sqlite_settings: Settings) -> None:
+    env = make_env(sqlite_settings, feedback_finalises=False)
+    made = make_result(env.queue.engine)
+    enqueue_emit(env.queue.engine, env.queue, "emit-fhir", made)
+    finding = add_finding(env.queue.engine, made, "confirm")
+    enqueue_emit(env.queue.engine, env.queue, "emit-fhir", made, feedback_id=finding)
+    run_until(env.queue, env.handlers, env.all_final)
+    [report] = env.current("DiagnosticReport")
+    assert report["status"] == "preliminary" and "Clinician" not in report["conclusion"]
 
 
 def test_shadow_results_are_not_emitted(sqlite_settings: Settings) -> None:

@@ -24,7 +24,11 @@ from xraygate.gateway.app import create_app
 from xraygate.gateway.auth import hash_api_key, mint_token
 
 SECRET = "test-shared-secret-0123456789abcdef"
-API_KEYS = {"pacs-bridge": ("ehr", "k-ehr-0123456789"), "ops-robot": ("admin", "k-admin-987654")}
+API_KEYS = {
+    "pacs-bridge": ("ehr", "k-ehr-0123456789"),
+    "ops-robot": ("admin", "k-admin-987654"),
+    "modality-box": ("modality", "k-modality-24680"),
+}
 CHEST_CR = Path(str(get_testdata_file("RG1_UNCR.dcm")))
 
 
@@ -103,6 +107,14 @@ def gw(tmp_path: Path) -> Iterator[Gateway]:
     db.get_engine.cache_clear()
 
 
+@pytest.fixture(scope="session")
+def provider_home() -> Path:
+    """The OpenID provider of the single sign-on tests, installed once (tests/gateway/oidc)."""
+    from tests.gateway.oidc import install
+
+    return install()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -115,9 +127,9 @@ class Served:
     server: uvicorn.Server
 
 
-def serve(app: FastAPI) -> Iterator[Served]:
-    """Run ``app`` with uvicorn on a loopback port in a thread."""
-    port = free_port()
+def serve(app: FastAPI, port: int | None = None) -> Iterator[Served]:
+    """Run ``app`` with uvicorn on a loopback port (``port``, else a free one) in a thread."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

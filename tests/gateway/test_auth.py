@@ -79,10 +79,15 @@ def test_token_without_roles_is_authenticated_but_forbidden(gw: Gateway) -> None
 
 def test_roles_from_claims_and_smart_scopes() -> None:
     assert roles_from_claims({"roles": "admin clinician"})[0] == {"admin", "clinician"}
-    roles, types = roles_from_claims({"scope": "openid system/DiagnosticReport.read"})
-    assert roles == {"ehr"} and types == {"DiagnosticReport"}
-    assert roles_from_claims({"scp": ["system/*.read"]}) == ({"ehr"}, {"*"})
-    assert roles_from_claims({"scope": "user/*.read"}) == ({"ehr"}, {"*"})
+    roles, access = roles_from_claims({"scope": "openid system/DiagnosticReport.read"})
+    assert roles == {"ehr"} and access.types == {"DiagnosticReport"}
+    roles, access = roles_from_claims({"scp": ["system/*.read"]})
+    assert roles == {"ehr"} and access.types == {"*"} and access.restricted
+    # user/ scopes narrow the user's own role; they grant none (issue 11)
+    assert roles_from_claims({"scope": "user/*.read"})[0] == frozenset()
+    roles, access = roles_from_claims({"roles": ["ehr"], "scope": "user/Observation.rs"})
+    assert roles == {"ehr"} and access.types == {"Observation"}
+    assert roles_from_claims({"roles": ["ehr"]})[1].restricted is False
     assert roles_from_claims({"scope": "system/Observation.rs xraygate/admin"})[0] == {
         "ehr",
         "admin",
@@ -93,7 +98,7 @@ def test_roles_from_claims_and_smart_scopes() -> None:
 
 def test_api_keys(gw: Gateway) -> None:
     assert gw.client.get("/fhir/metadata", headers=gw.headers("key:pacs-bridge")).status_code == 200
-    assert gw.client.get("/fhir/metadata", headers={"X-API-Key": "guess"}).status_code == 401
+    assert gw.client.get("/fhir/Device", headers={"X-API-Key": "guess"}).status_code == 401
     me = gw.client.get("/api/me", headers=gw.headers("key:ops-robot")).json()
     assert me == {
         "subject": "ops-robot",

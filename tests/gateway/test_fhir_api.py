@@ -20,8 +20,17 @@ from fhirpy.base.searchset import Raw
 
 from tests.fhir.conftest import make_env
 from tests.fhir.r4schema import r4_errors
-from tests.results_factory import Made, enqueue_emit, make_result, rescore, run_until
+from tests.results_factory import (
+    Made,
+    add_finding,
+    enqueue_emit,
+    make_result,
+    rescore,
+    run_until,
+)
 from xraygate.core.config import Settings
+from xraygate.gateway.auth import Principal, Role
+from xraygate.gateway.deps import current_principal
 from xraygate.gateway.fhir_api import router
 
 pytestmark = pytest.mark.integration
@@ -94,13 +103,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for m in made.values():
         enqueue_emit(engine, env.queue, "emit-fhir", m)
     run_until(env.queue, env.handlers, env.all_final)
-    rescore(engine, made["a1"].result_id, score=0.35, category="low")
+    finding = add_finding(engine, made["a1"], "reject")  # final
+    enqueue_emit(engine, env.queue, "emit-fhir", made["a1"], feedback_id=finding)
+    run_until(env.queue, env.handlers, env.all_final)
+    rescore(engine, made["a1"].result_id, score=0.35, category="low")  # amended
     enqueue_emit(engine, env.queue, "emit-fhir", made["a1"])
     run_until(env.queue, env.handlers, env.all_final)
 
     app = FastAPI()
     app.include_router(router)
     app.dependency_overrides[get_settings] = lambda: settings
+    # an EHR without SMART scopes (the scope table is tests/gateway/test_security_scopes.py)
+    ehr = Principal("ehr-system", frozenset({Role.EHR}), "api-key")
+    app.dependency_overrides[current_principal] = lambda: ehr
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -179,9 +194,10 @@ def test_paging_follows_next_links(served: Served) -> None:
 
 def test_amended_report_and_history(served: Served) -> None:
     report = report_for(served, "a1")
-    assert report["status"] == "amended" and report["meta"]["versionId"] == "2"
+    assert report["status"] == "amended" and report["meta"]["versionId"] == "3"
     hist = served.get(f"DiagnosticReport/{report['id']}/_history").json()
-    assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == ["2", "1"]
+    assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == ["3", "2", "1"]
+    assert [e["resource"]["status"] for e in hist["entry"]] == ["amended", "final", "preliminary"]
     assert r4_errors(hist) == []
     v1 = served.get(f"DiagnosticReport/{report['id']}/_history/1")
     assert v1.status_code == 200 and v1.json()["status"] == "preliminary"
@@ -265,6 +281,7 @@ def _probes(served: Served) -> dict[tuple[str, str], tuple[str, str]]:
     study_uid = served.made["a2"].study_uid
     dr, ob, im = a2["id"], obs_id, study_id
     prov = served.client.resources("Provenance").fetch()[0]["id"]
+    [a2_prov] = [p["id"] for p in served.client.resources("Provenance").search(target=dr).fetch()]
     return {
         ("DiagnosticReport", "_id"): (dr, dr),
         ("DiagnosticReport", "_lastUpdated"): ("ge2000-01-01", dr),
@@ -304,6 +321,8 @@ def _probes(served: Served) -> dict[tuple[str, str], tuple[str, str]]:
         ("Device", "status"): ("active", device_id),
         ("Provenance", "_id"): (prov, prov),
         ("Provenance", "_lastUpdated"): ("ge2000", prov),
+        ("Provenance", "target"): (f"DiagnosticReport/{dr}", a2_prov),
+        ("CodeSystem", "url"): (f"{BASE_SYS}/CodeSystem/ai-findings", "ai-findings"),
     }
 
 
@@ -351,3 +370,78 @@ def test_based_on_accession_chain_and_or(served: Served) -> None:
     assert ids(chained) == {report_for(served, "b1")["id"]}
     either = served.get("DiagnosticReport?identifier=ACC-A2,ACC-B1").json()
     assert either["total"] == 2
+
+
+# --- discovery: metadata, CodeSystem, _revinclude, JSON only (issue 10) ----------------------
+
+
+def test_revinclude_provenance_and_provenance_by_target(served: Served) -> None:
+    report = report_for(served, "a1")  # three versions, three Provenances
+    bundle = served.get(
+        "DiagnosticReport", params={"_id": report["id"], "_revinclude": "Provenance:target"}
+    ).json()
+    assert r4_errors(bundle) == []
+    modes = [(e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"]]
+    assert modes[0] == ("DiagnosticReport", "match")
+    provs = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
+    assert len(provs) == 3 and {p["resourceType"] for p in provs} == {"Provenance"}
+    assert {p["target"][0]["reference"] for p in provs} == {
+        f"DiagnosticReport/{report['id']}/_history/{v}" for v in (1, 2, 3)
+    }
+    by_target = served.get("Provenance", params={"target": f"DiagnosticReport/{report['id']}"})
+    assert by_target.json()["total"] == 3
+    versioned = served.get(
+        "Provenance", params={"target": f"DiagnosticReport/{report['id']}/_history/2"}
+    )
+    assert versioned.json()["total"] == 3, "a target matches whatever version is named"
+    other = report_for(served, "a2")
+    only = served.get("Provenance", params={"target": f"DiagnosticReport/{other['id']}"}).json()
+    assert only["total"] == 1
+    bad = served.get("DiagnosticReport", params={"_revinclude": "Device:patient"})
+    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "not-supported"
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [
+        ({"_format": "xml"}, {}),
+        ({"_format": "application/fhir+xml"}, {}),
+        ({}, {"Accept": "application/fhir+xml"}),
+    ],
+)
+def test_xml_is_not_acceptable(
+    served: Served, params: dict[str, str], headers: dict[str, str]
+) -> None:
+    for path in ("metadata", "DiagnosticReport", "CodeSystem/ai-findings"):
+        r = served.get(path, params=params, headers=headers)
+        assert r.status_code == 406, path
+        outcome = r.json()
+        assert outcome["resourceType"] == "OperationOutcome" and r4_errors(outcome) == []
+    ok = served.get("DiagnosticReport", params={"_format": "json"})
+    assert ok.status_code == 200
+    assert served.get("metadata", headers={"Accept": "application/fhir+json"}).status_code == 200
+
+
+def test_code_system_is_served(served: Served) -> None:
+    cs = served.get("CodeSystem/ai-findings").json()
+    assert r4_errors(cs) == []
+    assert cs["url"] == f"{BASE_SYS}/CodeSystem/ai-findings"
+    codes = {c["code"] for c in cs["concept"]}
+    obs = served.client.resources("Observation").search(_count=50).fetch()
+    used = {
+        c["code"]
+        for o in obs
+        for cc in [o["code"], *(x["code"] for x in o["component"])]
+        for c in cc["coding"]
+        if c["system"] == cs["url"]
+    }
+    assert used and used <= codes
+    found = served.get("CodeSystem", params={"url": cs["url"]}).json()
+    assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == "ai-findings"
+    assert served.get("CodeSystem", params={"url": "urn:x"}).json()["total"] == 0
+    assert served.get("CodeSystem/other").status_code == 404
+    meta = served.get("metadata").json()
+    types = {r["type"]: r for r in meta["rest"][0]["resource"]}
+    assert "CodeSystem" in types and types["DiagnosticReport"]["searchRevInclude"] == [
+        "Provenance:target"
+    ]

@@ -16,7 +16,9 @@ from tests.gateway.conftest import Gateway
 
 PUBLIC = "public"
 ANY = "any-authenticated"
-ADMIN, CLINICIAN, EHR = "admin", "clinician", "ehr"
+ADMIN, CLINICIAN, EHR, MODALITY = "admin", "clinician", "ehr", "modality"
+
+_SERIES = "/dicomweb/studies/{study_uid}/series/{series_uid}"
 
 # (method, route) -> who may call it. FHIR: ehr (scoped) or admin.
 ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
@@ -27,6 +29,8 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/login"): PUBLIC,
     ("POST", "/login"): PUBLIC,
     ("POST", "/logout"): PUBLIC,
+    ("GET", "/login/oidc"): PUBLIC,  # single sign-on: tests/gateway/test_oidc_login.py
+    ("GET", "/login/oidc/callback"): PUBLIC,
     ("GET", "/worklist"): frozenset({CLINICIAN}),
     ("GET", "/studies/{study_uid}"): frozenset({CLINICIAN}),
     ("GET", "/admin"): frozenset({ADMIN}),
@@ -50,16 +54,41 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/admin/models/report/fhir"): frozenset({ADMIN}),
     ("GET", "/api/admin/models/promotion"): frozenset({ADMIN}),
     ("POST", "/api/admin/models/promote"): frozenset({ADMIN}),
-    ("GET", "/fhir/metadata"): frozenset({EHR, ADMIN}),
+    ("GET", "/fhir/metadata"): PUBLIC,  # SMART clients read it before they have a token
+    ("GET", "/fhir/CodeSystem"): PUBLIC,  # our local codes: no patient data
+    ("GET", "/fhir/CodeSystem/{code_system_id}"): PUBLIC,
     ("GET", "/fhir/{resource_type}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history"): frozenset({EHR, ADMIN}),
     ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"): frozenset({EHR, ADMIN}),
+    ("GET", "/dicomweb/studies"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/series"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/instances"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", "/dicomweb/studies/{study_uid}/series/{series_uid}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/metadata"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/rendered"): frozenset({CLINICIAN, ADMIN}),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/frames/{{frame}}/rendered"): frozenset(
+        {CLINICIAN, ADMIN}
+    ),
+    ("POST", "/dicomweb/studies"): frozenset({MODALITY}),
+    ("POST", "/dicomweb/studies/{study_uid}"): frozenset({MODALITY}),
     ("GET", "/api/me"): ANY,
     ("GET", "/api/openapi.json"): ANY,
 }
 PUBLIC_MOUNTS = {"/static"}
-CALLERS = ["anonymous", "nobody", "admin", "clinician", "ehr", "key:pacs-bridge", "key:ops-robot"]
+CALLERS = [
+    "anonymous",
+    "nobody",
+    "admin",
+    "clinician",
+    "ehr",
+    "key:pacs-bridge",
+    "key:ops-robot",
+    "key:modality-box",
+]
 CALLER_ROLES = {
     "nobody": set(),
     "admin": {ADMIN},
@@ -67,6 +96,7 @@ CALLER_ROLES = {
     "ehr": {EHR},
     "key:pacs-bridge": {EHR},
     "key:ops-robot": {ADMIN},
+    "key:modality-box": {MODALITY},
 }
 PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality"}
 
@@ -101,6 +131,9 @@ def _url(gw: Gateway, path: str) -> str:
         "resource_type": "DiagnosticReport",
         "resource_id": "nope",
         "version_id": "1",
+        "series_uid": "1.2.3",
+        "frame": "1",
+        "code_system_id": "ai-findings",
     }
     return path.format(**values)
 

@@ -33,11 +33,14 @@ def test_oru_over_mllp_parses_back_strict(
     assert pid.pid_5.to_er7() == "O'BRIEN^ANNE\\F\\X"
     assert pid.pid_7.to_er7() == "19700101" and pid.pid_8.to_er7() == "F"
     oo = pr.ORU_R01_ORDER_OBSERVATION
-    assert oo.ORC.orc_2.to_er7() == oo.ORC.orc_3.to_er7() == "ACC-1"
-    assert oo.OBR.obr_3.to_er7() == "ACC-1" and oo.OBR.obr_25.to_er7() == "P"
+    # no placer order number in the DICOM: ORC-2/OBR-2 empty, never the accession number
+    assert oo.ORC.orc_2.to_er7() == oo.OBR.obr_2.to_er7() == ""
+    assert oo.ORC.orc_3.to_er7() == oo.OBR.obr_3.to_er7() == "ACC-1"
+    assert oo.OBR.obr_25.to_er7() == "P"
     assert oo.OBR.obr_5.to_er7() == "S", "high risk is stat priority"
     assert "AI-generated" in oo.NTE.nte_3.to_er7() and "DEMONSTRATION" in oo.NTE.nte_3.to_er7()
-    obx_nm, obx_cwe = (o.OBX for o in oo.ORU_R01_OBSERVATION)
+    obx_nm, obx_cwe, obx_uid = (o.OBX for o in oo.ORU_R01_OBSERVATION)
+    assert obx_uid.obx_5.to_er7() == made.study_uid
     assert obx_nm.obx_2.to_er7() == "NM" and obx_nm.obx_5.to_er7() == "87.3"
     assert obx_nm.obx_6.to_er7() == "%^percent^UCUM" and obx_nm.obx_8.to_er7() == "H"
     assert obx_nm.obx_11.to_er7() == "P"
@@ -65,13 +68,13 @@ def test_low_risk_has_no_abnormal_flag_or_priority(sqlite_settings: Settings) ->
     m = parse_message(er7, validation_level=VALIDATION_LEVEL.STRICT, find_groups=True)
     oo = m.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
     assert oo.OBR.obr_5.to_er7() == ""
-    obx_nm, obx_cwe = (o.OBX for o in oo.ORU_R01_OBSERVATION)
+    obx_nm, obx_cwe, _uid = (o.OBX for o in oo.ORU_R01_OBSERVATION)
     assert obx_nm.obx_8.to_er7() == "N" and obx_cwe.obx_5.to_er7() == "62482003^Low^SCT"
 
 
 def test_escaping_and_names() -> None:
     assert escape("a|b^c&d~e\\f") == "a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f"
-    assert patient_name("Yamada^Tarou=山田^太郎") == "Yamada^Tarou"
+    assert patient_name("Yamada^Tarou=山田^太郎") == "Yamada^Tarou^^^^^L^A"
 
 
 def test_ack_outcomes() -> None:

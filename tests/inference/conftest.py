@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
 from xraygate.core.config import Settings
+from xraygate.core.ingest import Ingestor, Received
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore, store_from_settings
-from xraygate.dicom_scp.ingest import Ingestor, Received
 from xraygate.inference import runtime
 from xraygate.inference.manifest import load_manifest
 from xraygate.inference.registry import DEMO_DIR
@@ -41,9 +42,12 @@ class Pipeline:
             Received(spool, "TEST", str(ds.SOPClassUID), str(ds.SOPInstanceUID))
         )
         assert outcome.status == 0, outcome
+        assert self.ingestor.flush(), "the journaled instance was not indexed"
         return str(ds.StudyInstanceUID)
 
 
 @pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path) -> Pipeline:
-    return Pipeline(settings, tmp_path)
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
+    running = Pipeline(settings, tmp_path)
+    yield running
+    running.ingestor.close()

@@ -105,9 +105,10 @@ def test_lateral_and_for_processing_are_not_applicable() -> None:
     del described.BodyPartExamined
     described.StudyDescription = "XR CHEST 2 VIEWS"
     assert applicability.check(described, Settings()).applicable
-    strict = Settings(infer_accept_missing_view=False)
     del described.ViewPosition
-    assert applicability.check(described, strict).reason == "view position missing"
+    assert applicability.check(described, Settings()).reason == (
+        "view position missing (no ViewPosition or ViewCodeSequence)"
+    )
 
 
 def test_voi_lut_sequence_and_modality_lut_sequence_are_applied() -> None:

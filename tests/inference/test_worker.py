@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from tests.inference.conftest import Pipeline
 from tests.synthetic_cr import synthetic_cr
 from xraygate.core import db
+from xraygate.core.config import Settings
 from xraygate.core.models import (
     InstanceResult,
     Job,
@@ -93,7 +94,7 @@ def test_scores_a_chest_cr_and_enqueues_delivery(pipeline: Pipeline, tmp_path: P
     assert refused.reason.startswith("out-of-distribution (distance ")
     jobs = rows(pipeline, Job)
     downstream = sorted((j.kind, j.study_uid) for j in jobs if j.kind != "infer")
-    kinds = ("emit-fhir", "emit-hl7", "deidentify")
+    kinds = ("emit-fhir", "emit-hl7", "emit-pacs", "deidentify")
     assert downstream == sorted([(k, s) for k in kinds for s in (chest, real)])
     assert all(j.state == JobState.DONE for j in jobs if j.kind == "infer")
     payload = next(j.payload for j in jobs if j.kind == "emit-fhir" and j.study_uid == chest)
@@ -232,3 +233,16 @@ def test_queued_images_are_predicted_in_one_batch(pipeline: Pipeline, tmp_path: 
     assert len({round(r.score, 6) for r in results}) == 1
     [study] = rows(pipeline, StudyResult)
     assert len(study.instance_uids) == 3
+
+
+def test_reports_wait_for_a_quiet_study(settings: Settings, tmp_path: Path) -> None:
+    """XRAYGATE_STUDY_STABLE_SECONDS: the emit jobs become available only after the wait."""
+    pipeline = Pipeline(settings.model_copy(update={"study_stable_seconds": 10.0}), tmp_path)
+    chest = pipeline.ingest(synthetic(tmp_path))
+    run_all(pipeline, worker_for(pipeline))
+    emits = [j for j in rows(pipeline, Job) if j.kind in ("emit-fhir", "emit-hl7")]
+    assert len(emits) == 2 and {j.study_uid for j in emits} == {chest}
+    for job in emits:
+        assert job.state == JobState.PENDING
+        waited = (job.available_at - job.created_at).total_seconds()
+        assert 9.9 <= waited <= 10.1, waited

@@ -12,7 +12,8 @@ A clinician's later finding re-runs the export: the same UIDs come out (keyed ha
 moves to its label's folder and the manifest lines carry the new label. Raw objects that cannot
 be parsed are quarantined and never written here. Images with burned-in text are blanked by the
 pixel step (the manifest line's ``pixel_phi`` says where) or, in ``hold`` mode, held: not
-written here, their review thumbnail put in the main store (:func:`held_thumbnail_key`).
+written here, their review thumbnail put in the main store (:func:`held_thumbnail_key`). Our own
+"AI key image" (``pacs/``), should a PACS route it back to us, is skipped: never a training input.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from io import BytesIO
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
 
 from xraygate.anonymizer.engine import DeidResult
 from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, CheckedResult, TextHeld
 from xraygate.anonymizer.policy import Label
+from xraygate.core.dicom_io import is_ai_display_object
 from xraygate.core.errors import BurnedInText, UnparseableInput
 from xraygate.core.models import DeidExport, Instance, StudyResult, utcnow
 from xraygate.core.models.deid import HELD, held_thumbnail_key
@@ -54,6 +60,17 @@ def image_key(label: Label, res: DeidResult) -> str:
     return f"images/{label.folder}/{res.study_uid}_{res.sop_uid}.dcm"
 
 
+NOT_FOR_TRAINING = "an AI key image (derived, burned-in result banner): never a training input"
+
+
+def _is_display_object(data: bytes) -> bool:
+    try:
+        header = dcmread(BytesIO(data), stop_before_pixels=True, force=True)
+    except (InvalidDicomError, ValueError, EOFError, OSError):
+        return False  # unreadable: the de-identifier quarantines it
+    return is_ai_display_object(header)
+
+
 def export_study(
     deid: CheckedDeidentifier,
     source: ObjectStore,
@@ -69,6 +86,9 @@ def export_study(
         data = source.get_bytes(inst.object_key)  # StorageError: the job is retried
         old = previous.get(inst.id or -1)
         old_key = old.object_key if old is not None else ""
+        if _is_display_object(data):
+            export.outcomes.append(ExportOutcome(inst, "skipped", NOT_FOR_TRAINING))
+            continue
         try:
             res = deid.deidentify_bytes(data)
         except (UnparseableInput, BurnedInText) as exc:

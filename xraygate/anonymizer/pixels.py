@@ -26,7 +26,8 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from xraygate.core.errors import ConfigurationError, DeidentificationError
+from xraygate.core.dicom_limits import check_before_decode
+from xraygate.core.errors import ConfigurationError, DeidentificationError, DicomLimitError
 
 Rect = tuple[int, int, int, int]
 
@@ -115,7 +116,12 @@ def clean_pixels(ds: Dataset, rule: PixelRule) -> None:
 
 
 def decoded_pixels(ds: Dataset) -> np.ndarray[Any, Any]:
-    """A writable, decoded copy of the pixel data; DeidentificationError when it cannot be."""
+    """A writable, decoded copy of the pixel data; DeidentificationError when it cannot be
+    (or when the header declares more than ``XRAYGATE_MAX_IMAGE_PIXELS`` samples)."""
+    try:
+        check_before_decode(ds)
+    except DicomLimitError as exc:
+        raise DeidentificationError(str(exc)) from exc
     try:
         return np.array(ds.pixel_array)
     except Exception as exc:  # any decoder failure means we cannot clean: refuse

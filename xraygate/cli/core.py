@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from xraygate.core.errors import XraygateError
+from xraygate.core.errors import ConfigurationError, XraygateError
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -18,6 +18,18 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
+
+
+def run_service(*, scp: bool, workers: bool, http: bool) -> None:
+    """``service.run`` with these parts; a configuration refused at start-up (a placeholder
+    secret, a short key) is an error message naming the setting, not a traceback."""
+    from xraygate import service
+    from xraygate.core.config import get_settings
+
+    try:
+        service.run(get_settings(), scp=scp, workers=workers, http=http)
+    except ConfigurationError as exc:
+        raise fail(str(exc)) from exc
 
 
 def register(app: typer.Typer) -> None:
@@ -49,26 +61,17 @@ def serve(
     http: Annotated[bool, typer.Option(help="Also serve the HTTP gateway.")] = True,
 ) -> None:
     """Run everything in one process: DICOM SCP, workers and the HTTP gateway."""
-    from xraygate import service
-    from xraygate.core.config import get_settings
-
-    service.run(get_settings(), scp=True, workers=True, http=http)
+    run_service(scp=True, workers=True, http=http)
 
 
 def scp() -> None:
     """Run only the DICOM SCP (split deployments)."""
-    from xraygate import service
-    from xraygate.core.config import get_settings
-
-    service.run(get_settings(), scp=True, workers=False, http=False)
+    run_service(scp=True, workers=False, http=False)
 
 
 def worker() -> None:
     """Run only the queue workers (split deployments)."""
-    from xraygate import service
-    from xraygate.core.config import get_settings
-
-    service.run(get_settings(), scp=False, workers=True, http=False)
+    run_service(scp=False, workers=True, http=False)
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from xraygate.cli.core import fail
+from xraygate.cli.core import fail, run_service
 from xraygate.core.errors import XraygateError
 
 token_app = typer.Typer(help="Development tokens and API keys for the HTTP gateway.")
@@ -21,10 +21,7 @@ def register(app: typer.Typer) -> None:
 
 def gateway() -> None:
     """Run only the HTTP gateway (split deployments)."""
-    from xraygate import service
-    from xraygate.core.config import get_settings
-
-    service.run(get_settings(), scp=False, workers=False, http=True)
+    run_service(scp=False, workers=False, http=True)
 
 
 def _roles(role: list[str]) -> list[str]:

@@ -6,15 +6,32 @@ after changing the environment.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+from xraygate.core.config_oidc import OidcSettings
+
+#: Environment variable naming a directory of secret files, one per setting, named like the
+#: variable (``xraygate_auth_shared_secret``): Docker/Compose secrets (``/run/secrets``) or a
+#: Kubernetes Secret mounted as a volume. Environment variables win over files.
+SECRETS_DIR_ENV = "XRAYGATE_SECRETS_DIR"
 
 #: Which model version emits results (see :func:`xraygate.core.models.results.emitting_version`).
 ModelPolicy = Literal["active", "best-auroc"]
+Hl7Charset = Literal[
+    "UNICODE UTF-8", "8859/1", "8859/2", "8859/5", "8859/7", "8859/9", "8859/15", "ASCII"
+]
 
 
 def secret_value(secret: SecretStr | str | None) -> str | None:
@@ -29,10 +46,25 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment."""
+class Settings(OidcSettings):
+    """Every setting of the service. Each field is ``XRAYGATE_<FIELD NAME>`` in the environment
+    (the single sign-on ones are in :class:`OidcSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="XRAYGATE_", env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if secrets_dir := os.environ.get(SECRETS_DIR_ENV):
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
+        return tuple(sources)
 
     # --- storage and database -------------------------------------------------------------
     data_dir: Path = Field(Path("./var"), description="Directory for embedded database and files.")
@@ -59,11 +91,40 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated calling AE titles allowed to associate; empty = any.",
     )
-    require_called_aet: bool = Field(False, description="Reject associations not addressed to us.")
-    max_associations: int = Field(16, description="Maximum concurrent inbound associations.")
+    require_called_aet: bool = Field(
+        True,
+        description="Reject associations whose called AE title is not ours (XRAYGATE_AE_TITLE).",
+    )
+    max_associations: int = Field(
+        16,
+        description="Maximum concurrent inbound associations (connections that have not sent "
+        "an A-ASSOCIATE-RQ yet do not count; XRAYGATE_DICOM_ARTIM_SECONDS closes those).",
+    )
+    max_associations_per_aet: int = Field(
+        8, description="Maximum concurrent inbound associations from one calling AE title."
+    )
+    max_associations_per_address: int = Field(
+        12, description="Maximum concurrent inbound associations from one source IP address."
+    )
+    dicom_max_pending_connections: int = Field(
+        64,
+        description="Close new TCP connections at once while this many others have not sent "
+        "their A-ASSOCIATE-RQ yet.",
+    )
+    dicom_artim_seconds: float = Field(
+        5.0,
+        description="ARTIM: close a TCP connection that sends no A-ASSOCIATE-RQ within seconds.",
+    )
+    max_image_pixels: int = Field(
+        50_000_000,
+        description="Refuse (C-STORE 0xA900) and never decode an image declaring more samples "
+        "(Rows x Columns x Frames x Samples per Pixel). The largest CR/DX detectors are about "
+        "4300 x 5300 (23 M); the default leaves twice that.",
+    )
     max_pdu_size: int = Field(
         131072,
-        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here.",
+        description="Maximum PDU size we receive (bytes); 128 KiB is pynetdicom's fastest here. "
+        "A peer sending a longer PDU is aborted before the PDU is read.",
     )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
     shutdown_grace_seconds: float = Field(
@@ -71,6 +132,29 @@ class Settings(BaseSettings):
         description="On SIGTERM: seconds open associations and running jobs get to finish; then "
         "further C-STOREs are refused with 0xA700 (send again) and unfinished jobs' leases are "
         "released. Keep it below the orchestrator's termination grace period.",
+    )
+    scp_processes: int = Field(
+        0,
+        description="Receiving processes of `xraygate serve`/`scp`, sharing the DICOM port "
+        "(SO_REUSEPORT), the database and the store; 0 = one per CPU core.",
+    )
+    ingest_journal: bool = Field(
+        True,
+        description="Acknowledge a C-STORE once the object and a journal record are fsynced; "
+        "an indexer commits index rows and jobs in batches (false: commit before answering).",
+    )
+    ingest_journal_dir: Path | None = Field(
+        None,
+        description="Ingest journal directory (default <data_dir>/journal); it must survive "
+        "the process (a persistent volume), as the object store does.",
+    )
+    ingest_batch_size: int = Field(
+        256, description="Most journaled objects the indexer commits in one transaction."
+    )
+    ingest_backlog_limit: int = Field(
+        10000,
+        description="Refuse C-STOREs (0xA702) while more journaled objects than this wait for "
+        "the index.",
     )
     tls_cert_file: Path | None = Field(None, description="PEM certificate: enables DICOM TLS.")
     tls_key_file: Path | None = Field(None, description="PEM private key for DICOM TLS.")
@@ -81,6 +165,29 @@ class Settings(BaseSettings):
     # --- HTTP gateway --------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Address the HTTP gateway listens on.")
     http_port: int = Field(8080, description="HTTP gateway port (FHIR API, admin, pages).")
+    http_max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted (413 otherwise), checked before "
+        "authentication and before the body is read (Content-Length or counted chunks).",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Close a connection whose request headers take longer."
+    )
+    http_keep_alive_seconds: int = Field(
+        5, ge=1, description="Close an idle keep-alive HTTP connection after seconds."
+    )
+    http_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For / "
+        "-Proto headers are believed; none = the peer is the client. Behind a proxy, "
+        "XRAYGATE_FHIR_BASE_URL is required.",
+    )
+    http_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Host header values accepted (e.g. `xraygate.hospital.org`, "
+        "`*.hospital.org`); others get 400. Empty = any.",
+    )
 
     # --- gateway: authentication, sessions, operations (gateway/) -----------------------
     auth_issuer: str = Field("xraygate", description="Required `iss` claim of bearer JWTs.")
@@ -97,6 +204,12 @@ class Settings(BaseSettings):
         "generated once into <data_dir>/auth-secret unless a JWKS is configured.",
     )
     auth_leeway_seconds: float = Field(30.0, description="Clock skew allowed on exp/nbf/iat.")
+    auth_max_token_seconds: float = Field(
+        86400.0,
+        gt=0,
+        description="Longest bearer token lifetime accepted (exp - iat, and exp - now): a "
+        "stolen long-lived token is refused; `xraygate token create` keeps within it.",
+    )
     auth_api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated static API keys of system clients, each "
@@ -143,7 +256,11 @@ class Settings(BaseSettings):
         description="Body part / description terms that mean chest.",
     )
     infer_accept_missing_view: bool = Field(
-        True, description="Score images without ViewPosition (lateral views are always refused)."
+        False,
+        description=(
+            "Score images with neither ViewPosition nor ViewCodeSequence (a lateral may be"
+            " among them); lateral and other non-frontal views are always refused."
+        ),
     )
     model_policy: ModelPolicy = Field(
         "active",
@@ -218,6 +335,37 @@ class Settings(BaseSettings):
         None, description="Value of that header, e.g. 'Bearer <token>'; none when unset."
     )
     fhir_push_timeout: float = Field(10.0, description="FHIR push timeout in seconds.")
+    fhir_push_patient_mode: Literal["reference", "create-if-missing"] = Field(
+        "reference",
+        description="How a push names the patient: `reference` = a conditional reference "
+        "`Patient?identifier=system|value` to the EHR's patient (never writes Patient); "
+        "`create-if-missing` = also a conditional create (`ifNoneExist`) of a minimal Patient.",
+    )
+    fhir_patient_id_systems: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: IssuerOfPatientID (or the UniversalEntityID of "
+        "IssuerOfPatientIDQualifiersSequence) -> identifier system URI of the patient's MRN.",
+    )
+    fhir_patient_id_default_system: str | None = Field(
+        None,
+        description="Identifier system of a PatientID without issuer; default "
+        "<fhir_system_base>/patient-id.",
+    )
+    fhir_accession_system: str | None = Field(
+        None,
+        description="Identifier system of accession numbers (the RIS's); default "
+        "<fhir_system_base>/accession.",
+    )
+    study_stable_seconds: float = Field(
+        10.0,
+        description="A study is reported (FHIR, HL7) once no image arrived for this long; "
+        "0 reports at once after each image. Later images make a new version.",
+    )
+    feedback_finalises: bool = Field(
+        True,
+        description="A clinician's finding (feedback confirm/reject) makes the study's AI "
+        "result final (FHIR `final`, HL7 `F`); later changes are amended/corrected (`C`).",
+    )
     hl7_host: str | None = Field(None, description="MLLP host for ORU^R01; HL7 off when unset.")
     hl7_port: int | None = Field(None, description="MLLP port; HL7 off when unset.")
     hl7_timeout: float = Field(30.0, description="Seconds to wait to connect and for the ACK.")
@@ -227,6 +375,24 @@ class Settings(BaseSettings):
     hl7_receiving_facility: str = Field("HOSPITAL", description="MSH-6 receiving facility.")
     hl7_processing_id: Literal["P", "T", "D"] = Field(
         "P", description="MSH-11: P production, T training, D debug."
+    )
+    hl7_charset: Hl7Charset = Field(
+        "UNICODE UTF-8",
+        description=(
+            "MSH-18 character set (HL7 table 0211); the ORU bytes are encoded in it and a"
+            " character it cannot represent is sent as '?'."
+        ),
+    )
+    hl7_patient_class: str = Field(
+        "U",
+        description="PV1-2 patient class (HL7 table 0004: E, I, O, P, R, B, C, N, U unknown).",
+    )
+    hl7_default_assigning_authority: str = Field(
+        "",
+        description=(
+            "PID-3 assigning authority when the DICOM has no IssuerOfPatientID: a namespace, an"
+            " OID (sent as &OID&ISO) or NAMESPACE&OID&ISO; empty: MSH-4 sending facility."
+        ),
     )
     escalation_hl7_host: str | None = Field(
         None, description="Extra MLLP host that also receives high-risk ORUs (escalation)."
@@ -240,6 +406,42 @@ class Settings(BaseSettings):
     )
     delivery_stream_lease_seconds: float = Field(
         120.0, description="Lease on a patient's ordered delivery stream while sending."
+    )
+
+    # --- the PACS channel (pacs/): DICOM SR and key image back to the archive -------------
+    pacs_host: str | None = Field(
+        None, description="PACS C-STORE SCP host for AI result SRs; with the port, PACS on."
+    )
+    pacs_port: int | None = Field(None, description="PACS C-STORE SCP port.")
+    pacs_ae: str = Field("PACS", description="Called AE title of the PACS.")
+    pacs_tls: bool = Field(False, description="Store to the PACS over DICOM TLS.")
+    pacs_tls_ca_file: Path | None = Field(
+        None, description="PEM CA bundle verifying the PACS's certificate (default: system)."
+    )
+    pacs_tls_cert_file: Path | None = Field(
+        None, description="PEM client certificate for the PACS (mutual TLS)."
+    )
+    pacs_tls_key_file: Path | None = Field(None, description="PEM key of that certificate.")
+    pacs_stow_url: str | None = Field(
+        None,
+        description="DICOMweb base URL for STOW-RS (POST <url>/studies) instead of C-STORE.",
+    )
+    pacs_stow_auth_token: SecretStr | None = Field(
+        None, description="Authorization header value for STOW-RS, e.g. 'Bearer <token>'."
+    )
+    pacs_timeout: float = Field(30.0, description="Seconds to connect and for each PACS answer.")
+    pacs_key_image: bool = Field(
+        False,
+        description="Also store a Secondary Capture 'AI key image' (risk banner burned into a "
+        "copy of the image read) with each SR.",
+    )
+    pacs_institution: str | None = Field(None, description="Institution Name put in the SR.")
+    dicomweb_max_request_bytes: int = Field(
+        512 * 1024 * 1024, description="Largest STOW-RS request body accepted (413 above)."
+    )
+    dicomweb_max_instance_bytes: int = Field(
+        256 * 1024 * 1024,
+        description="Largest instance in a STOW-RS request (refused with 0xA700 above).",
     )
 
     # --- de-identification and retraining export (anonymizer/) ---------------------------
@@ -331,6 +533,8 @@ class Settings(BaseSettings):
         "infer_chest_terms",
         "auth_api_keys",
         "model_trusted_keys",
+        "http_trusted_proxies",
+        "http_allowed_hosts",
         mode="before",
     )
     @classmethod
@@ -348,6 +552,10 @@ class Settings(BaseSettings):
         if self.storage_url:
             return self.storage_url
         return str((self.data_dir / "objects").resolve())
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.ingest_journal_dir or self.data_dir / "journal"
 
     @property
     def tmp_dir(self) -> Path:

@@ -11,15 +11,25 @@ SCP's ingest, the anonymizer's pixel pass-through) checks with these helpers ins
   with its sequence delimiter. The anonymizer walks the items (it copies the element verbatim
   and must know its exact end); the SCP, which only stores the file, looks for the delimiter in
   the file's last 64 KiB without parsing the fragments.
+- :func:`read_deflated_header`: a Deflated Explicit VR Little Endian data set, inflated as a
+  stream into a temporary file (bounded: a deflate bomb stops at ``limit`` bytes) and parsed
+  with deferred values, so that its offsets are those of the inflated stream and the
+  truncation check compares them with the inflated size, not the compressed one.
 """
 
 from __future__ import annotations
 
+import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import Dataset
 from pydicom.dataelem import RawDataElement
+from pydicom.filereader import read_dataset, read_file_meta_info
+
+from xraygate.core.errors import DicomLimitError
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_DATA_TAG = 0x7FE00010
@@ -30,6 +40,9 @@ SEQUENCE_DELIMITER_BYTES = b"\xfe\xff\xdd\xe0"
 #: The Sequence Delimitation Item: its tag and a zero length.
 SEQUENCE_DELIMITATION_ITEM = SEQUENCE_DELIMITER_BYTES + b"\x00\x00\x00\x00"
 _TAIL_SCAN = 65536
+_CHUNK = 1 << 20
+#: Preamble, "DICM", and the File Meta Information Group Length element (explicit VR UL).
+_GROUP_LENGTH_END = 128 + 4 + 12
 
 ReadAt = Callable[[int, int], bytes]  # (offset, count) -> the bytes there (fewer at the end)
 
@@ -115,3 +128,59 @@ def delimiter_near_end(path: Path, size: int) -> bool:
 
 def _bytes_at(data: bytes) -> ReadAt:
     return lambda offset, count: data[offset : offset + count]
+
+
+def dataset_offset(path: Path) -> int:
+    """Where the data set starts in a Part 10 file: after the File Meta group, whose length
+    the (0002,0000) element gives (ValueError when the file does not start that way)."""
+    with path.open("rb") as fh:
+        head = fh.read(_GROUP_LENGTH_END)
+    if len(head) < _GROUP_LENGTH_END or head[128:132] != b"DICM":
+        raise ValueError("not a DICOM Part 10 file")
+    if head[132:138] != b"\x02\x00\x00\x00UL" or head[138:140] != b"\x04\x00":
+        raise ValueError("the File Meta group has no group length")
+    return _GROUP_LENGTH_END + int.from_bytes(head[140:144], "little")
+
+
+def inflate(path: Path, start: int, out: BinaryIO, limit: int) -> int:
+    """Inflate the raw deflate stream of ``path`` from ``start`` into ``out``, a chunk at a
+    time; the inflated size. DicomLimitError past ``limit`` bytes (0 = no limit), ValueError
+    when the stream ends early, zlib.error when it is corrupt."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    with path.open("rb") as fh:
+        fh.seek(start)
+        while not inflater.eof and (chunk := fh.read(_CHUNK)):
+            while chunk and not inflater.eof:
+                data = inflater.decompress(chunk, _CHUNK)
+                total += len(data)
+                if limit and total > limit:
+                    raise DicomLimitError(f"deflated data set inflates past {limit} bytes")
+                out.write(data)
+                chunk = inflater.unconsumed_tail
+    if not inflater.eof:
+        raise ValueError("deflated data set is truncated")
+    return total
+
+
+def read_deflated_header(path: Path, limit: int) -> tuple[Dataset, int]:
+    """The data set of a Deflated Explicit VR LE file, values over 4 KiB deferred (and not
+    readable: the inflated copy is gone), with its inflated size for :func:`truncation`."""
+    meta = read_file_meta_info(path)
+    with tempfile.TemporaryFile() as inflated:
+        size = inflate(path, dataset_offset(path), inflated, limit)
+        inflated.seek(0)
+        ds = read_dataset(inflated, is_implicit_VR=False, is_little_endian=True, defer_size=4096)
+    ds.file_meta = meta
+    return ds, size
+
+
+# --- our own display objects (pacs/ makes them; nobody may learn from them) --------------------
+#: Derivation Description of the "AI key image" Secondary Capture made by ``pacs/``.
+AI_KEY_IMAGE_DERIVATION = "xraygate AI key image: result banner burned into a copy; display only"
+
+
+def is_ai_display_object(ds: Dataset) -> bool:
+    """A display object we derived from a result (the key image): never a training input, even
+    when a PACS routes it back to us."""
+    return str(ds.get("DerivationDescription", "") or "") == AI_KEY_IMAGE_DERIVATION

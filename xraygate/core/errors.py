@@ -12,8 +12,12 @@ Adapters translate library errors with ``raise ... from exc``.
     ├── DatabaseError             the index or queue database failed
     ├── QueueError                the work queue refused an operation
     │   ├── LeaseLost             the job's lease expired and another worker may own it
-    │   └── JobPayloadError       a job's payload does not fit its kind (core/jobs.py)
+    │   ├── JobPayloadError       a job's payload does not fit its kind (core/jobs.py)
+    │   └── NotYet                the job must wait (a study still receiving images): deferred
     ├── IngestError               an incoming DICOM object was refused (carries a Status)
+    ├── DicomLimitError           a DICOM header breaks a safety limit (core/dicom_limits.py)
+    │   ├── ImageTooLarge         it declares more pixel samples than XRAYGATE_MAX_IMAGE_PIXELS
+    │   └── InvalidUID            a UID is not the PS3.5 9.1 syntax (never becomes a key/path)
     ├── AssociationRefused        a DICOM peer rejected, aborted or did not answer an association
     ├── InferenceError            preprocessing or the model failed
     │   ├── NotApplicable         the image is not one the model may read
@@ -71,6 +75,14 @@ class JobPayloadError(QueueError):
     permanent = True
 
 
+class NotYet(QueueError):
+    """Not a failure: the job is put back to run after ``seconds``, its attempt not counted."""
+
+    def __init__(self, seconds: float, why: str = "") -> None:
+        super().__init__(why or f"not yet: again in {seconds:.1f}s")
+        self.seconds = max(0.0, seconds)
+
+
 class IngestError(XraygateError):
     """An incoming DICOM object was refused. ``status`` is the DICOM status to answer."""
 
@@ -78,6 +90,20 @@ class IngestError(XraygateError):
         super().__init__(comment)
         self.status = status
         self.comment = comment
+
+
+class DicomLimitError(XraygateError):
+    """A DICOM header breaks a safety limit; the message is the reason (no data values)."""
+
+    permanent = True
+
+
+class ImageTooLarge(DicomLimitError):
+    """The image declares more pixel samples than ``XRAYGATE_MAX_IMAGE_PIXELS`` allows."""
+
+
+class InvalidUID(DicomLimitError):
+    """A UID does not follow PS3.5 9.1 (digits and dots, at most 64 characters)."""
 
 
 class AssociationRefused(XraygateError):

@@ -48,6 +48,11 @@ class JobKind(StrEnum):
     NOTIFY_ESCALATION = "notify-escalation", "POST a high-risk notification to the webhook."
     DEIDENTIFY = "deidentify", "Decide, de-identify and export a study result for retraining."
     MODEL_SYNC = "model-sync", "Pull signed model releases as shadow; apply the promotion rule."
+    EMIT_PACS = "emit-pacs", "Build a study result's DICOM SR (and key image) into the outbox."
+    SEND_PACS = (
+        "send-pacs",
+        "Store DICOM objects from the outbox in the PACS, in per-patient order.",
+    )
 
 
 @dataclass(frozen=True)
@@ -128,26 +133,37 @@ class InferPayload(JobPayload):
 
 @dataclass(frozen=True)
 class ResultPayload(JobPayload):
-    """One revision of the emitting model's study result."""
+    """One revision of the emitting model's study result; ``feedback_id`` for the re-run that a
+    clinician's finding starts (its re-export, its re-emission with the new result status)."""
 
     study_result_id: int
     model_version: str
     revision: int
+    feedback_id: int | None = None
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "study_result_id": self.study_result_id,
             "model_version": self.model_version,
             "revision": self.revision,
         }
+        if self.feedback_id is not None:
+            out["feedback_id"] = self.feedback_id
+        return out
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> Self:
+        feedback = payload.get("feedback_id")
         return cls(
-            int(payload["study_result_id"]), str(payload["model_version"]), int(payload["revision"])
+            int(payload["study_result_id"]),
+            str(payload["model_version"]),
+            int(payload["revision"]),
+            None if feedback is None else int(feedback),
         )
 
     def dedupe_key(self, study_uid: str | None) -> str:
+        if self.feedback_id is not None:
+            return f"{study_uid}:feedback:{self.feedback_id}"
         return f"{study_uid}:{self.model_version}:{self.revision}"
 
 
@@ -162,33 +178,15 @@ class EmitHl7Payload(ResultPayload):
 
 
 @dataclass(frozen=True)
+class EmitPacsPayload(ResultPayload):
+    kind: ClassVar[JobKind] = JobKind.EMIT_PACS
+
+
+@dataclass(frozen=True)
 class DeidentifyPayload(ResultPayload):
     """A result to export; ``feedback_id`` for the re-export that carries a clinician's label."""
 
     kind: ClassVar[JobKind] = JobKind.DEIDENTIFY
-    feedback_id: int | None = None
-
-    def to_payload(self) -> dict[str, Any]:
-        out = super().to_payload()
-        if self.feedback_id is not None:
-            out["feedback_id"] = self.feedback_id
-        return out
-
-    @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Self:
-        base = ResultPayload.from_payload(payload)
-        feedback = payload.get("feedback_id")
-        return cls(
-            base.study_result_id,
-            base.model_version,
-            base.revision,
-            None if feedback is None else int(feedback),
-        )
-
-    def dedupe_key(self, study_uid: str | None) -> str:
-        if self.feedback_id is not None:
-            return f"{study_uid}:feedback:{self.feedback_id}"
-        return super().dedupe_key(study_uid)
 
 
 # --- sends from the delivery outbox (enqueued by core.outbox.add_message) -------------------
@@ -240,6 +238,11 @@ class NotifyEscalationPayload(OutboxPayload):
     kind: ClassVar[JobKind] = JobKind.NOTIFY_ESCALATION
 
 
+@dataclass(frozen=True)
+class SendPacsPayload(OutboxPayload):
+    kind: ClassVar[JobKind] = JobKind.SEND_PACS
+
+
 # --- periodic model sync (scheduled by inference, one job per time slot) --------------------
 
 
@@ -271,14 +274,16 @@ class Contract(NamedTuple):
 
 
 CONTRACT: Mapping[JobKind, Contract] = {
-    JobKind.INFER: Contract(InferPayload, ("dicom_scp",), "inference"),
-    JobKind.EMIT_FHIR: Contract(EmitFhirPayload, ("inference",), "fhir"),
+    JobKind.INFER: Contract(InferPayload, ("core",), "inference"),
+    JobKind.EMIT_FHIR: Contract(EmitFhirPayload, ("inference", "core"), "fhir"),
     JobKind.PUSH_FHIR: Contract(PushFhirPayload, ("fhir",), "fhir"),
-    JobKind.EMIT_HL7: Contract(EmitHl7Payload, ("inference",), "hl7"),
+    JobKind.EMIT_HL7: Contract(EmitHl7Payload, ("inference", "core"), "hl7"),
     JobKind.SEND_HL7: Contract(SendHl7Payload, ("hl7",), "hl7"),
     JobKind.NOTIFY_ESCALATION: Contract(NotifyEscalationPayload, ("hl7",), "hl7"),
     JobKind.DEIDENTIFY: Contract(DeidentifyPayload, ("inference", "core"), "anonymizer"),
     JobKind.MODEL_SYNC: Contract(ModelSyncPayload, ("inference",), "inference"),
+    JobKind.EMIT_PACS: Contract(EmitPacsPayload, ("inference",), "pacs"),
+    JobKind.SEND_PACS: Contract(SendPacsPayload, ("pacs",), "pacs"),
 }
 
 _PAYLOADS: Mapping[str, type[JobPayload]] = {k.value: c.payload for k, c in CONTRACT.items()}
@@ -290,7 +295,9 @@ DELIVERY_KINDS = (
     JobKind.EMIT_HL7,
     JobKind.SEND_HL7,
     JobKind.NOTIFY_ESCALATION,
+    JobKind.EMIT_PACS,
+    JobKind.SEND_PACS,
 )
 
 #: Kinds that turn a study result into messages (the study list's "emitting" progress).
-EMIT_KINDS = (JobKind.EMIT_FHIR, JobKind.EMIT_HL7)
+EMIT_KINDS = (JobKind.EMIT_FHIR, JobKind.EMIT_HL7, JobKind.EMIT_PACS)

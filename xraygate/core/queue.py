@@ -19,12 +19,12 @@ Protocol, in the order a job lives it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -164,6 +164,35 @@ class JobQueue:
         )
         return session.execute(stmt).first() is not None
 
+    def put_many(
+        self, conn: Connection | Session, jobs: Sequence[tuple[JobPayload, str | None]]
+    ) -> None:
+        """Add many jobs (payload, study UID) in the caller's transaction, in one statement;
+        those that already exist are left alone."""
+        if not jobs:
+            return
+        now = self.clock()
+        values = [
+            {
+                "kind": job.kind.value,
+                "dedupe_key": job.dedupe_key(study_uid),
+                "state": JobState.PENDING.value,
+                "study_uid": study_uid,
+                "instance_uid": job.instance_uid,
+                "payload": job.to_payload(),
+                "priority": 0,
+                "attempts": 0,
+                "max_attempts": self.policy.max_attempts,
+                "available_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for job, study_uid in jobs
+        ]
+        insert = sqlite.insert if is_sqlite(self.engine) else postgresql.insert
+        stmt = insert(Job).on_conflict_do_nothing(index_elements=["kind", "dedupe_key"])
+        conn.execute(stmt, values)
+
     # -- 2. claim -------------------------------------------------------------------------
     def claim(self, worker_id: str, kinds: Iterable[str] | None = None) -> ClaimedJob | None:
         """Lease the most urgent available job to ``worker_id``, or return None."""
@@ -279,6 +308,21 @@ class JobQueue:
                 lease_expires_at=None,
                 available_at=self.clock(),
                 attempts=job.attempts - 1,
+            )
+
+    def defer(self, job: ClaimedJob, seconds: float, note: str = "") -> None:
+        """Put a claimed job back to run after ``seconds`` (it was not time yet): its attempt is
+        not counted. Raises LeaseLost if the job is no longer ours."""
+        with write_session(self.engine) as session:
+            self._owned_update(
+                session,
+                job,
+                state=JobState.PENDING.value,
+                locked_by=None,
+                lease_expires_at=None,
+                available_at=self.clock() + timedelta(seconds=max(0.0, seconds)),
+                attempts=job.attempts - 1,
+                last_error=note[:2000] or None,
             )
 
     # -- 4. fail / retry --------------------------------------------------------------------

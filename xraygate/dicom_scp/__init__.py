@@ -1,7 +1,7 @@
 """DICOM C-STORE SCP: receives studies from modalities and PACS into the object store.
 
-- :mod:`.status`: the DICOM statuses we answer, as a ``Status`` IntEnum.
-- :mod:`.ingest`: one received object -> store + index rows + ``infer`` job (no pynetdicom here).
+- :mod:`.status`: re-exports ``Status`` from :mod:`xraygate.core.ingest.status`.
+- the ingest itself (store, journal, index, ``infer`` job) is :mod:`xraygate.core.ingest`.
 - :mod:`.server`: the pynetdicom application entity and its event handlers.
 - :mod:`.sender`: a C-STORE SCU (``xraygate send``).
 """

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydicom import Dataset
 from pydicom.uid import (
@@ -34,15 +34,20 @@ from pydicom.uid import (
 from pynetdicom import AE, _config, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
-from pynetdicom.transport import ThreadedAssociationServer
 
 from xraygate.core import metrics
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.ingest import Ingestor, Received, Status
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore
-from xraygate.dicom_scp.ingest import Ingestor, Received
-from xraygate.dicom_scp.status import Status
+from xraygate.dicom_scp import netio
+from xraygate.dicom_scp.guard import (
+    AssociationLimiter,
+    GuardedRequestHandler,
+    GuardedServer,
+    register_retired_storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +73,15 @@ def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None
     if closing is not None and closing.is_set():
         return refuse_closing()
     request = event.request
+    digest = netio.spool_digest(request)
     received = Received(
         path=event.dataset_path,
         calling_aet=str(event.assoc.requestor.ae_title).strip(),
         sop_class_uid=str(request.AffectedSOPClassUID or ""),
         sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
+        transfer_syntax_uid=str(event.context.transfer_syntax or ""),
+        size=digest[0] if digest else None,
+        sha256=digest[1] if digest else None,
     )
     outcome = ingestor.ingest(received)
     response = Dataset()
@@ -117,17 +126,22 @@ def _count(outcome: str) -> Any:
 
 
 def build_ae(settings: Settings) -> AE:
-    """The application entity with every storage SOP class and transfer syntax we accept."""
+    """The application entity with every storage SOP class (the retired ones too) and
+    transfer syntax we accept. Association limits are the AssociationLimiter's (guard.py):
+    pynetdicom's own count includes connections still negotiating, so it only backs it up."""
     ae = AE(ae_title=settings.ae_title)
-    ae.maximum_associations = settings.max_associations
+    ae.maximum_associations = settings.max_associations + settings.dicom_max_pending_connections
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.network_timeout = settings.network_timeout
+    ae.acse_timeout = settings.dicom_artim_seconds  # waiting for the A-ASSOCIATE-RQ (ARTIM)
     ae.require_calling_aet = list(settings.allowed_calling_aets)
     ae.require_called_aet = settings.require_called_aet
     ae.add_supported_context(Verification)
     for context in AllStoragePresentationContexts:
         if context.abstract_syntax is not None:
             ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+    for uid in register_retired_storage():
+        ae.add_supported_context(uid, TRANSFER_SYNTAXES)
     return ae
 
 
@@ -149,7 +163,7 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
-class _Server(ThreadedAssociationServer):
+class _Server(GuardedServer):
     """pynetdicom's threaded server, but the TLS handshake runs in the connection's thread.
 
     pynetdicom wraps accepted sockets with the handshake in the accept loop, so one peer that
@@ -166,11 +180,24 @@ class _Server(ThreadedAssociationServer):
         return client, address
 
 
+class _ReusePortServer(_Server):
+    """Several receiving processes share the port (SO_REUSEPORT): the kernel spreads the
+    incoming connections over them."""
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+
+
 class ScpServer:
     """A running SCP; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, server: Any, closing: threading.Event | None = None) -> None:
+    def __init__(
+        self, server: Any, ingestor: Ingestor, closing: threading.Event | None = None
+    ) -> None:
         self._server = server
+        self.ingestor = ingestor
         self.closing = closing or threading.Event()
 
     @property
@@ -178,8 +205,10 @@ class ScpServer:
         return int(self._server.server_address[1])
 
     def shutdown(self) -> None:
-        """Stop accepting associations; those in progress finish in their own threads."""
+        """Stop accepting associations (those in progress finish in their own threads) and
+        commit what the ingest journal holds."""
         self._server.shutdown()
+        self.ingestor.close()
 
     def stop(self, grace: float, closing_seconds: float = 5.0) -> None:
         """Graceful stop (SIGTERM): accept no more associations; let those in progress go on
@@ -193,6 +222,7 @@ class ScpServer:
             for assoc in self._server.active_associations:
                 assoc.abort()
             self._wait_idle(closing_seconds)
+        self.ingestor.close(grace + closing_seconds)
 
     def _wait_idle(self, seconds: float) -> bool:
         """Wait for the established associations to end (a connection still negotiating, or
@@ -225,8 +255,11 @@ def clean_spool(spool: Path, idle_seconds: float) -> int:
     return removed
 
 
-def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpServer:
-    """Start listening (in background threads) and return the running server."""
+def start_scp(
+    settings: Settings, store: ObjectStore, queue: JobQueue, *, reuse_port: bool = False
+) -> ScpServer:
+    """Start listening (in background threads) and return the running server; ``reuse_port``
+    shares the port with the other receiving processes (see :mod:`.processes`)."""
     spool = settings.tmp_dir
     spool.mkdir(parents=True, exist_ok=True)
     clean_spool(spool, max(settings.network_timeout, 1.0))
@@ -234,6 +267,7 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
     # keep it next to the object store so storing is a rename, not a copy.
     tempfile.tempdir = str(spool.resolve())
     _config.STORE_RECV_CHUNKED_DATASET = True
+    netio.install()  # larger socket reads; the spool hashed as it is written
     ingestor = Ingestor(settings, store, queue)
     closing = threading.Event()
     handlers: list[Any] = [
@@ -246,14 +280,22 @@ def start_scp(settings: Settings, store: ObjectStore, queue: JobQueue) -> ScpSer
         (evt.EVT_REJECTED, _count("rejected")),
         (evt.EVT_ABORTED, _count("aborted")),
     ]
+    limiter = AssociationLimiter(
+        settings.max_associations,
+        settings.max_associations_per_aet,
+        settings.max_associations_per_address,
+    )
+    handlers.extend(limiter.handlers())
     ae = build_ae(settings)
     server = ae.make_server(
         (settings.dicom_host, settings.dicom_port),
         ssl_context=tls_context(settings),
         evt_handlers=handlers,
-        server_class=_Server,
+        server_class=_ReusePortServer if reuse_port else _Server,
+        request_handler=GuardedRequestHandler,
     )
+    cast(_Server, server).max_pending = settings.dicom_max_pending_connections
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself
-    return ScpServer(server, closing)
+    return ScpServer(server, ingestor, closing)

@@ -8,26 +8,27 @@ Graph (see ``shared/reference/fhir-imaging-ai-results.md``)::
 
 The risk is ``Observation.valueQuantity`` in percent (UCUM ``%``), coded with our own code system
 ``<fhir_system_base>/CodeSystem/ai-findings#pneumonia-risk`` (LOINC has no such code); the
-category (high / indeterminate / low) is a component and the interpretation. AI output is never
-final: reports start ``preliminary`` and become ``amended`` when re-scored (see :mod:`.store`).
+category (high / indeterminate / low) is a component and the interpretation. Status: AI output is
+``preliminary`` until a clinician gives a finding (:mod:`xraygate.core.result_status`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
+from xraygate.core.models.deid import Finding
 from xraygate.core.models.delivery import DICOM_UID_SYSTEM
 from xraygate.core.vocabulary import (
     AI_FINDINGS_CODESYSTEM_PATH,
     DEMO_STATEMENT,
-    FHIR_STATUS,
+    LATE_IMAGES_NOTE,
     PNEUMONIA_RISK_CODE,
     PNEUMONIA_RISK_DISPLAY,
     REPORT_LOINC,
     RISK_CATEGORY_CODE,
     RISK_CATEGORY_DISPLAY,
+    STATUS_TERMS,
     CategoryTerms,
     category_of,
     data_absent_reason,
@@ -36,6 +37,7 @@ from xraygate.core.vocabulary import (
     thresholds_text,
 )
 from xraygate.fhir.context import ResultContext
+from xraygate.fhir.identity import dicom_values
 
 Json = dict[str, Any]
 
@@ -64,20 +66,34 @@ def ref(resource_type: str, resource_id: str) -> Json:
 
 
 def accession_identifier(ctx: ResultContext) -> Json | None:
-    if not ctx.study.accession_number:
+    values = dicom_values(ctx.study.accession_number)
+    if not values:
         return None
     return {
         "type": {"coding": [{"system": V2_0203, "code": "ACSN", "display": "Accession ID"}]},
-        "system": f"{ctx.system_base}/accession",
-        "value": ctx.study.accession_number,
+        "system": ctx.systems.accession_system(),
+        "value": values[0],
     }
 
 
-def patient_identifier_system(base: str, issuer: str) -> str:
-    """``urn:oid:`` for an OID issuer, else a URL under our base naming the issuer."""
-    if issuer and all(part.isdigit() for part in issuer.split(".")):
-        return f"urn:oid:{issuer}"
-    return f"{base}/patient-id/{quote(issuer or 'unknown-issuer', safe='')}"
+def patient_identifiers(ctx: ResultContext) -> list[Json]:
+    """One MR identifier per PatientID value, in the system of the patient's issuer."""
+    p = ctx.patient
+    system = ctx.systems.patient_system(p)
+    out: list[Json] = []
+    for value in dicom_values(p.patient_id):
+        ident: Json = {
+            "use": "usual",
+            "type": {
+                "coding": [{"system": V2_0203, "code": "MR", "display": "Medical record number"}]
+            },
+            "system": system,
+            "value": value,
+        }
+        if p.issuer:
+            ident["assigner"] = {"display": p.issuer}
+        out.append(ident)
+    return out
 
 
 # --- the resources ---------------------------------------------------------------------------
@@ -87,21 +103,12 @@ def build_patient(ctx: ResultContext) -> Json:
     """Only what DICOM carries: PatientID + issuer, name, birth date, sex."""
     p = ctx.patient
     out: Json = {"resourceType": "Patient", "id": ctx.patient_id}
-    if p.patient_id:
-        ident: Json = {
-            "use": "usual",
-            "type": {
-                "coding": [{"system": V2_0203, "code": "MR", "display": "Medical record number"}]
-            },
-            "system": patient_identifier_system(ctx.system_base, p.issuer),
-            "value": p.patient_id,
-        }
-        if p.issuer:
-            ident["assigner"] = {"display": p.issuer}
-        out["identifier"] = [ident]
-    name = _human_name(p.name)
-    if name:
-        out["name"] = [name]
+    identifiers = patient_identifiers(ctx)
+    if identifiers:
+        out["identifier"] = identifiers
+    names = [n for n in (_human_name(v) for v in p.name.split("\\")) if n]
+    if names:
+        out["name"] = names
     if p.sex.upper() in SEX:
         out["gender"] = SEX[p.sex.upper()]
     if len(p.birth_date) == 8 and p.birth_date.isdigit():
@@ -211,7 +218,8 @@ def build_observation(ctx: ResultContext, issued: datetime) -> Json:
     out: Json = {
         "resourceType": "Observation",
         "id": ctx.observation_id,
-        "status": FHIR_STATUS,
+        "identifier": [observation_identifier(ctx)],
+        "status": STATUS_TERMS[ctx.state.status].fhir,
         "category": [
             {"coding": [{"system": OBS_CATEGORY, "code": "imaging", "display": "Imaging"}]}
         ],
@@ -283,16 +291,36 @@ def conclusion(ctx: ResultContext) -> str:
         head = f"AI pneumonia risk not assessed ({r.reason or 'no readable chest image'})."
     else:
         head = f"AI pneumonia risk {r.score * 100:.0f}% ({category_of(r.category).value})."
-    return f"{head} Model {r.model_version}. {statement(r.demo_model)}"
+    review = REVIEW_TEXT.get(ctx.state.finding) if ctx.state.finding else None
+    late = LATE_IMAGES_NOTE if ctx.late_images else ""
+    tail = "".join(f" {text}" for text in (late, review) if text)
+    return f"{head} Model {r.model_version}. {statement(r.demo_model)}{tail}"
+
+
+#: What the conclusion says of the clinician's finding once it counts (status final and later).
+REVIEW_TEXT = {
+    Finding.CONFIRM: "Clinician review: pneumonia confirmed.",
+    Finding.REJECT: "Clinician review: no pneumonia.",
+}
+
+
+def observation_identifier(ctx: ResultContext) -> Json:
+    """Our business identifier of the study's risk Observation (one per study and model)."""
+    return {
+        "system": f"{ctx.system_base}/observation",
+        "value": f"{ctx.study.study_instance_uid}:{ctx.model_name}",
+    }
+
+
+def report_identifier(ctx: ResultContext) -> Json:
+    return {
+        "system": f"{ctx.system_base}/report",
+        "value": f"{ctx.study.study_instance_uid}:{ctx.model_name}",
+    }
 
 
 def build_report(ctx: ResultContext, issued: datetime) -> Json:
-    identifiers: list[Json] = [
-        {
-            "system": f"{ctx.system_base}/report",
-            "value": f"{ctx.study.study_instance_uid}:{ctx.model_name}",
-        }
-    ]
+    identifiers: list[Json] = [report_identifier(ctx)]
     acsn = accession_identifier(ctx)
     if acsn:
         identifiers.append(acsn)
@@ -300,7 +328,7 @@ def build_report(ctx: ResultContext, issued: datetime) -> Json:
         "resourceType": "DiagnosticReport",
         "id": ctx.report_id,
         "identifier": identifiers,
-        "status": FHIR_STATUS,
+        "status": STATUS_TERMS[ctx.state.status].fhir,
         "category": [
             {
                 "coding": [
@@ -351,7 +379,7 @@ def build_provenance(ctx: ResultContext, report_version: int, recorded: datetime
             ext.append({"url": f"threshold-{key}", "valueDecimal": float(r.thresholds[key])})
     return {
         "resourceType": "Provenance",
-        "id": ctx.provenance_id,
+        "id": ctx.provenance_id(report_version),
         "extension": [
             {"url": f"{base}/StructureDefinition/ai-result-provenance", "extension": ext}
         ],

@@ -11,7 +11,18 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from xraygate.core.errors import PermanentDelivery
-from xraygate.core.models import Instance, ModelVersion, Patient, Series, Study, StudyResult
+from xraygate.core.models import (
+    FhirResource,
+    Instance,
+    ModelVersion,
+    Patient,
+    Series,
+    Study,
+    StudyResult,
+)
+from xraygate.core.result_status import PRELIMINARY, ResultState, result_state
+from xraygate.core.study_stability import images_after
+from xraygate.fhir.identity import IdentitySystems
 
 #: Namespace of our deterministic resource ids (uuid5 of a stable key).
 ID_NAMESPACE = uuid.UUID("6f1c4b0e-8a51-4a4e-9d6c-3a0d2f1b7c21")
@@ -37,6 +48,14 @@ class ResultContext:
     model: ModelVersion | None
     system_base: str
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    state: ResultState = PRELIMINARY
+    identity: IdentitySystems | None = None
+    #: images arrived after the study's first FHIR report (the report says it is revised)
+    late_images: bool = False
+
+    @property
+    def systems(self) -> IdentitySystems:
+        return self.identity or IdentitySystems(self.system_base)
 
     @property
     def model_name(self) -> str:
@@ -67,13 +86,10 @@ class ResultContext:
     def report_id(self) -> str:
         return stable_id("DiagnosticReport", self.study.study_instance_uid, self.model_name)
 
-    @property
-    def provenance_id(self) -> str:
+    def provenance_id(self, report_version: int) -> str:
+        """One Provenance per stored report version."""
         return stable_id(
-            "Provenance",
-            self.study.study_instance_uid,
-            self.result.model_version,
-            str(self.result.revision),
+            "Provenance", self.study.study_instance_uid, self.model_name, str(report_version)
         )
 
     # -- times ------------------------------------------------------------------------------
@@ -111,7 +127,12 @@ def _dicom_time(tm: str) -> time:
 
 
 def load_context(
-    session: Session, result_id: int, system_base: str, tz: ZoneInfo
+    session: Session,
+    result_id: int,
+    system_base: str,
+    tz: ZoneInfo,
+    finalises: bool = True,
+    identity: IdentitySystems | None = None,
 ) -> ResultContext | None:
     """The result and its index rows; None when the result no longer exists."""
     result = session.get(StudyResult, result_id)
@@ -144,4 +165,15 @@ def load_context(
             col(ModelVersion.name) == name, col(ModelVersion.version) == version
         )
     ).first()
-    return ResultContext(result, study, patient, series, model, system_base.rstrip("/"), tz)
+    state = result_state(session, result, finalises)
+    base = system_base.rstrip("/")
+    ctx = ResultContext(result, study, patient, series, model, base, tz, state, identity)
+    first = session.scalar(
+        select(col(FhirResource.last_updated)).where(
+            col(FhirResource.resource_type) == "DiagnosticReport",
+            col(FhirResource.resource_id) == ctx.report_id,
+            col(FhirResource.version_id) == 1,
+        )
+    )
+    ctx.late_images = images_after(session, study.study_instance_uid, first)
+    return ctx

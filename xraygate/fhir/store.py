@@ -1,9 +1,9 @@
 """Store emitted resources as versions in ``fhir_resources``, with their search columns.
 
-Saving a resource whose content (apart from ``meta`` and ``status``) equals the current version
-changes nothing: re-running an emit job is idempotent. Different content makes a new version
-(``meta.versionId`` + 1); a DiagnosticReport or Observation that already had a version is
-``amended`` (a new model version, or new images, re-scored the study).
+Saving a resource whose content (apart from ``meta``) equals the current version changes nothing:
+re-running an emit job is idempotent. Different content makes a new version (``meta.versionId`` +
+1). The status is the builder's (:mod:`xraygate.core.result_status`): a re-scored preliminary
+result stays ``preliminary``.
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from sqlmodel import Session, col
 from xraygate.core.models import FhirResource, utcnow
 from xraygate.core.models.delivery import token_text
 
-AMENDABLE = {"DiagnosticReport", "Observation"}
-
 
 def _core(resource: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resource.items() if k not in ("meta", "status")}
+    return {k: v for k, v in resource.items() if k != "meta"}
 
 
 def save(session: Session, resource: dict[str, Any], study_uid: str = "") -> tuple[int, bool]:
-    """Store ``resource`` (mutated: meta, maybe status). Returns (versionId, changed)."""
+    """Store ``resource`` (mutated: meta). Returns (versionId, changed)."""
     rtype, rid = resource["resourceType"], resource["id"]
     current = session.scalars(
         select(FhirResource).where(
@@ -38,11 +36,7 @@ def save(session: Session, resource: dict[str, Any], study_uid: str = "") -> tup
     if current is not None:
         if _core(current.content) == _core(resource):
             resource["meta"] = current.content.get("meta", {})
-            if "status" in current.content:  # e.g. "amended"; Patient and others have none
-                resource["status"] = current.content["status"]
             return current.version_id, False
-        if rtype in AMENDABLE:
-            resource["status"] = "amended"
         current.is_current = False
         session.add(current)
         session.flush()
@@ -121,6 +115,9 @@ def _refs(resource: dict[str, Any]) -> list[str]:
     device = resource.get("device", {}).get("reference")
     if device:
         out.append(f"device={device}")
+    for target in resource.get("target", []):  # Provenance: any version of the target
+        if "reference" in target:
+            out.append(f"target={target['reference'].split('/_history/')[0]}")
     return out
 
 

@@ -12,6 +12,8 @@ timeouts, dead-lettered on other 4xx with the OperationOutcome recorded).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,15 +24,22 @@ from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.jobs import EmitFhirPayload, JobKind, PushFhirPayload
 from xraygate.core.logging import correlation_id
-from xraygate.core.models import Channel
+from xraygate.core.models import Channel, utcnow
 from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
+from xraygate.core.study_stability import require_stable
 from xraygate.core.worker import Commit, Handler
 from xraygate.fhir.builders import build_all, build_provenance
 from xraygate.fhir.context import ResultContext, load_context, stable_id
-from xraygate.fhir.push import FHIR_JSON, make_push_sender, transaction_bundle
+from xraygate.fhir.identity import IdentitySystems
+from xraygate.fhir.push import (
+    FHIR_JSON,
+    UnidentifiedPatient,
+    make_push_sender,
+    transaction_bundle,
+)
 from xraygate.fhir.store import save
 from xraygate.fhir.validate import validate_resource
 
@@ -43,17 +52,31 @@ def delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
 
 
 class EmitFhir:
-    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+    def __init__(
+        self, settings: Settings, queue: JobQueue, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.engine = queue.engine
         self.delivery = delivery_queue(settings, queue)
         self.tz = ZoneInfo(settings.local_timezone)
+        self.identity = IdentitySystems.from_settings(settings)
 
     def __call__(self, job: ClaimedJob) -> Commit | None:
         payload = EmitFhirPayload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
-            ctx = load_context(session, result_id, self.settings.fhir_system_base, self.tz)
+            if job.study_uid:  # wait for a complete study (a clinician's finding does not)
+                stable = 0.0 if payload.feedback_id else self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, self.clock())
+            ctx = load_context(
+                session,
+                result_id,
+                self.settings.fhir_system_base,
+                self.tz,
+                self.settings.feedback_finalises,
+                self.identity,
+            )
         if ctx is None or ctx.result.shadow:
             return None  # shadow results are stored by inference, never emitted
         if payload.revision < ctx.result.revision:
@@ -106,7 +129,20 @@ class EmitFhir:
     ) -> None:
         key = f"{ctx.study.study_instance_uid}:{ctx.result.model_version}:v{report_version}"
         bundle_id = stable_id("Bundle", key)
-        assert self.settings.fhir_push_url is not None
+        try:
+            bundle = transaction_bundle(
+                bundle_id,
+                resources,
+                system_base=self.settings.fhir_system_base,
+                patient_mode=self.settings.fhir_push_patient_mode,
+            )
+        except UnidentifiedPatient:
+            metrics.DELIVERIES.labels(channel="fhir-push", outcome="unidentified").inc()
+            log.warning(
+                "[%s] FHIR push skipped: no PatientID to reference the EHR's patient by",
+                correlation_id(ctx.study.study_instance_uid),
+            )
+            return
         add_message(
             session,
             self.delivery,
@@ -118,7 +154,7 @@ class EmitFhir:
                 control_id=bundle_id,
                 study_uid=ctx.study.study_instance_uid,
                 content_type=FHIR_JSON,
-                message=transaction_bundle(bundle_id, self.settings.fhir_push_url, resources),
+                message=bundle,
                 study_result_id=ctx.result.id,
                 revision=ctx.result.revision,
                 priority=priority,

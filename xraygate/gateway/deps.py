@@ -31,6 +31,7 @@ from xraygate.gateway.auth import (
     Principal,
     Role,
 )
+from xraygate.gateway.auth.scopes import Interaction
 from xraygate.gateway.errors import Forbidden, Unauthorized
 
 T = TypeVar("T")
@@ -136,12 +137,15 @@ def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
 
 async def require_fhir_reader(request: Request, principal: PrincipalDep) -> Principal:
-    """``ehr`` (limited to the resource types its scopes name) or ``admin``."""
+    """``ehr`` or ``admin``, bounded by the token's SMART scopes: here the resource type and the
+    interaction (``read`` with an id, else ``search``); the routes check every resource they
+    return as well (``FhirAccess.permits``)."""
     if not principal.has(Role.EHR, Role.ADMIN):
         raise Forbidden("requires role ehr or admin")
     resource_type = request.path_params.get("resource_type")
-    if not principal.may_read_fhir(resource_type):
-        raise Forbidden(f"token scopes do not allow reading {resource_type}")
+    interaction: Interaction = "read" if "resource_id" in request.path_params else "search"
+    if not principal.may_read_fhir(resource_type, interaction):
+        raise Forbidden(f"token scopes do not allow {interaction} of {resource_type}")
     return principal
 
 

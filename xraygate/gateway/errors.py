@@ -22,6 +22,7 @@ route class given to :func:`install`. Every 401 and 403 is counted in
         ├── Unauthorized      401 login: no credential, or one refused
         ├── Forbidden         403 forbidden: authenticated, without the role or scope
         ├── NotFound          404 not-found
+        ├── NotAcceptable     406 not-supported: no answer in a media type the caller accepts
         ├── Conflict          409 conflict
         ├── Unprocessable     422 processing
         └── Unavailable       503 transient
@@ -95,6 +96,13 @@ class Forbidden(GatewayError):
 
 class NotFound(GatewayError):
     status, code = 404, "not-found"
+
+
+class NotAcceptable(GatewayError):
+    """The client accepts no format we serve (FHIR: ``_format=xml``; WADO-RS: another transfer
+    syntax than the stored one)."""
+
+    status, code = 406, "not-supported"
 
 
 class Conflict(GatewayError):

@@ -25,8 +25,9 @@ class MllpError(OSError):
 class MllpClient:
     """A blocking MLLP connection to one peer (not thread-safe: one per thread)."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, codec: str = "utf-8") -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.codec = codec
         self.sock: socket.socket | None = None
 
     def close(self) -> None:
@@ -59,11 +60,11 @@ class MllpClient:
         if self.sock is None:
             self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.sendall(SB + message.encode("utf-8") + EB + CR)
-        return self._read_frame(self.sock)
+        self.sock.sendall(SB + message.encode(self.codec, errors="replace") + EB + CR)
+        return self._read_frame(self.sock, self.codec)
 
     @staticmethod
-    def _read_frame(sock: socket.socket) -> str:
+    def _read_frame(sock: socket.socket, codec: str) -> str:
         buf = b""
         while True:
             end = buf.find(EB + CR)
@@ -78,7 +79,7 @@ class MllpClient:
         start = buf.find(SB)
         if start < 0 or start > end:
             raise MllpError("ACK frame without start block")
-        return buf[start + 1 : end].decode("utf-8", errors="replace")
+        return buf[start + 1 : end].decode(codec, errors="replace")
 
 
 def parse_ack(ack: str) -> tuple[str, str, str]:
@@ -108,14 +109,15 @@ def outcome_of_ack(ack: str, control_id: str) -> DeliveryOutcome:
     return DeliveryOutcome("retry", f"unexpected ACK (MSA-1 {code!r})", ack)
 
 
-def make_mllp_sender(host: str, port: int, timeout: float) -> Sender:
-    """A sender with one kept-alive connection per sending thread."""
+def make_mllp_sender(host: str, port: int, timeout: float, codec: str = "utf-8") -> Sender:
+    """A sender with one kept-alive connection per sending thread; messages (MSH-18) and ACKs
+    are encoded in ``codec``."""
     local = threading.local()
 
     def send(message: OutboxMessage) -> DeliveryOutcome:
         client: MllpClient | None = getattr(local, "client", None)
         if client is None:
-            client = local.client = MllpClient(host, port, timeout)
+            client = local.client = MllpClient(host, port, timeout, codec)
         try:
             ack = client.send(message.message)
         except TimeoutError:

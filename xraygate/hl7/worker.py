@@ -43,9 +43,12 @@ from xraygate.core.models import (
 from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sender, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
+from xraygate.core.result_status import result_state
 from xraygate.core.storage import ObjectStore
-from xraygate.core.vocabulary import terms_for
+from xraygate.core.study_stability import require_stable
+from xraygate.core.vocabulary import HL7_STATUS, STATUS_TERMS, terms_for
 from xraygate.core.worker import Commit, Handler
+from xraygate.hl7.er7 import codec_of
 from xraygate.hl7.mllp import make_mllp_sender
 from xraygate.hl7.oru import build_oru
 
@@ -55,9 +58,12 @@ HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 ESCALATION_BOOST = 5
 
 
-def control_id(channel: str, result: StudyResult) -> str:
-    """MSH-10 (20 characters at most): unique per channel, result and revision, and stable."""
+def control_id(channel: str, result: StudyResult, status: str = HL7_STATUS) -> str:
+    """MSH-10 (20 characters at most): unique per channel, result, revision and result status
+    (a clinician's finding sends the same revision again as ``F``/``C``), and stable."""
     key = f"{channel}|{result.study_instance_uid}|{result.model_version}|{result.revision}"
+    if status != HL7_STATUS:
+        key += f"|{status}"
     return "XG" + hashlib.sha256(key.encode()).hexdigest()[:18].upper()
 
 
@@ -71,14 +77,16 @@ class EmitHl7:
         self.engine = queue.engine
         self.delivery = _delivery_queue(settings, queue)
 
-    def channels(self, high: bool) -> list[str]:
+    def channels(self, high: bool, status: str = HL7_STATUS) -> list[str]:
+        """Where the message goes; the webhook notifies staff once, for the preliminary result
+        (a clinician's finding is news to the EHR, not to the escalation pager)."""
         s = self.settings
         out: list[str] = []
         if s.hl7_host and s.hl7_port:
             out.append(Channel.HL7)
         if high and s.escalation_hl7_host and s.escalation_hl7_port:
             out.append(Channel.HL7_ESCALATION)
-        if high and s.escalation_webhook_url:
+        if high and s.escalation_webhook_url and status == HL7_STATUS:
             out.append(Channel.WEBHOOK_ESCALATION)
         return out
 
@@ -86,20 +94,27 @@ class EmitHl7:
         payload = EmitHl7Payload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
+            if job.study_uid:  # wait for a complete study (a clinician's finding does not)
+                stable = 0.0 if payload.feedback_id else self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, utcnow())
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
                 return None
             study = session.get(Study, result.study_pk)
             patient = session.get(Patient, study.patient_pk) if study else None
+            state = result_state(session, result, self.settings.feedback_finalises)
+        status = STATUS_TERMS[state.status].hl7
         if study is None or patient is None:
             raise PermanentDelivery(f"study result {result_id} has no study or patient row")
         if payload.revision < result.revision:
             return None  # a newer revision's job sends the study's current state
-        channels = self.channels(terms_for(result.category).urgent)
+        channels = self.channels(terms_for(result.category).urgent, status)
         if not channels:
             return None  # HL7 sending is off
         now = utcnow().astimezone()
-        messages = [self._message(ch, result, study, patient, now, job.priority) for ch in channels]
+        messages = [
+            self._message(ch, result, study, patient, now, job.priority, status) for ch in channels
+        ]
         return lambda session: self._commit(session, result, messages)
 
     def _message(
@@ -110,20 +125,23 @@ class EmitHl7:
         patient: Patient,
         now: datetime,
         priority: int,
+        status: str,
     ) -> tuple[type[OutboxPayload], NewMessage]:
-        cid = control_id(channel, result)
+        cid = control_id(channel, result, status)
         send: type[OutboxPayload]
         if channel == Channel.WEBHOOK_ESCALATION:
             body = json.dumps(_notification(cid, result, study), separators=(",", ":"))
             send, ctype = NotifyEscalationPayload, "application/json"
         else:
-            body = build_oru(self.settings, cid, result, study, patient, now)
+            body = build_oru(self.settings, cid, result, study, patient, now, status)
             send, ctype = SendHl7Payload, HL7_CONTENT_TYPE
         boost = ESCALATION_BOOST if channel != Channel.HL7 else 0
         return send, NewMessage(
             channel=channel,
             stream_key=patient.patient_key,
-            dedupe_key=f"{result.study_instance_uid}:{result.model_version}:{result.revision}",
+            dedupe_key=(
+                f"{result.study_instance_uid}:{result.model_version}:{result.revision}:{status}"
+            ),
             control_id=cid,
             study_uid=result.study_instance_uid,
             content_type=ctype,
@@ -158,11 +176,12 @@ class EmitHl7:
 
 
 def _notification(cid: str, result: StudyResult, study: Study) -> dict[str, object]:
-    """The escalation webhook body: what staff need to find the study, no patient data."""
+    """The escalation webhook body: no identifier of the patient or the study (not even the
+    accession number): ``id`` is the study's correlation id, the key staff look the study up
+    by (the logs and the admin dead-letter list carry it)."""
     return {
         "event": "xraygate.high-risk-result",
         "id": cid,
-        "accessionNumber": study.accession_number,
         "category": result.category,
         "riskPercent": None if result.score is None else round(result.score * 100, 1),
         "modelVersion": result.model_version,
@@ -182,12 +201,14 @@ def _unconfigured(what: str) -> Sender:
 def make_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
     s = settings
     hl7 = (
-        make_mllp_sender(s.hl7_host, s.hl7_port, s.hl7_timeout)
+        make_mllp_sender(s.hl7_host, s.hl7_port, s.hl7_timeout, codec_of(s.hl7_charset))
         if s.hl7_host and s.hl7_port
         else _unconfigured("XRAYGATE_HL7_HOST/PORT")
     )
     escalation = (
-        make_mllp_sender(s.escalation_hl7_host, s.escalation_hl7_port, s.hl7_timeout)
+        make_mllp_sender(
+            s.escalation_hl7_host, s.escalation_hl7_port, s.hl7_timeout, codec_of(s.hl7_charset)
+        )
         if s.escalation_hl7_host and s.escalation_hl7_port
         else _unconfigured("XRAYGATE_ESCALATION_HL7_HOST/PORT")
     )

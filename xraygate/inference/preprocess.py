@@ -24,7 +24,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-from xraygate.core.errors import InferenceError
+from xraygate.core.dicom_limits import check_before_decode
+from xraygate.core.errors import DicomLimitError, InferenceError
 from xraygate.inference.manifest import InputSpec
 
 Image = NDArray[np.float32]
@@ -42,7 +43,12 @@ def read_dataset(data: bytes) -> Dataset:
 
 
 def decode(ds: Dataset) -> NDArray[np.generic]:
-    """The stored pixel values of the first frame, as a 2-D array."""
+    """The stored pixel values of the first frame, as a 2-D array (never decoded when the
+    header declares more than ``XRAYGATE_MAX_IMAGE_PIXELS`` samples)."""
+    try:
+        check_before_decode(ds)
+    except DicomLimitError as exc:
+        raise PixelDataError(str(exc)) from exc
     try:
         pixels = ds.pixel_array
     except NotImplementedError as exc:

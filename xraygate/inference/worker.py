@@ -1,10 +1,10 @@
 """The ``infer`` job: read one instance, score it with the emitting and shadow models, store the
 results, and enqueue delivery work in the same transaction.
 
-Follow-up jobs (``emit-fhir``, ``emit-hl7``, ``deidentify``) are enqueued only for the emitting
-model's study result, only when that result changed (a new revision), and never for shadow
-models. High-risk studies get a higher queue priority; de-identification for retraining a lower one
-(it never delays a delivery).
+Follow-up jobs (``emit-fhir``, ``emit-hl7``, ``emit-pacs``, ``deidentify``) are enqueued only for
+the emitting model's study result, only when that result changed (a new revision), and never for
+shadow models. High-risk studies get a higher queue priority; de-identification for retraining a
+lower one (it never delays a delivery).
 
 An image beyond the version's out-of-distribution threshold (:mod:`.ood`) keeps no score: it is
 recorded with its OOD distance and the reason, and its study cannot be ``low``.
@@ -31,6 +31,7 @@ from xraygate.core.jobs import (
     DeidentifyPayload,
     EmitFhirPayload,
     EmitHl7Payload,
+    EmitPacsPayload,
     InferPayload,
     JobKind,
     ResultPayload,
@@ -62,7 +63,12 @@ from xraygate.inference.scoring import aggregate
 
 log = logging.getLogger(__name__)
 
-DOWNSTREAM: tuple[type[ResultPayload], ...] = (EmitFhirPayload, EmitHl7Payload, DeidentifyPayload)
+DOWNSTREAM: tuple[type[ResultPayload], ...] = (
+    EmitFhirPayload,
+    EmitHl7Payload,
+    EmitPacsPayload,
+    DeidentifyPayload,
+)
 HIGH_PRIORITY = 10
 EXPORT_PRIORITY = -10  # de-identification for retraining never delays a result's delivery
 
@@ -301,11 +307,14 @@ class InferHandler(BatchHandler):
         priority = HIGH_PRIORITY if result.category == Category.HIGH else 0
         assert result.id is not None
         for payload in DOWNSTREAM:
+            # reports wait for a complete study (XRAYGATE_STUDY_STABLE_SECONDS, see
+            # core/study_stability.py); the emit handlers defer themselves if images still come
             self.queue.put(
                 session,
                 payload(result.id, result.model_version, result.revision),
                 study_uid=result.study_instance_uid,
                 priority=EXPORT_PRIORITY if payload is DeidentifyPayload else priority,
+                delay_seconds=max(0.0, self.settings.study_stable_seconds),
             )
 
 

@@ -6,6 +6,7 @@
 - :mod:`.deid`: clinician feedback, de-identified exports and quarantine.
 - :mod:`.delivery`: stored FHIR resources and the delivery outbox.
 - :mod:`.audit`: the audit trail of patient-data access (gateway).
+- :mod:`.sessions`: browser sessions revoked at logout (gateway).
 """
 
 from xraygate.core.models.audit import AuditRecord
@@ -32,6 +33,7 @@ from xraygate.core.models.results import (
     ModelVersion,
     StudyResult,
 )
+from xraygate.core.models.sessions import RevokedSession
 
 __all__ = [
     "AuditRecord",
@@ -52,6 +54,7 @@ __all__ = [
     "OutboxMessage",
     "OutboxState",
     "Patient",
+    "RevokedSession",
     "Series",
     "Study",
     "StudyResult",

@@ -22,7 +22,7 @@ from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint, select
 from sqlmodel import Field, Session, SQLModel, col
 
 from xraygate.core import metrics
-from xraygate.core.jobs import DeidentifyPayload
+from xraygate.core.jobs import DeidentifyPayload, EmitFhirPayload, EmitHl7Payload
 from xraygate.core.models.base import utcnow
 from xraygate.core.models.index import Study
 from xraygate.core.models.results import Category, StudyResult
@@ -185,7 +185,10 @@ def record_feedback(
     session.flush()
     if result is not None:
         assert result.id is not None and row.id is not None
-        payload = DeidentifyPayload(result.id, result.model_version, result.revision, row.id)
-        queue.put(session, payload, study_uid=study_uid)
+        # the re-export carrying the label, and the re-emission with the new result status
+        # (final, corrected: xraygate.core.result_status)
+        for kind in (DeidentifyPayload, EmitFhirPayload, EmitHl7Payload):
+            payload = kind(result.id, result.model_version, result.revision, row.id)
+            queue.put(session, payload, study_uid=study_uid)
     metrics.FEEDBACK.labels(agreement.value).inc()
     return row

@@ -44,6 +44,7 @@ class Channel(StrEnum):
     HL7_ESCALATION = "hl7-escalation"  # high-risk ORU to the extra MLLP target
     WEBHOOK_ESCALATION = "webhook-escalation"  # high-risk JSON notification
     FHIR_PUSH = "fhir-push"  # transaction Bundle to the EHR's FHIR server
+    PACS = "pacs"  # DICOM SR (and key image) to the PACS: C-STORE or STOW-RS
 
 
 def token_text(tokens: Iterable[str]) -> str:

@@ -20,7 +20,15 @@ class Patient(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     patient_key: str = Field(unique=True, max_length=200, description="issuer|PatientID")
     patient_id: str = Field(default="", max_length=64)
-    issuer: str = Field(default="", max_length=64)
+    issuer: str = Field(default="", max_length=64, description="IssuerOfPatientID")
+    issuer_universal_id: str = Field(
+        default="",
+        max_length=64,
+        description="IssuerOfPatientIDQualifiersSequence UniversalEntityID (an OID when ISO)",
+    )
+    issuer_universal_id_type: str = Field(
+        default="", max_length=16, description="its UniversalEntityIDType (ISO, DNS, URI, ...)"
+    )
     name: str = Field(default="", max_length=200)
     birth_date: str = Field(default="", max_length=8)
     sex: str = Field(default="", max_length=16)
@@ -38,6 +46,12 @@ class Study(SQLModel, table=True):
     study_time: str = Field(default="", max_length=16)
     description: str = Field(default="", max_length=200)
     referring_physician: str = Field(default="", max_length=200)
+    placer_order_number: str = Field(
+        default="", max_length=64, description="RequestAttributesSequence placer order number"
+    )
+    requested_procedure_code: str = Field(default="", max_length=64)
+    requested_procedure_scheme: str = Field(default="", max_length=64)
+    requested_procedure_meaning: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 

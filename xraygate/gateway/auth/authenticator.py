@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from xraygate.core.config import Settings
 from xraygate.gateway.auth.keys import ApiKey, hash_api_key, parse_api_keys, session_key
 from xraygate.gateway.auth.principal import Principal
+from xraygate.gateway.auth.revocation import SessionRevocations
 from xraygate.gateway.auth.sessions import SessionSigner
 from xraygate.gateway.auth.tokens import BearerVerifier
 from xraygate.gateway.errors import Unauthorized
@@ -30,6 +31,7 @@ class Authenticator:
     bearer: BearerVerifier
     sessions: SessionSigner
     api_keys: list[ApiKey] = field(default_factory=list)
+    revocations: SessionRevocations | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -37,6 +39,7 @@ class Authenticator:
             BearerVerifier.from_settings(settings),
             SessionSigner(session_key(settings), settings.session_hours),
             parse_api_keys(settings.auth_api_keys),
+            SessionRevocations(settings.resolved_database_url),
         )
 
     def verify_token(self, token: str) -> Principal:
@@ -60,4 +63,19 @@ class Authenticator:
         return self.sessions.issue(principal)
 
     def verify_session(self, value: str) -> Principal:
-        return self.sessions.verify(value)
+        principal = self.sessions.verify(value)
+        sid = principal.session_id or ""
+        if self.revocations is not None and self.revocations.is_revoked(sid):
+            raise Unauthorized("session ended (logged out)")
+        return principal
+
+    def end_session(self, value: str) -> bool:
+        """Logout: revoke the session cookie ``value`` server-side; False if it was not valid."""
+        try:
+            principal = self.sessions.verify(value)
+        except Unauthorized:
+            return False
+        if self.revocations is None or not principal.session_id:
+            return False
+        self.revocations.revoke(principal.session_id, principal.expires_at or 0.0)
+        return True

@@ -1,22 +1,21 @@
 """Who is calling: the :class:`Role` enum, the :class:`Principal`, and the mapping from a token's
-claims to roles and readable FHIR resource types."""
+claims to roles and FHIR access (SMART scopes, :mod:`.scopes`)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-ALL_TYPES = "*"
-_SMART_READ = re.compile(r"^(?:system|user|patient)/(\*|[A-Z][A-Za-z]+)\.(?:read|rs|r|\*)$")
+from xraygate.gateway.auth.scopes import ALL_TYPES, FhirAccess, Interaction, parse_scope
 
 
 class Role(StrEnum):
     ADMIN = "admin"  # models, settings, dead letters, audit trail
     CLINICIAN = "clinician"  # worklist, studies, images, feedback
     EHR = "ehr"  # FHIR read, possibly limited to some resource types
+    MODALITY = "modality"  # DICOMweb STOW-RS: a modality or router storing images
 
     @classmethod
     def parse(cls, words: Iterable[str]) -> frozenset[Role]:
@@ -32,17 +31,27 @@ class Principal:
     subject: str
     roles: frozenset[Role]
     method: str  # jwt | api-key | session
-    fhir_types: frozenset[str] = frozenset({ALL_TYPES})
+    fhir: FhirAccess = field(default_factory=FhirAccess)
     csrf: str = ""
     expires_at: float | None = None
+    session_id: str | None = None  # browser sessions: the server-side id logout revokes
+
+    @property
+    def fhir_types(self) -> frozenset[str]:
+        """The FHIR resource types the caller's scopes name (``*``: no scope restriction)."""
+        return self.fhir.types
 
     def has(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
 
-    def may_read_fhir(self, resource_type: str | None) -> bool:
-        if Role.ADMIN in self.roles or ALL_TYPES in self.fhir_types or resource_type is None:
+    def may_read_fhir(self, resource_type: str | None, interaction: Interaction = "read") -> bool:
+        """The type-level check; every resource returned is checked too (``FhirAccess.permits``)."""
+        if resource_type is None:
             return True
-        return resource_type in self.fhir_types
+        return self.fhir.allows(resource_type, interaction)
+
+
+__all__ = ["ALL_TYPES", "Principal", "Role", "roles_from_claims"]
 
 
 def _words(value: Any) -> list[str]:
@@ -53,25 +62,19 @@ def _words(value: Any) -> list[str]:
     return []
 
 
-def roles_from_claims(claims: Mapping[str, Any]) -> tuple[frozenset[Role], frozenset[str]]:
-    """Roles and the FHIR resource types readable, from ``roles`` and ``scope``/``scp``: a role's
-    name, ``xraygate/<role>``, or SMART-style FHIR read scopes (``system/DiagnosticReport.read``,
-    ``system/*.read``, ``user/*.read``, SMART v2 ``.rs``), which grant ``ehr`` limited to the
-    resource types they name."""
+def roles_from_claims(claims: Mapping[str, Any]) -> tuple[frozenset[Role], FhirAccess]:
+    """Roles and FHIR access, from ``roles`` and ``scope``/``scp``: a role's name,
+    ``xraygate/<role>``, or SMART resource scopes (:mod:`.scopes`). ``system/`` and ``patient/``
+    read scopes grant ``ehr`` (a client application); ``user/`` scopes grant no role, they
+    narrow the FHIR access of the user's own role. When a token carries SMART resource scopes,
+    they bound what it reads whatever its roles."""
     roles: set[Role] = set()
-    fhir_types: set[str] = set()
-    explicit_ehr = False
     for word in _words(claims.get("roles")):
         roles |= Role.parse([word])
-        explicit_ehr |= word == Role.EHR
     for scope in _words(claims.get("scope")) + _words(claims.get("scp")):
-        name = scope.removeprefix("xraygate/")
-        if named := Role.parse([name]):
-            roles |= named
-            explicit_ehr |= name == Role.EHR
-        elif match := _SMART_READ.match(scope):
-            roles.add(Role.EHR)
-            fhir_types.add(match.group(1))
-    if explicit_ehr or not fhir_types:
-        fhir_types = {ALL_TYPES}
-    return frozenset(roles), frozenset(fhir_types)
+        if parse_scope(scope) is None:
+            roles |= Role.parse([scope.removeprefix("xraygate/")])
+    access = FhirAccess.from_claims(claims)
+    if access.grants_client_role:
+        roles.add(Role.EHR)
+    return frozenset(roles), access

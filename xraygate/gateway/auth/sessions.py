@@ -1,6 +1,7 @@
 """Browser sessions: the login page exchanges a pasted token or API key for a short-lived HS256
 JWT in an HttpOnly cookie. It carries a CSRF value: unsafe methods (POST, ...) through the cookie
-must send it back in the ``X-CSRF-Token`` header (the pages embed it)."""
+must send it back in the ``X-CSRF-Token`` header (the pages embed it). Its ``sid`` is what
+logout revokes server-side (:mod:`.revocation`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from xraygate.gateway.auth.principal import ALL_TYPES, Principal, Role
+from xraygate.gateway.auth.principal import Principal, Role
+from xraygate.gateway.auth.scopes import FhirAccess
 from xraygate.gateway.errors import Unauthorized
 
 SESSION_COOKIE = "xraygate_session"
@@ -38,9 +40,10 @@ class SessionSigner:
             "aud": SESSION_ISSUER,
             "sub": principal.subject,
             "roles": sorted(principal.roles),
-            "fhir": sorted(principal.fhir_types),
+            **principal.fhir.to_claims(),
             "via": principal.method,
             "csrf": secrets.token_urlsafe(24),
+            "sid": secrets.token_urlsafe(18),
             "iat": now,
             "exp": exp,
         }
@@ -54,7 +57,7 @@ class SessionSigner:
                 algorithms=["HS256"],
                 audience=SESSION_ISSUER,
                 issuer=SESSION_ISSUER,
-                options={"require": ["exp", "sub", "csrf"]},
+                options={"require": ["exp", "sub", "csrf", "sid"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid session") from exc
@@ -62,7 +65,8 @@ class SessionSigner:
             str(claims["sub"]),
             Role.parse(claims.get("roles", [])),
             "session",
-            frozenset(claims.get("fhir", [ALL_TYPES])),
+            FhirAccess.from_session(claims),
             csrf=str(claims["csrf"]),
             expires_at=claims["exp"],
+            session_id=str(claims["sid"]),
         )

@@ -17,6 +17,7 @@ import jwt
 
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
+from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway.auth.keys import shared_key
 from xraygate.gateway.auth.principal import Principal, roles_from_claims
 from xraygate.gateway.errors import Unauthorized
@@ -69,8 +70,20 @@ class BearerVerifier:
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {type(exc).__name__}") from exc
-        roles, fhir_types = roles_from_claims(claims)
-        return Principal(str(claims["sub"]), roles, "jwt", fhir_types, expires_at=claims["exp"])
+        self._check_lifetime(claims)
+        roles, access = roles_from_claims(claims)
+        return Principal(str(claims["sub"]), roles, "jwt", access, expires_at=claims["exp"])
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """Refuse tokens living longer than ``XRAYGATE_AUTH_MAX_TOKEN_SECONDS``: from ``iat`` to
+        ``exp`` when ``iat`` is there, and from now to ``exp`` in any case."""
+        longest = self.settings.auth_max_token_seconds
+        exp = float(claims["exp"])
+        iat = claims.get("iat")
+        if isinstance(iat, int | float) and exp - float(iat) > longest:
+            raise Unauthorized("token lifetime exceeds the maximum accepted")
+        if exp - time.time() > longest + self.settings.auth_leeway_seconds:
+            raise Unauthorized("token lifetime exceeds the maximum accepted")
 
     def _signing_key(self, token: str, kid: str | None) -> Any:
         try:
@@ -95,6 +108,12 @@ def mint_token(
     settings: Settings, roles: Iterable[str], subject: str, ttl_seconds: int, scope: str = ""
 ) -> str:
     """A development token signed with the HS256 shared key (``xraygate token create``)."""
+    check_secrets(settings)
+    if ttl_seconds > settings.auth_max_token_seconds:
+        raise ConfigurationError(
+            f"lifetime {ttl_seconds}s exceeds XRAYGATE_AUTH_MAX_TOKEN_SECONDS "
+            f"({settings.auth_max_token_seconds:g}s)"
+        )
     key = shared_key(settings)
     if key is None:
         raise ConfigurationError(

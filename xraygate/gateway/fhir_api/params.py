@@ -151,6 +151,12 @@ SEARCH_PARAMS: dict[str, dict[str, Param]] = {
     "Provenance": {
         "_id": _ID,
         "_lastUpdated": _LAST,
+        "target": Param(
+            ParamKind.REFERENCE,
+            SP + "Provenance-target",
+            ref_type="DiagnosticReport",
+            doc="DiagnosticReport/<id> (any version), Observation/<id>",
+        ),
     },
 }
 
@@ -164,6 +170,8 @@ INCLUDES: dict[str, tuple[str, str]] = {
     "Observation:patient": ("Observation", "subject"),
     "ImagingStudy:patient": ("ImagingStudy", "subject"),
 }
+#: _revinclude values: (referring type, its reference parameter) - any matched type.
+REVINCLUDES: dict[str, tuple[str, str]] = {"Provenance:target": ("Provenance", "target")}
 SORTS = {"date": "date", "started": "date", "_lastUpdated": "last_updated", "_id": "resource_id"}
 # _totalMethod: sent by fhirpy's count() (an Aidbox extension); we always count exactly.
 IGNORED = {"_format", "_pretty", "_totalMethod"}

@@ -1,10 +1,15 @@
-"""The FHIR R4 REST API (read-only) under ``/fhir``: read, vread, history, search.
+r"""The FHIR R4 REST API (read-only) under ``/fhir``: read, vread, history, search.
 
 The router does no authentication itself; the gateway includes it with its auth dependencies.
 Resources come from ``fhir_resources`` (written by the ``emit-fhir`` jobs). Errors are
 OperationOutcomes with the matching HTTP status (``FhirRoute``); reads carry
 ``ETag: W/"<versionId>"`` and ``Last-Modified`` and answer ``304`` to a matching
 ``If-None-Match``. Every call is audited (``/fhir/metadata``, in ``capability``, is not).
+
+SMART scopes: ``deps.require_fhir_reader`` checks the type and interaction; here every resource
+an answer carries (matches, ``_include``\ d, read, vread, history) is checked against the
+caller's :class:`~xraygate.gateway.auth.scopes.FhirAccess`, and a search under ``patient/``
+scopes only is limited in SQL to the patient's compartment (so totals and paging stay true).
 """
 
 from __future__ import annotations
@@ -17,19 +22,22 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlmodel import Session, col
 
 from xraygate.core.models import FhirResource, utcnow
-from xraygate.gateway.deps import AUDITED, ReadDb, SettingsDep
-from xraygate.gateway.errors import BadRequest, FhirRoute, NotFound, fhir_json
-from xraygate.gateway.fhir_api.capability import PREFIX, base_url
+from xraygate.gateway.auth.scopes import FhirAccess, patient_reference
+from xraygate.gateway.deps import AUDITED, PrincipalDep, ReadDb, SettingsDep
+from xraygate.gateway.errors import BadRequest, FhirRoute, Forbidden, NotFound, fhir_json
+from xraygate.gateway.fhir_api.capability import JSON_ONLY, PREFIX, base_url
 from xraygate.gateway.fhir_api.params import SEARCH_PARAMS
-from xraygate.gateway.fhir_api.search import included, parse_query, run_search
+from xraygate.gateway.fhir_api.search import included, parse_query, revincluded, run_search
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED], route_class=FhirRoute)
+router = APIRouter(
+    prefix=PREFIX, tags=["fhir"], dependencies=[AUDITED, JSON_ONLY], route_class=FhirRoute
+)
 
 
 def _check_type(resource_type: str) -> None:
@@ -47,7 +55,11 @@ def _check_id(resource_id: str) -> None:
 
 @router.get("/{resource_type}", response_class=Response)
 def search(
-    resource_type: str, request: Request, session: ReadDb, settings: SettingsDep
+    resource_type: str,
+    request: Request,
+    session: ReadDb,
+    settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> Response:
     """Search a resource type; a ``searchset`` Bundle with paging links."""
     _check_type(resource_type)
@@ -55,8 +67,17 @@ def search(
     items = list(request.query_params.multi_items())
     tz = ZoneInfo(settings.local_timezone)
     query = parse_query(session, resource_type, items, tz, strict=not lenient)
-    total, matches = run_search(session, query)
-    extra = included(session, query, matches)
+    access = principal.fhir
+    if access.compartment_only(resource_type, "search"):
+        query.where.append(_compartment(resource_type, access))
+    total, found = run_search(session, query)
+    matches = [r for r in found if access.permits(r, "search")]
+    total -= len(found) - len(matches)
+    extra = [
+        r
+        for r in included(session, query, matches) + revincluded(session, query, matches)
+        if access.permits(r, "include")
+    ]
     base = base_url(request, settings)
     entries = [_entry(base, r, "match") for r in matches] + [
         _entry(base, r, "include") for r in extra
@@ -76,9 +97,16 @@ def search(
 
 
 @router.get("/{resource_type}/{resource_id}", response_class=Response)
-def read(resource_type: str, resource_id: str, request: Request, session: ReadDb) -> Response:
+def read(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    session: ReadDb,
+    principal: PrincipalDep,
+) -> Response:
     """The current version, with ETag and Last-Modified."""
     row = _load(session, resource_type, resource_id, None)
+    _check_access(principal.fhir, [row])
     return _resource_response(row, request)
 
 
@@ -89,6 +117,7 @@ def history(
     request: Request,
     session: ReadDb,
     settings: SettingsDep,
+    principal: PrincipalDep,
 ) -> Response:
     """Every version, newest first (a ``history`` Bundle)."""
     _check_type(resource_type)
@@ -105,6 +134,7 @@ def history(
     )
     if not rows:
         raise NotFound(f"{resource_type}/{resource_id} not found")
+    _check_access(principal.fhir, rows)
     base = base_url(request, settings)
     entries = []
     for row in rows:
@@ -127,16 +157,36 @@ def history(
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", response_class=Response)
 def vread(
-    resource_type: str, resource_id: str, version_id: str, request: Request, session: ReadDb
+    resource_type: str,
+    resource_id: str,
+    version_id: str,
+    request: Request,
+    session: ReadDb,
+    principal: PrincipalDep,
 ) -> Response:
     """One version."""
     if not version_id.isdigit() or len(version_id) > 9:
         raise BadRequest(f"invalid version id {version_id!r}")
     row = _load(session, resource_type, resource_id, int(version_id))
+    _check_access(principal.fhir, [row])
     return _resource_response(row, request)
 
 
 # --- helpers -------------------------------------------------------------------------------------
+
+
+def _check_access(access: FhirAccess, rows: list[FhirResource]) -> None:
+    """403 unless the caller's scopes cover every version about to be returned."""
+    if not all(access.permits(row.content, "read") for row in rows):
+        raise Forbidden("token scopes do not cover this resource")
+
+
+def _compartment(resource_type: str, access: FhirAccess) -> ColumnElement[bool]:
+    """The SQL condition of the token patient's compartment (``compartment_only`` callers)."""
+    patient = access.patient or ""
+    if resource_type == "Patient":
+        return col(FhirResource.resource_id) == patient
+    return col(FhirResource.patient_ref) == patient_reference(patient)
 
 
 def _load(

@@ -17,7 +17,8 @@ from PIL import Image
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-from xraygate.core.errors import XraygateError
+from xraygate.core.dicom_limits import check_before_decode
+from xraygate.core.errors import DicomLimitError, XraygateError
 
 
 class RenderError(XraygateError):
@@ -30,7 +31,10 @@ def render_png(data: bytes, max_side: int = 1024) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(io.BytesIO(data))
+            check_before_decode(ds)  # a decompression bomb is never decoded for a page
             pixels = ds.pixel_array
+    except DicomLimitError as exc:
+        raise RenderError(str(exc)) from exc
     except (InvalidDicomError, AttributeError, ValueError, RuntimeError, KeyError) as exc:
         raise RenderError(f"cannot decode pixel data: {type(exc).__name__}") from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)

@@ -1,7 +1,8 @@
-"""The pages: ``/login`` takes a pasted token or API key and sets an HttpOnly session cookie;
-``/worklist`` and ``/studies/{uid}`` are for clinicians, ``/admin`` for admins. They use the
-gateway's auth dependencies: without a session a page redirects to the login page, with the wrong
-role it answers 403 (``HtmlRoute``).
+"""The pages: ``/login`` offers single sign-on (``web/sso.py``) and, for development, takes a
+pasted token or API key; either sets an HttpOnly session cookie. ``/worklist`` and
+``/studies/{uid}`` are for clinicians, ``/admin`` for admins. They use the gateway's auth
+dependencies: without a session a page redirects to the login page, with the wrong role it
+answers 403 (``HtmlRoute``).
 """
 
 from __future__ import annotations
@@ -33,17 +34,11 @@ from xraygate.gateway.views.quality import version_charts
 from xraygate.gateway.views.studies import StudyStatus, WorklistQuery, study_view
 from xraygate.gateway.views.studies import worklist_page as load_worklist_page
 from xraygate.gateway.web.render import HtmlRoute, render
+from xraygate.gateway.web.sso import SsoDep, after_logout, login_page, session_redirect
 
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse, route_class=HtmlRoute)
 Clinician = Annotated[Principal, Depends(require(Role.CLINICIAN))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
-
-
-def _safe_next(value: str) -> str:
-    """Only local absolute paths: no open redirects."""
-    if value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/worklist"
 
 
 @router.get("/", include_in_schema=False)
@@ -52,9 +47,9 @@ def home() -> RedirectResponse:
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = "/worklist") -> Response:
-    """The login page."""
-    return render(request, "login.html", next=_safe_next(next), error="", principal=None)
+def login_form(request: Request, settings: SettingsDep, next: str = "/worklist") -> Response:
+    """The login page: single sign-on, and the development token form when enabled."""
+    return login_page(request, settings, next=next)
 
 
 @router.post("/login")
@@ -65,39 +60,27 @@ def login(
     credential: Annotated[str, Form(max_length=16384)],
     next: Annotated[str, Form(max_length=2000)] = "/worklist",
 ) -> Response:
-    """Check the pasted token or API key and start a browser session."""
+    """Check the pasted token or API key and start a browser session (development form)."""
+    if not settings.token_form_enabled:
+        error = "The token form is disabled here: sign in with single sign-on."
+        return login_page(request, settings, next=next, error=error, status=403)
     try:
         principal = auth.verify_credential(credential)
     except Unauthorized:
-        return render(
-            request,
-            "login.html",
-            401,
-            next=_safe_next(next),
-            principal=None,
-            error="That token or API key was not accepted.",
-        )
-    value, max_age = auth.issue_session(principal)
-    target = _safe_next(next)
-    if target == "/worklist" and not principal.has(Role.CLINICIAN) and principal.has(Role.ADMIN):
-        target = "/admin"
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        value,
-        max_age=max_age,
-        httponly=True,
-        samesite="strict",
-        secure=settings.session_cookie_secure,
-        path="/",
-    )
-    return response
+        error = "That token or API key was not accepted."
+        return login_page(request, settings, next=next, error=error, status=401)
+    return session_redirect(auth, settings, principal, next)
 
 
 @router.post("/logout")
-def logout() -> Response:
-    """End the browser session."""
-    response = RedirectResponse("/login", status_code=303)
+def logout(
+    request: Request, auth: Annotated[Authenticator, Depends(authenticator)], sso: SsoDep
+) -> Response:
+    """End the browser session: revoked server-side (a copy of the cookie stops working too),
+    and the identity provider's session too when it offers RP-initiated logout."""
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        auth.end_session(cookie)
+    response = RedirectResponse(after_logout(request, sso), status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 

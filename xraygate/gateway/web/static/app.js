@@ -16,6 +16,10 @@ async function postJson(url, body) {
   return {ok: response.ok, status: response.status, data: data};
 }
 document.addEventListener("DOMContentLoaded", () => {
+  // no inline handlers (the Content-Security-Policy forbids them): filters submit on change
+  document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+  });
   const form = document.getElementById("feedback");
   if (form) {
     form.addEventListener("submit", async (event) => {

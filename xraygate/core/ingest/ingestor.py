@@ -1,0 +1,181 @@
+"""One received object -> object store + journal (+ index rows and an ``infer`` job).
+
+The order makes acknowledgement safe. The header is parsed once from the spool and checked;
+the object is stored (local: fsync and atomic rename; S3: the PUT returned), then its index
+record is appended to the fsynced journal, and only then does the receiver answer success. The
+:class:`~xraygate.core.ingest.indexer.IndexerThread` commits the rows and jobs in batches; a
+crash before that leaves a journal record that the next start replays. A crash before the
+journal record leaves at most an unreferenced object and an unacknowledged request, which the
+sender repeats. With ``ingest_journal`` off the rows are committed before answering instead.
+
+Receivers (the DICOM SCP, DICOMweb STOW-RS) call :meth:`Ingestor.ingest` with a
+:class:`Received`; it never raises and answers a :class:`Status`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import shutil
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from xraygate.core import metrics
+from xraygate.core.config import Settings
+from xraygate.core.errors import DatabaseError, IngestError, StorageError, StorageFull
+from xraygate.core.ingest import header
+from xraygate.core.ingest.header import Received
+from xraygate.core.ingest.indexer import BatchIndexer, IndexerThread
+from xraygate.core.ingest.journal import Journal
+from xraygate.core.ingest.status import Status
+from xraygate.core.logging import correlation_id
+from xraygate.core.queue import JobQueue
+from xraygate.core.storage import LocalStore, ObjectStore, file_digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    status: Status
+    comment: str = ""
+
+
+class Ingestor:
+    """Stores received objects and has them indexed; safe to call from many threads.
+
+    In journal mode, construction replays the journal segments left by killed processes and
+    starts the indexer thread; :meth:`close` commits what is pending and stops it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        queue: JobQueue,
+        *,
+        journal: bool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.indexer = BatchIndexer(queue)
+        self.journal: Journal | None = None
+        self.thread: IndexerThread | None = None
+        if settings.ingest_journal if journal is None else journal:
+            self.journal = Journal(settings.journal_dir)
+            self.thread = IndexerThread(
+                self.indexer, self.journal.done, batch_size=settings.ingest_batch_size
+            )
+            self.thread.submit(self.journal.recover())
+            self.thread.start()
+
+    # -- the public API -------------------------------------------------------------------
+    def ingest(self, received: Received) -> IngestResult:
+        """Store one object and have it indexed; failures become a refusing status."""
+        try:
+            self._ingest(received)
+        except IngestError as exc:
+            return self._refused(Status(exc.status), exc.comment)
+        except Exception as exc:  # a bug must not kill the association: refuse, log the type
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            # type and place only: exception messages may quote data set values (PHI)
+            log.error(
+                "ingest failed: %s at %s:%s", type(exc).__name__, where.filename, where.lineno
+            )
+            return self._refused(Status.PROCESSING_FAILURE, "internal error")
+        return IngestResult(Status.SUCCESS)
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every object acknowledged so far is indexed (False on timeout)."""
+        return self.thread.flush(timeout) if self.thread is not None else True
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is journaled (up to ``timeout`` seconds) and stop the indexer."""
+        if self.thread is not None:
+            self.thread.stop(timeout)
+        if self.journal is not None:
+            self.journal.close()
+
+    # -- the steps ------------------------------------------------------------------------
+    @staticmethod
+    def _refused(status: Status, comment: str) -> IngestResult:
+        metrics.INSTANCES_REFUSED.labels(status=f"0x{status:04X}").inc()
+        log.warning("ingest refused with 0x%04X: %s", status, comment)
+        return IngestResult(status, comment=comment)
+
+    def _ingest(self, received: Received) -> None:
+        path = received.path
+        if path is None or not path.is_file():
+            raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
+        self._check_space()
+        self._check_index()
+        limit = self.settings.max_image_pixels
+        ds = header.read_header(path, limit)
+        header.validate(ds, received, limit)
+        if received.sha256 is not None and received.size == path.stat().st_size:
+            size, sha = received.size, received.sha256  # hashed while it was received
+        else:
+            size, sha = file_digest(path)
+        key = header.object_key(ds, sha)
+        # A local store's rename is made durable by the journal's group commit (one directory
+        # fsync for every object of a series received meanwhile) instead of per object.
+        sync_dirs: tuple[Path, ...] = ()
+        try:
+            if isinstance(self.store, LocalStore) and self.journal is not None:
+                self.store.put_file(key, path, move=True, digest=(size, sha), sync_dir=False)
+                sync_dirs = (self.store.directory_of(key),)
+            else:
+                self.store.put_file(key, path, move=True, digest=(size, sha))
+        except StorageFull as exc:
+            raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "object store is full") from exc
+        except StorageError as exc:
+            raise IngestError(Status.OUT_OF_RESOURCES, "object store unavailable") from exc
+        record = header.index_record(ds, received, key, size, sha)
+        self._index(record, sync_dirs)
+        metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
+        metrics.BYTES_RECEIVED.inc(size)
+        log.info("[%s] instance stored (%d bytes)", correlation_id(record.study_uid), size)
+
+    def _index(self, record: header.IndexRecord, sync_dirs: tuple[Path, ...]) -> None:
+        if self.journal is None or self.thread is None:
+            try:
+                self.indexer.index([record])
+            except DatabaseError as exc:
+                raise IngestError(
+                    Status.OUT_OF_RESOURCES_DATABASE, "index database unavailable"
+                ) from exc
+            return
+        try:
+            entry = self.journal.append(record, sync_dirs)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                full = Status.OUT_OF_RESOURCES_STORAGE_FULL
+                raise IngestError(full, "no space for the ingest journal") from exc
+            raise IngestError(Status.OUT_OF_RESOURCES, "ingest journal unavailable") from exc
+        self.thread.submit([entry])
+
+    def _check_index(self) -> None:
+        """Journal mode: refuse while the index cannot keep up (or is down), so that the
+        senders retry later instead of the journal growing without bound."""
+        if self.thread is None:
+            return
+        if self.thread.failing:
+            raise IngestError(Status.OUT_OF_RESOURCES_DATABASE, "index database unavailable")
+        if self.thread.backlog >= self.settings.ingest_backlog_limit:
+            raise IngestError(Status.OUT_OF_RESOURCES_DATABASE, "index database behind")
+
+    def _check_space(self) -> None:
+        """Refuse while the store, or the local spool (the only disk with S3), runs low."""
+        limit = self.settings.min_free_bytes
+        if limit <= 0:
+            return
+        free = self.store.free_bytes()
+        try:
+            spool_free = shutil.disk_usage(self.settings.tmp_dir).free
+        except OSError:
+            spool_free = None
+        for value in (free, spool_free):
+            if value is not None and value < limit:
+                raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "not enough free space")

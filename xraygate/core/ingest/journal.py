@@ -1,0 +1,253 @@
+"""The ingest journal: one fsynced line per acknowledged object, until the indexer commits it.
+
+A receiver acknowledges an object once its bytes are durable in the object store and its
+:class:`~xraygate.core.ingest.header.IndexRecord` is durable here. The indexer commits records
+to the database in batches and then appends a ``done`` line (not fsynced: replaying a record
+twice is harmless, the index is idempotent). A segment whose records are all done is deleted.
+
+Each process appends to its own segment files (``<pid>-<ns>.journal``) and holds an exclusive
+``flock`` on each while it lives. A killed process's locks go with it, so at start-up any
+process sharing the directory takes over the unlocked segments and replays their records that
+have no ``done`` line, in the order they were written. A torn last line (the process died while
+writing it) belongs to an object that was never acknowledged and is skipped.
+
+Appends are group-fsynced: threads that write while another fsyncs share the next fsync.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xraygate.core.ingest.header import IndexRecord
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".journal"
+
+
+@dataclass(eq=False)
+class Segment:
+    """One journal file this process holds (locked) and the records in it not yet indexed."""
+
+    path: Path
+    fd: int
+    size: int = 0
+    pending: set[int] = field(default_factory=set)
+    sealed: bool = False  # no more appends: deleted once nothing is pending
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A journaled record and where it was written."""
+
+    segment: Segment
+    record: IndexRecord
+
+
+class Journal:
+    """This process's journal segments in ``directory``."""
+
+    def __init__(self, directory: Path, *, rotate_bytes: int = 8 * 2**20, sync: bool = True):
+        self.directory = directory
+        self.rotate_bytes = rotate_bytes
+        self.sync = sync
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._segments: dict[Path, Segment] = {}
+        self._active: Segment | None = None
+        self._seq = 0
+        self._written = 0  # appends so far
+        self._synced = 0  # appends known durable
+        self._dirty_dirs: set[Path] = set()  # to fsync with the next group commit
+
+    # -- appending ------------------------------------------------------------------------
+    def append(self, record: IndexRecord, sync_dirs: tuple[Path, ...] = ()) -> Entry:
+        """Write ``record`` and return once it is durable (raises OSError when it is not).
+
+        ``sync_dirs``: directories whose entries (an object's rename) must be durable with the
+        record; the group commit fsyncs each once for every append it covers."""
+        with self._lock:
+            self._dirty_dirs.update(sync_dirs)
+            segment = self._writable()
+            self._seq += 1
+            record.seq = self._seq
+            line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+            try:
+                _write_all(segment.fd, line.encode())
+            except OSError:
+                segment.sealed = True  # a partial line may be there: never append after it
+                self._active = None
+                raise
+            segment.size += len(line)
+            segment.pending.add(record.seq)
+            self._written += 1
+            ticket = self._written
+        if self.sync:
+            self._sync_through(ticket)
+        return Entry(segment, record)
+
+    def _writable(self) -> Segment:
+        active = self._active
+        if active is not None and active.size < self.rotate_bytes:
+            return active
+        if active is not None:
+            self._fsync(active.fd)  # what was written to it is durable before we move on
+            active.sealed = True
+            self._drop_if_finished(active)
+        path = self.directory / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if self.sync:
+            _fsync_dir(self.directory)
+        self._active = Segment(path, fd)
+        self._segments[path] = self._active
+        return self._active
+
+    def _sync_through(self, ticket: int) -> None:
+        """Group commit: one fsync covers every append made before it started."""
+        with self._sync_lock:
+            if self._synced >= ticket:
+                return
+            with self._lock:
+                target, active = self._written, self._active
+                dirs, self._dirty_dirs = self._dirty_dirs, set()
+            try:
+                for directory in sorted(dirs):
+                    _fsync_dir(directory)
+            except OSError:
+                with self._lock:
+                    self._dirty_dirs.update(dirs)  # the next group commit tries them again
+                raise
+            if active is not None:
+                self._fsync(active.fd)
+            self._synced = max(self._synced, target)
+
+    def _fsync(self, fd: int) -> None:
+        if self.sync:
+            os.fdatasync(fd)
+
+    # -- indexed ----------------------------------------------------------------------------
+    def done(self, entries: list[Entry]) -> None:
+        """The records were committed to the index: note it, delete finished segments."""
+        by_segment: dict[Segment, list[int]] = {}
+        for entry in entries:
+            by_segment.setdefault(entry.segment, []).append(entry.record.seq)
+        with self._lock:
+            for segment, seqs in by_segment.items():
+                segment.pending.difference_update(seqs)
+                if segment.path not in self._segments:
+                    continue
+                if not self._drop_if_finished(segment):
+                    line = json.dumps({"done": seqs}, separators=(",", ":")) + "\n"
+                    try:
+                        _write_all(segment.fd, line.encode())
+                    except OSError:
+                        log.warning("journal: cannot note indexed records (replayed on restart)")
+
+    def _drop_if_finished(self, segment: Segment) -> bool:
+        if not segment.sealed or segment.pending:
+            return False
+        segment.path.unlink(missing_ok=True)
+        os.close(segment.fd)
+        del self._segments[segment.path]
+        return True
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(s.pending) for s in self._segments.values())
+
+    # -- start-up recovery ----------------------------------------------------------------
+    def recover(self) -> list[Entry]:
+        """Take over the segments of processes that are gone; their records not yet indexed,
+        oldest first."""
+        entries: list[Entry] = []
+        for path in sorted(self.directory.glob(f"*{SUFFIX}"), key=_written_at):
+            with self._lock:
+                if path in self._segments:
+                    continue
+                taken = self._take_over(path)
+            if taken is not None:
+                entries.extend(taken)
+        if entries:
+            log.warning("journal: replaying %d acknowledged objects not yet indexed", len(entries))
+        return entries
+
+    def _take_over(self, path: Path) -> list[Entry] | None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a live process's segment
+            return None
+        if not path.exists():  # its owner finished it between our glob and our lock
+            os.close(fd)
+            return None
+        records = read_segment(path)
+        segment = Segment(path, fd, size=path.stat().st_size, sealed=True)
+        segment.pending = {r.seq for r in records}
+        self._segments[path] = segment
+        if not records:
+            self._drop_if_finished(segment)
+            return []
+        if records and not path.read_bytes().endswith(b"\n"):
+            _write_all(fd, b"\n")  # end a torn last line so later ``done`` lines parse
+        return [Entry(segment, record) for record in records]
+
+    def close(self) -> None:
+        """Seal the active segment; delete it when everything in it was indexed."""
+        with self._lock:
+            if self._active is not None:
+                self._active.sealed = True
+                self._active = None
+            for segment in list(self._segments.values()):
+                self._drop_if_finished(segment)
+
+
+def read_segment(path: Path) -> list[IndexRecord]:
+    """The records in a segment that have no ``done`` line, in the order written."""
+    records: dict[int, IndexRecord] = {}
+    done: set[int] = set()
+    for line in path.read_bytes().splitlines():
+        try:
+            data = json.loads(line)
+            if "done" in data:
+                done.update(int(seq) for seq in data["done"])
+            else:
+                record = IndexRecord.from_json(data)
+                records[record.seq] = record
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line: its object was never acknowledged
+    return [records[seq] for seq in sorted(records) if seq not in done]
+
+
+def _written_at(path: Path) -> int:
+    try:
+        return int(path.stem.rsplit("-", 1)[-1])
+    except ValueError:
+        return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
