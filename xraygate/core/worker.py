@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 
 from sqlmodel import Session
 
+from xraygate.core import metrics
 from xraygate.core.db import write_session
 from xraygate.core.errors import LeaseLost, NotYet, XraygateError
 from xraygate.core.logging import correlation_id, scrub
+from xraygate.core.models import JobState
 from xraygate.core.queue import ClaimedJob, JobQueue
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,12 @@ class Worker:
                     outcome(session)
                 self.queue.complete(session, job)
         except LeaseLost:
+            metrics.JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
             log.warning("job %s lost its lease; another worker owns it", job.id)
         except Exception as exc:  # a worker must survive any handler failure
             self._fail(job, exc)
+        else:
+            metrics.JOBS_FINISHED.labels(kind=job.kind, outcome="done").inc()
 
     def _fail(self, job: ClaimedJob, exc: Exception) -> None:
         permanent = isinstance(exc, XraygateError) and exc.permanent
@@ -130,8 +135,13 @@ class Worker:
         try:
             state = self.queue.fail(job, reason, permanent=permanent)
         except LeaseLost:
+            metrics.JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
             log.warning("job %s lost its lease while failing", job.id)
             return
+        # "retry" (back to pending, after its backoff) or "dead" (dead-lettered)
+        metrics.JOBS_FINISHED.labels(
+            kind=job.kind, outcome="retry" if state == JobState.PENDING else "dead"
+        ).inc()
         log.warning(
             "job %s (%s) attempt %s failed -> %s: %s",
             job.id,

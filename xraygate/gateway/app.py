@@ -16,6 +16,8 @@ route                             who                         what (room)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
 /dicomweb/... (GET)               clinician or admin          QIDO-RS, WADO-RS (dicomweb)
 /dicomweb/studies (POST)          modality                    STOW-RS, the SCP's ingest (dicomweb)
+/docs, /redoc                     any authenticated caller    Swagger UI, ReDoc (api/docs.py)
+/docs/assets                      anyone                      their vendored JS/CSS
 ================================  ==========================  ======================================
 
 Shared by every room: ``deps`` (database, queue, store, caller, roles, the audit flag),
@@ -34,7 +36,7 @@ from xraygate.core.config import Settings, get_settings
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway import errors, fhir_api, ops
-from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
+from xraygate.gateway.api import admin, clinical, deid_review, docs, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.dicomweb import routes as dicomweb_routes
@@ -74,7 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(dicomweb_stow.router, dependencies=[Depends(require(Role.MODALITY))])
     app.include_router(session.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs.mount_assets(app)
+    docs.document_errors(app)
 
     errors.install(app, fallback=HtmlRoute)
     app.add_middleware(AuditMiddleware, database_url=settings.resolved_database_url)

@@ -51,3 +51,26 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 });
+// Worklist: a badge counts high-risk results that arrived since the page was loaded (polled
+// every 30 s from /api/worklist/new-high-risk); clicking it reloads the list.
+document.addEventListener("DOMContentLoaded", () => {
+  const badge = document.getElementById("new-high");
+  if (!badge) { return; }
+  const since = badge.dataset.since;
+  async function poll() {
+    try {
+      const response = await fetch("/api/worklist/new-high-risk?since=" + encodeURIComponent(since),
+        {credentials: "same-origin"});
+      if (!response.ok) { return; }
+      const data = await response.json();
+      if (data.count > 0) {
+        badge.textContent = data.count + " new high-risk";
+        badge.href = window.location.pathname + window.location.search;
+        badge.hidden = false;
+      }
+    } catch (e) { /* offline: try again at the next tick */ }
+  }
+  window.xraygatePollNewHigh = poll;  // tests call it instead of waiting 30 s
+  poll();
+  window.setInterval(poll, 30000);
+});
