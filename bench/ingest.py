@@ -10,7 +10,7 @@ client process per association, all at once.
 - ``pynetdicom``: pynetdicom's own storescp app (``python -m pynetdicom storescp``) writing files.
 - ``xraygate``: ``python -m xraygate scp`` (local object store, SQLite index + work queue,
   ingest journal): an acknowledged object is fsync'd and journaled, then indexed with its
-  ``infer`` job (the bench checks every row and job). ``XRAYGATE_SCP_PROCESSES`` = cores;
+  ``infer`` job (the bench checks every row and job). ``XRAYGATE_SCP_PROCESSES=0`` (one per core);
   ``xraygate-1p`` is the same with one receiving process (scaling, at 4 associations).
 
 Dirty pages are flushed (``os.sync``) before every measurement so one run's write-back does not

@@ -134,9 +134,10 @@ class Settings(OidcSettings):
         "released. Keep it below the orchestrator's termination grace period.",
     )
     scp_processes: int = Field(
-        0,
+        1,
         description="Receiving processes of `xraygate serve`/`scp`, sharing the DICOM port "
-        "(SO_REUSEPORT), the database and the store; 0 = one per CPU core.",
+        "(SO_REUSEPORT), the database and the store; 0 = one per CPU core. Only the first "
+        "process's metrics are on /metrics.",
     )
     ingest_journal: bool = Field(
         True,
