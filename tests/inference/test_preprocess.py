@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from xraygate.core.config import Settings
 from xraygate.inference import applicability
 from xraygate.inference.manifest import InputSpec
-from xraygate.inference.preprocess import PixelDataError, preprocess
+from xraygate.inference.preprocess import PixelDataError, preprocess, read_dataset
 
 SPEC = InputSpec(height=128, width=128)
 
@@ -129,3 +132,17 @@ def test_voi_lut_sequence_and_modality_lut_sequence_are_applied() -> None:
     zero.RescaleSlope = 0
     with pytest.raises(PixelDataError, match="RescaleSlope is 0"):
         preprocess(zero, SPEC)
+
+
+def test_deflated_object_gives_identical_input(tmp_path: Path) -> None:
+    """Deflated Explicit VR Little Endian (stored by the SCP since issue 10) is read by the
+    inference worker from the stored bytes exactly like the uncompressed original."""
+    original = load("RG1_UNCR.dcm")
+    path = tmp_path / "rg1_deflated.dcm"
+    original.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    original.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    assert len(data) < len(original.PixelData)  # really deflated
+    deflated = read_dataset(data)
+    assert deflated.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+    assert np.array_equal(preprocess(deflated, SPEC), preprocess(load("RG1_UNCR.dcm"), SPEC))
