@@ -9,10 +9,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
@@ -62,6 +66,25 @@ def codec_of_bytes(data: bytes) -> str:
     return CHARSETS.get(charset, "utf-8")
 
 
+def _port_outside_ephemeral_range() -> int:
+    """A free port below the kernel's ephemeral range. While the listener is down (an EHR
+    outage), a client connecting to a closed port in that range can be given the same port as
+    its own source port and connect to itself (TCP self-connect), which would hold the port and
+    feed the client its own message as the answer."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 @dataclass
 class MllpListener:
     script: Script = field(default=lambda n, cid: "AA")
@@ -76,15 +99,22 @@ class MllpListener:
         self._server: socket.socket | None = None
         self._conns: list[socket.socket] = []
         if not self.port:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            self.port = _port_outside_ephemeral_range()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> MllpListener:
         srv = socket.socket()
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("127.0.0.1", self.port))
+        deadline = time.monotonic() + 30
+        while True:  # a restart after an outage: the port may still be held for a moment
+            try:
+                srv.bind(("127.0.0.1", self.port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    srv.close()
+                    raise
+                time.sleep(0.2)
         srv.listen(64)
         self._server = srv
         threading.Thread(target=self._accept, args=(srv,), daemon=True).start()

@@ -30,6 +30,7 @@ from xraygate.core.models import (
     StudyResult,
 )
 from xraygate.core.storage import ObjectStore
+from xraygate.core.vocabulary import HL7_STATUS
 from xraygate.fhir.context import stable_id
 
 
@@ -157,7 +158,14 @@ def judge(
         u
         for u, r in results.items()
         if r.category != "not-applicable"
-        and provenance.get(stable_id("Provenance", u, r.model_version, str(r.revision)))
+        and provenance.get(
+            stable_id(
+                "Provenance",
+                u,
+                r.model_version.partition(":")[0],
+                str(report_version.get(u)),
+            )
+        )
         != set(r.instance_uids)
     ]
     v.figures["FHIR API: current report older than the result"] = len(stale_api)
@@ -170,7 +178,8 @@ def judge(
         by_channel[row.channel].append(row)
     # the message that carries each study's current state: the ORU of the result's revision,
     # the Bundle of the current DiagnosticReport version
-    hl7_final = {u: f"{u}:{r.model_version}:{r.revision}" for u, r in results.items()}
+    # (no clinician's finding in the run: every result is preliminary, HL7 status P)
+    hl7_final = {u: f"{u}:{r.model_version}:{r.revision}:{HL7_STATUS}" for u, r in results.items()}
     fhir_final = {u: f"{u}:{r.model_version}:v{report_version.get(u)}" for u, r in results.items()}
     _channel(v, "ORU^R01 (MLLP)", by_channel["hl7"], oru, results, hl7_final, ledger, studies)
     _channel(v, "FHIR push", by_channel["fhir-push"], fhir, results, fhir_final, ledger, studies)
