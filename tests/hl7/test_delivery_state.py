@@ -39,8 +39,8 @@ def test_channel_state_rules() -> None:
     assert channel_state(configured=True, message_states=["delivered", "dead"]) == F
     # switched off after it sent: the record still says what happened
     assert channel_state(configured=False, message_states=["delivered"]) == D
-    assert overall({"hl7": NC, "fhir-push": NC}) == NC
-    assert overall({"hl7": D, "fhir-push": NC}) == D
+    assert overall({"hl7": NC, "fhir-push": NC, "pacs": NC}) == NC
+    assert overall({"hl7": D, "fhir-push": NC, "pacs": NC}) == D
     assert overall({"hl7": D, "fhir-push": P}) == P
     assert overall({"hl7": F, "fhir-push": D}) == F
 
@@ -48,10 +48,10 @@ def test_channel_state_rules() -> None:
 def test_register_channel_adds_a_channel_and_replaces_by_name() -> None:
     before = list(CHANNELS)
     try:
-        register_channel(DeliveryChannel("pacs", "PACS", lambda s: s.hl7_host))
-        register_channel(DeliveryChannel("pacs", "PACS (SR)", lambda s: None))
-        assert [c.name for c in CHANNELS] == [*(c.name for c in before), "pacs"]
-        assert CHANNELS[-1].label == "PACS (SR)"
+        register_channel(DeliveryChannel("archive", "Archive", lambda s: s.hl7_host))
+        register_channel(DeliveryChannel("archive", "Archive (SR)", lambda s: None))
+        assert [c.name for c in CHANNELS] == [*(c.name for c in before), "archive"]
+        assert CHANNELS[-1].label == "Archive (SR)"
     finally:
         CHANNELS[:] = before
 
@@ -62,7 +62,7 @@ def test_with_no_output_on_a_scored_study_is_never_delivered(sqlite_settings: Se
     with db.read_session(engine) as session:
         [row] = worklist(session, sqlite_settings)
     assert row.status == StudyStatus.SCORED
-    assert row.delivery == {"hl7": NC, "fhir-push": NC}
+    assert row.delivery == {"hl7": NC, "fhir-push": NC, "pacs": NC}
     assert row.study_uid == made.study_uid
 
 
@@ -80,11 +80,11 @@ def test_hl7_delivered_and_failed_per_channel(sqlite_settings: Settings) -> None
         with db.read_session(engine) as session:
             rows = {r.accession: r for r in worklist(session, env.settings)}
             view = study_view(session, env.settings, good.study_uid)
-    assert rows["A-GOOD"].delivery == {"hl7": D, "fhir-push": NC}
+    assert rows["A-GOOD"].delivery == {"hl7": D, "fhir-push": NC, "pacs": NC}
     assert rows["A-GOOD"].status == StudyStatus.DELIVERED
-    assert rows["A-BAD"].delivery == {"hl7": F, "fhir-push": NC}
+    assert rows["A-BAD"].delivery == {"hl7": F, "fhir-push": NC, "pacs": NC}
     assert rows["A-BAD"].status == StudyStatus.FAILED
-    assert rows["A-WAIT"].delivery == {"hl7": P, "fhir-push": NC}
+    assert rows["A-WAIT"].delivery == {"hl7": P, "fhir-push": NC, "pacs": NC}
     assert rows["A-WAIT"].status == StudyStatus.SCORED
     assert view is not None and [d.label for d in view.deliveries] == ["HL7 ORU^R01"]
     assert waiting.study_uid in {r.study_uid for r in rows.values()}
@@ -99,9 +99,10 @@ def test_results_cli_shows_the_same_states(sqlite_settings: Settings) -> None:
     out = runner.invoke(app, ["results", "--json"])
     assert out.exit_code == 0, out.output
     [item] = json.loads(out.output)
-    assert item["delivery"] == {"hl7": "not configured", "fhir-push": "not configured"}
+    off = "not configured"
+    assert item["delivery"] == {"hl7": off, "fhir-push": off, "pacs": off}
     table = runner.invoke(app, ["results"])
     assert table.exit_code == 0, table.output
     header, *_rows = [line for line in table.output.splitlines() if line.strip()]
     assert "accession" in header and "HL7 ORU^R01" in header and "FHIR push" in header
-    assert "A-CLI" in table.output and table.output.count("not configured") == 2
+    assert "A-CLI" in table.output and table.output.count("not configured") == 3

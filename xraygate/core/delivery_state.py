@@ -57,12 +57,26 @@ def _fhir_push_target(s: Settings) -> str | None:
     return s.fhir_push_url or None
 
 
+def _pacs_target(s: Settings) -> str | None:
+    if s.pacs_stow_url:
+        return f"STOW-RS {s.pacs_stow_url}"
+    return (
+        f"C-STORE {s.pacs_ae}@{s.pacs_host}:{s.pacs_port}" if s.pacs_host and s.pacs_port else None
+    )
+
+
 CHANNELS: list[DeliveryChannel] = [
     DeliveryChannel(
         Channel.HL7.value, "HL7 ORU^R01", _hl7_target, "XRAYGATE_HL7_HOST + XRAYGATE_HL7_PORT"
     ),
     DeliveryChannel(
         Channel.FHIR_PUSH.value, "FHIR push", _fhir_push_target, "XRAYGATE_FHIR_PUSH_URL"
+    ),
+    DeliveryChannel(
+        Channel.PACS.value,
+        "PACS (SR)",
+        _pacs_target,
+        "XRAYGATE_PACS_HOST + XRAYGATE_PACS_PORT, or XRAYGATE_PACS_STOW_URL",
     ),
 ]
 
