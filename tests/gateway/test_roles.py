@@ -101,7 +101,7 @@ CALLER_ROLES = {
     "key:ops-robot": {ADMIN},
     "key:modality-box": {MODALITY},
 }
-PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality"}
+PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality", "/docs", "/redoc"}
 
 
 def _routes(gw: Gateway) -> set[tuple[str, str]]:
