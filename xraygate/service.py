@@ -13,6 +13,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import signal
+import sys
 import threading
 import time
 from types import FrameType
@@ -94,10 +95,13 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     if not http and settings.ops_port:
         _start_ops_listener(settings)  # a daemon thread: ends with the process
     scp_port = scp_server.port if scp_server is not None else None
-    log.info(
-        "%s",
-        startup.block(settings, engine=queue.engine, scp_port=scp_port, http=http, workers=workers),
+    # Settings and the model only (no PHI), written as is: the log scrubber would take the
+    # ORU^R01 and 0.0.0.0 in it for a name and a UID.
+    block = startup.block(
+        settings, engine=queue.engine, scp_port=scp_port, http=http, workers=workers
     )
+    sys.stderr.write(block + "\n")
+    sys.stderr.flush()
     try:
         if http:
             _serve_http(settings)

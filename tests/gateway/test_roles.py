@@ -77,8 +77,11 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/dicomweb/studies/{study_uid}"): frozenset({MODALITY}),
     ("GET", "/api/me"): ANY,
     ("GET", "/api/openapi.json"): ANY,
+    ("GET", "/docs"): ANY,  # Swagger UI over /api/openapi.json
+    ("GET", "/redoc"): ANY,  # ReDoc over /api/openapi.json
+    ("GET", "/api/worklist/new-high-risk"): frozenset({CLINICIAN}),
 }
-PUBLIC_MOUNTS = {"/static"}
+PUBLIC_MOUNTS = {"/static", "/docs/assets"}  # page assets; Swagger UI and ReDoc files
 CALLERS = [
     "anonymous",
     "nobody",
@@ -98,7 +101,7 @@ CALLER_ROLES = {
     "key:ops-robot": {ADMIN},
     "key:modality-box": {MODALITY},
 }
-PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality"}
+PAGES = {"/worklist", "/studies/{study_uid}", "/admin", "/admin/quality", "/docs", "/redoc"}
 
 
 def _routes(gw: Gateway) -> set[tuple[str, str]]:

@@ -16,7 +16,7 @@ route                             who                         what (room)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
 /dicomweb/... (GET)               clinician or admin          QIDO-RS, WADO-RS (dicomweb)
 /dicomweb/studies (POST)          modality                    STOW-RS, the SCP's ingest (dicomweb)
-/docs, /redoc                     any authenticated caller    Swagger UI, ReDoc (api/docs.py)
+/docs, /redoc                     any authenticated caller    Swagger UI, ReDoc (web/docs.py)
 /docs/assets                      anyone                      their vendored JS/CSS
 ================================  ==========================  ======================================
 
@@ -36,7 +36,7 @@ from xraygate.core.config import Settings, get_settings
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway import errors, fhir_api, ops
-from xraygate.gateway.api import admin, clinical, deid_review, docs, feedback, quality, session
+from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.dicomweb import routes as dicomweb_routes
@@ -46,7 +46,7 @@ from xraygate.gateway.middleware.headers import SecurityHeadersMiddleware
 from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
-from xraygate.gateway.web import pages, sso
+from xraygate.gateway.web import docs, pages, sso
 from xraygate.gateway.web.render import STATIC, HtmlRoute
 
 

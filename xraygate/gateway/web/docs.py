@@ -15,6 +15,7 @@ endpoint raises (found in its source), plus 422 where it takes parameters or a b
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from pathlib import Path
@@ -117,13 +118,14 @@ _DESCRIPTIONS = {
 }
 
 
-def _raised_statuses(endpoint: Any, depth: int = 2) -> set[int]:
+@functools.lru_cache(maxsize=4096)
+def _raised_statuses(endpoint: Any, depth: int = 2) -> frozenset[int]:
     """Statuses of the GatewayError classes raised in the endpoint's source, or in the sources of
     the xraygate functions it calls (``depth`` levels down)."""
     try:
         source = inspect.getsource(endpoint)
     except (OSError, TypeError):
-        return set()
+        return frozenset()
     classes = {cls.__name__: cls.status for cls in _gateway_errors()}
     found = {classes[name] for name in re.findall(r"raise (\w+)\(", source) if name in classes}
     if depth > 0:
@@ -132,9 +134,10 @@ def _raised_statuses(endpoint: Any, depth: int = 2) -> set[int]:
             callee = scope.get(name)
             if inspect.isfunction(callee) and callee.__module__.startswith("xraygate."):
                 found |= _raised_statuses(callee, depth - 1)
-    return found
+    return frozenset(found)
 
 
+@functools.lru_cache(maxsize=1)
 def _gateway_errors() -> list[type[errors.GatewayError]]:
     found: list[type[errors.GatewayError]] = []
     pending: list[type[errors.GatewayError]] = [errors.GatewayError]
@@ -167,7 +170,7 @@ def _takes_input(route: Any) -> bool:
 
 def route_errors(route: Any) -> set[int]:
     """The refusal statuses ``route`` (an APIRoute or its context) answers."""
-    statuses = _raised_statuses(route.endpoint)
+    statuses = set(_raised_statuses(route.endpoint))
     if _needs_caller(route):
         statuses |= {401, 403}
     if _takes_input(route):
