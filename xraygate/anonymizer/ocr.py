@@ -5,8 +5,9 @@ Tesseract reads clean black text on white; an X-ray is neither. So the image is 
 itself keeps only sharp, small, high-contrast structure; thresholding that difference once for
 structure brighter than its surroundings and once for darker gives two black-on-white views where
 burned-in text (drawn sharp, usually in the brightest or darkest value) stands out and the smooth
-anatomy drops away. Each view is read once, downscaled so the smallest text size looked for
-still has ~17 px letters; word boxes come back in image pixels.
+anatomy drops away. Each view is read once, at full resolution when the image is small (up to
+~2 megapixels are read), otherwise downscaled, but never so far that the smallest text size looked
+for has fewer than ~17 px letters; word boxes come back in image pixels.
 
 Tesseract runs as a subprocess fed on stdin (an uncompressed PGM) and answering TSV on stdout:
 no image of a patient is ever written to a temporary file. ``OMP_THREAD_LIMIT=1``: its OpenMP
@@ -34,6 +35,7 @@ TESSERACT = "tesseract"
 _BORDER = 24  # white margin: Tesseract misses text that touches the image edge
 _TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
 _MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
+_READ_PIXELS = 2_000_000  # images up to this size are read at full resolution
 
 
 class OcrFailed(DeidentificationError):
@@ -117,8 +119,12 @@ def _parse_tsv(text: str) -> list[Word]:
 
 
 def working_scale(shape: tuple[int, ...], config: OcrConfig) -> float:
-    """Downscale factor for reading: the smallest font looked for keeps ~17 px."""
-    return min(1.0, _TARGET_LETTER_PX / max(config.min_text_px, 1))
+    """Downscale factor for reading: 1 (full resolution) up to ~2 megapixels, else down to
+    that size, but never below the factor that leaves the smallest font looked for ~17 px.
+    (Downscaling a small image below its native size lost 24 px text on 1 megapixel MRs.)"""
+    floor = min(1.0, _TARGET_LETTER_PX / max(config.min_text_px, 1))
+    pixels = max(1, shape[0] * shape[1])
+    return max(floor, min(1.0, (_READ_PIXELS / pixels) ** 0.5))
 
 
 def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[str, Image.Image]]:
@@ -149,11 +155,14 @@ class Reading:
     scale: float
 
 
-def find_words(display: Display, config: OcrConfig | None = None) -> Reading:
+def find_words(
+    display: Display, config: OcrConfig | None = None, *, psm: int | None = None
+) -> Reading:
     """Every word read in the text views of one displayed image, boxed in its pixels.
 
     Each view is read on its own page (side by side on one page, Tesseract's layout analysis
-    loses words it reads alone)."""
+    loses words it reads alone). ``psm`` overrides the configured page segmentation (11,
+    sparse text, finds words that automatic layout (3) drops as part of a picture)."""
     config = config or OcrConfig()
     scale = working_scale(display.shape, config)
     height, width = display.shape[:2]
@@ -161,7 +170,7 @@ def find_words(display: Display, config: OcrConfig | None = None) -> Reading:
     views = text_views(display, scale, config)
     for name, view in views:
         page = ImageOps.expand(view, border=_BORDER, fill=255)
-        for word in read_words(page, config=config):
+        for word in read_words(page, psm=psm, config=config):
             x, y, w, h = word.box
             x, y = x - _BORDER, y - _BORDER
             x0, y0 = max(0, int(x / scale)), max(0, int(y / scale))
