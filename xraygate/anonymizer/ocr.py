@@ -124,7 +124,7 @@ def working_scale(shape: tuple[int, ...], config: OcrConfig) -> float:
     (Downscaling a small image below its native size lost 24 px text on 1 megapixel MRs.)"""
     floor = min(1.0, _TARGET_LETTER_PX / max(config.min_text_px, 1))
     pixels = max(1, shape[0] * shape[1])
-    return max(floor, min(1.0, (_READ_PIXELS / pixels) ** 0.5))
+    return max(floor, min(1.0, float(np.sqrt(_READ_PIXELS / pixels))))
 
 
 def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[str, Image.Image]]:
