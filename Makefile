@@ -46,13 +46,18 @@ typecheck: setup
 	$(BIN)/mypy
 
 # npm test peers, pinned by their lock files, installed once into .pytest_cache (the tests do it
-# too; here a registry problem shows before the run): the OpenID provider of the single sign-on
-# tests (tests/gateway/oidc).
+# too; here a registry problem shows before the run, and the parallel workers find it installed):
+# the OpenID provider of the single sign-on tests (tests/gateway/oidc).
 test-peers: setup
 	$(BIN)/python -c "from tests.gateway.oidc import install; print('oidc-provider in', install())"
 
+# The suite runs in parallel (pytest-xdist): every test has its own temp dir, database (a fresh
+# PostgreSQL database or SQLite file) and ephemeral ports, so workers never share state. A module
+# stays on one worker (--dist loadfile) so its module-scoped fixtures are built once.
+# `make test PYTEST_WORKERS=0` runs it serially.
+PYTEST_WORKERS ?= 4
 pytest: setup system-deps test-peers
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
 

@@ -19,6 +19,10 @@ from sqlalchemy import create_engine, text
 from xraygate.core import db
 from xraygate.core.config import Settings, get_settings
 
+# Tests report a study at once (today's behaviour) unless they test the wait for a complete
+# study themselves (tests/core/test_study_stability.py): subprocesses inherit this too.
+os.environ.setdefault("XRAYGATE_STUDY_STABLE_SECONDS", "0")
+
 PG_ADMIN_URL = os.environ.get(
     "XRAYGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

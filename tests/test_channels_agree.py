@@ -12,7 +12,7 @@ from hl7apy.parser import parse_message
 from tests.fhir.conftest import make_env as fhir_env
 from tests.hl7.conftest import make_env as hl7_env
 from tests.mllp_listener import MllpListener
-from tests.results_factory import Made, enqueue_emit, make_result, run_until
+from tests.results_factory import Made, add_finding, enqueue_emit, make_result, rescore, run_until
 from xraygate.core.config import Settings
 
 #: One meaning per row: (category, FHIR interpretation, HL7 OBX-8 of the risk, urgent?)
@@ -64,3 +64,29 @@ def test_fhir_and_hl7_say_the_same(sqlite_settings: Settings, score: float, cate
     assert obs["status"] == report["status"]
     # urgency: stat priority in HL7 only for what FHIR calls high
     assert (oo.OBR.obr_5.to_er7() == "S") is urgent
+
+
+@pytest.mark.parametrize(
+    ("findings", "rescored", "fhir_status"),
+    [
+        ([], False, "preliminary"),
+        ([], True, "preliminary"),
+        (["confirm"], False, "final"),
+        (["confirm"], True, "amended"),
+        (["confirm", "reject"], False, "corrected"),
+    ],
+)
+def test_both_channels_give_the_same_status(
+    sqlite_settings: Settings, findings: list[str], rescored: bool, fhir_status: str
+) -> None:
+    engine = fhir_env(sqlite_settings).queue.engine
+    made = make_result(engine, score=0.9, category="high")
+    for finding in findings:
+        add_finding(engine, made, finding)
+    if rescored:
+        rescore(engine, made.result_id, score=0.95, category="high")
+    obs, report, oru = emitted(sqlite_settings, made)
+    oo = oru.ORU_R01_PATIENT_RESULT.ORU_R01_ORDER_OBSERVATION
+    risk = next(o.OBX for o in oo.ORU_R01_OBSERVATION if o.OBX.obx_2.to_er7() == "NM")
+    assert report["status"] == obs["status"] == fhir_status
+    assert oo.OBR.obr_25.to_er7() == risk.obx_11.to_er7() == STATUS[fhir_status]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
+def _wait_http(url: str, proc: subprocess.Popen[bytes], seconds: float = 240) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert proc.poll() is None, "xraygate serve exited"
@@ -46,7 +47,14 @@ def test_serve_receives_with_storescu_and_reports(tmp_path: Path) -> None:
         "XRAYGATE_HTTP_HOST": "127.0.0.1",
         "XRAYGATE_DICOM_HOST": "127.0.0.1",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "xraygate", "serve"], cwd=tmp_path, env=env)
+    console = (tmp_path / "serve.log").open("w+b")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xraygate", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{http_port}"
     try:
         _wait_http(f"{base}/healthz", proc)
@@ -78,7 +86,8 @@ def test_serve_receives_with_storescu_and_reports(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-        assert "instances: 1" in status.stdout and "studies: 1" in status.stdout
+        assert re.search(r"^instances: +1$", status.stdout, re.M), status.stdout
+        assert re.search(r"^studies: +1$", status.stdout, re.M), status.stdout
         deadline = time.monotonic() + 60
         while True:
             results = subprocess.run(
@@ -99,3 +108,24 @@ def test_serve_receives_with_storescu_and_reports(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        console.close()
+    _assert_one_startup_block((tmp_path / "serve.log").read_text(), dicom_port, http_port)
+
+
+def _assert_one_startup_block(out: str, dicom_port: int, http_port: int) -> None:
+    """Issue 12: one block says what runs where; no third-party start-up noise."""
+    assert out.count(" is up\n") == 1, out
+    for expected in (
+        f"AE XRAYGATE on 127.0.0.1:{dicom_port}",
+        f"http://127.0.0.1:{http_port}/worklist",
+        "xraygate-demo-cxr:1.0.0 (active) - DEMONSTRATION model",
+        "database      sqlite ",
+        "object store  local directory ",
+        "HL7 ORU^R01   off (set XRAYGATE_HL7_HOST + XRAYGATE_HL7_PORT)",
+        "FHIR push     off (set XRAYGATE_FHIR_PUSH_URL)",
+        f'next: xraygate send --port {dicom_port} "$(xraygate sample)"',
+    ):
+        assert expected in out, f"{expected!r} not in the start-up output:\n{out}"
+    for noise in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "font cache", "Traceback"):
+        assert noise not in out, f"{noise!r} printed at start-up:\n{out}"
+    assert "Running upgrade" not in out, "one line per migration is noise"

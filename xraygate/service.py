@@ -10,6 +10,7 @@ Services never call each other: they meet only in the database and the queue.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -18,7 +19,7 @@ from types import FrameType
 
 from sqlalchemy import func, select
 
-from xraygate.core import db
+from xraygate.core import db, startup
 from xraygate.core.config import Settings
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.jobs import JobKind
@@ -55,6 +56,8 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     """Run the chosen parts until SIGINT/SIGTERM; refuses to start with an unsafe secret."""
     configure_logging(settings)
+    startup.quiet_third_party()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
     check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = JobQueue.from_settings(settings, migrate=True)
@@ -90,6 +93,11 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             running.append((worker, thread))
     if not http and settings.ops_port:
         _start_ops_listener(settings)  # a daemon thread: ends with the process
+    scp_port = scp_server.port if scp_server is not None else None
+    log.info(
+        "%s",
+        startup.block(settings, engine=queue.engine, scp_port=scp_port, http=http, workers=workers),
+    )
     try:
         if http:
             _serve_http(settings)

@@ -28,6 +28,8 @@ from xraygate.core.config import Settings
 from xraygate.core.models import Feedback, Job
 from xraygate.core.storage import store_from_settings
 from xraygate.gateway.api.feedback import router
+from xraygate.gateway.auth import Principal, Role
+from xraygate.gateway.deps import current_principal
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +45,8 @@ def _port() -> int:
 def server(settings: Settings) -> Iterator[str]:
     api = FastAPI()
     api.include_router(router)
+    clinician = Principal("dr-who", frozenset({Role.CLINICIAN}), "jwt")
+    api.dependency_overrides[current_principal] = lambda: clinician  # the app's auth
     port = _port()
     srv = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -62,11 +66,13 @@ def test_feedback_api_over_http(settings: Settings, server: str) -> None:
     made = make_study(engine, store_from_settings(settings), [data], category="high", score=0.9)
     url = f"{server}/api/studies/{made.study_uid}/feedback"
     with httpx.Client(timeout=10) as client:
-        resp = client.post(url, json={"finding": "reject", "by": "dr-who", "comment": "clear"})
+        forged = {"finding": "reject", "by": "dr-mallory", "comment": "clear"}
+        resp = client.post(url, json=forged)
         assert resp.status_code == 201, resp.text
         body = resp.json()
         assert (body["finding"], body["label"]) == ("reject", "NORMAL")
         assert body["agreement"] == "disagree"
+        # the author is the authenticated caller, never the body's "by"
         assert body["by"] == "dr-who" and body["model_version"] == "cxr-demo:1.0.0"
         assert client.post(url, json={"finding": "confirm"}).status_code == 201
         listed = client.get(url).json()

@@ -32,7 +32,8 @@ def test_db_upgrade_then_status(env: dict[str, str]) -> None:
     assert "database at revision" in up.stdout
     plain = run_cli("status", env=env)
     assert plain.returncode == 0, plain.stderr
-    lines = dict(line.split(": ") for line in plain.stdout.strip().splitlines())
+    pairs = (line.split(":") for line in plain.stdout.strip().splitlines())
+    lines = {name: value.strip() for name, value in pairs}
     assert lines["instances"] == "0" and lines["studies"] == "0" and lines["jobs_pending"] == "0"
     as_json = json.loads(run_cli("status", "--json", env=env).stdout)
     assert as_json["instances"] == 0 and "jobs_dead" in as_json

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
+from tests.manual_clock import ManualClock
 from xraygate.core import db
 from xraygate.core.config import Settings
 from xraygate.core.errors import LeaseLost, QueueError
-from xraygate.core.models import Job, JobState, utcnow
+from xraygate.core.models import Job, JobState
 from xraygate.core.queue import JobQueue, RetryPolicy
 from xraygate.core.worker import Worker
 
+# Every queue here runs on a ManualClock: backoff, availability and leases move only when a test
+# advances the clock, so no assertion depends on how fast a loaded machine runs (issue 12: a
+# 0.05 s backoff once let a failed job join the next batch).
 
-def make_queue(settings: Settings, **kw: float) -> JobQueue:
+
+def make_queue(
+    settings: Settings, *, lease: float = 30.0, clock: ManualClock | None = None
+) -> JobQueue:
     engine = db.get_engine(settings.resolved_database_url)
-    policy = RetryPolicy(max_attempts=3, backoff_seconds=0.05, backoff_max_seconds=1.0)
-    return JobQueue(engine, lease_seconds=kw.get("lease", 30.0), policy=policy)
+    policy = RetryPolicy(max_attempts=3, backoff_seconds=5.0, backoff_max_seconds=60.0)
+    return JobQueue(engine, lease_seconds=lease, policy=policy, clock=clock or ManualClock())
 
 
 def add(queue: JobQueue, kind: str, key: str, priority: int = 0) -> bool:
@@ -67,18 +73,18 @@ def test_claim_filters_kinds(settings: Settings) -> None:
 
 
 def test_failure_retries_with_backoff_then_dead_letters(settings: Settings) -> None:
-    queue = make_queue(settings)
+    clock = ManualClock()
+    queue = make_queue(settings, clock=clock)
     add(queue, "infer", "bad")
     states = []
-    for _ in range(3):
-        job = None
-        deadline = time.monotonic() + 5
-        while job is None and time.monotonic() < deadline:
-            job = queue.claim("w1")
-            if job is None:
-                time.sleep(0.02)
-        assert job is not None
+    for attempt in range(1, 4):
+        job = queue.claim("w1")
+        assert job is not None and job.attempts == attempt
         states.append(queue.fail(job, "decoder exploded"))
+        assert queue.claim("w1") is None, "a failed job waits out its backoff"
+        clock.advance(queue.policy.delay(attempt) - 0.001)
+        assert queue.claim("w1") is None, "not a moment before the backoff ends"
+        clock.advance(0.001)
     assert states == [JobState.PENDING, JobState.PENDING, JobState.DEAD]
     dead = queue.jobs(state=JobState.DEAD)
     assert len(dead) == 1 and dead[0].last_error == "decoder exploded" and dead[0].attempts == 3
@@ -90,13 +96,19 @@ def test_failure_retries_with_backoff_then_dead_letters(settings: Settings) -> N
 
 
 def test_backoff_delays_the_next_attempt(settings: Settings) -> None:
-    queue = make_queue(settings)
+    clock = ManualClock()
+    queue = make_queue(settings, clock=clock)
     queue.policy = RetryPolicy(max_attempts=5, backoff_seconds=60, backoff_max_seconds=600)
     add(queue, "infer", "slow")
     job = queue.claim("w1")
     assert job is not None
     queue.fail(job, "try later")
     assert queue.claim("w1") is None
+    clock.advance(59)
+    assert queue.claim("w1") is None
+    clock.advance(1)
+    again = queue.claim("w1")
+    assert again is not None and again.attempts == 2
     assert queue.policy.delay(1) == 60 and queue.policy.delay(2) == 120
     assert queue.policy.delay(10) == 600
 
@@ -110,12 +122,14 @@ def test_permanent_failure_dead_letters_at_once(settings: Settings) -> None:
 
 
 def test_expired_lease_is_reclaimed_and_old_owner_loses_it(settings: Settings) -> None:
-    queue = make_queue(settings, lease=0.2)
+    clock = ManualClock()
+    queue = make_queue(settings, lease=20, clock=clock)
     add(queue, "infer", "k")
     first = queue.claim("worker-that-dies")
     assert first is not None
+    clock.advance(19.9)
     assert queue.claim("w2") is None  # lease still valid
-    time.sleep(0.3)
+    clock.advance(0.2)
     second = queue.claim("w2")
     assert second is not None and second.id == first.id and second.attempts == 2
     with pytest.raises(LeaseLost), db.write_session(queue.engine) as session:
@@ -126,7 +140,8 @@ def test_expired_lease_is_reclaimed_and_old_owner_loses_it(settings: Settings) -
 
 
 def test_job_whose_worker_always_dies_ends_dead(settings: Settings) -> None:
-    queue = make_queue(settings, lease=30)
+    clock = ManualClock()
+    queue = make_queue(settings, lease=30, clock=clock)
     add(queue, "infer", "poison")
     with db.write_session(queue.engine) as session:
         session.execute(
@@ -134,7 +149,7 @@ def test_job_whose_worker_always_dies_ends_dead(settings: Settings) -> None:
                 state=JobState.RUNNING.value,
                 attempts=3,
                 locked_by="gone",
-                lease_expires_at=utcnow() - timedelta(seconds=1),
+                lease_expires_at=clock() - timedelta(seconds=1),
             )
         )
     assert queue.claim("w1") is None
@@ -212,6 +227,8 @@ def test_batch_handler_gets_a_batch_and_each_job_commits_or_fails_alone(
 
     worker = Worker(queue, {"infer": Batch()}, worker_id="w1")
     assert worker.run_once() and worker.run_once()
+    # The clock has not moved: "b" waits out its backoff however slow the machine is.
+    assert not worker.run_once()
     assert seen == [["a", "b", "c"], ["d"]]
     jobs = {(j.kind, j.dedupe_key): j for j in queue.jobs()}
     assert jobs[("infer", "b")].state == JobState.PENDING

@@ -158,6 +158,7 @@ def test_database_failure_is_retryable_and_keeps_earlier(settings: Settings) -> 
     scp = start(settings)
     try:
         good = accepted_first(scp)
+        assert scp.server.ingestor.flush(), "indexed before the database breaks"
         _break_index(scp)
         try:
             rg1 = sample("RG1_UNCR.dcm")

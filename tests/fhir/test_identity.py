@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
@@ -86,3 +87,16 @@ def test_multi_valued_ids_and_names_are_separate_fhir_elements(sqlite_settings: 
     ]
     assert [n["family"] for n in p["name"]] == ["DOE", "SMITH"]
     assert not [i for i in p["identifier"] if "[" in i["value"] or "\\" in i["value"]]
+
+
+def test_identity_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XRAYGATE_FHIR_PATIENT_ID_SYSTEMS", '{"HOSP": "urn:oid:1.2.3"}')
+    monkeypatch.setenv("XRAYGATE_FHIR_PUSH_PATIENT_MODE", "create-if-missing")
+    settings = Settings()
+    assert settings.fhir_patient_id_systems == {"HOSP": "urn:oid:1.2.3"}
+    assert IdentitySystems.from_settings(settings).patient_system(patient("HOSP")) == (
+        "urn:oid:1.2.3"
+    )
+    monkeypatch.setenv("XRAYGATE_FHIR_PUSH_PATIENT_MODE", "overwrite")
+    with pytest.raises(ValueError):
+        Settings()

@@ -38,6 +38,23 @@ def test_pages_send_anonymous_callers_to_login_and_refuse_wrong_roles(gw: Gatewa
     assert refused.status_code == 403 and "requires role admin" in refused.text
 
 
+_SERIES = "/dicomweb/studies/{study_uid}/series/{series_uid}"
+DICOMWEB = {
+    ("GET", "/dicomweb/studies"),
+    ("GET", "/dicomweb/studies/{study_uid}"),
+    ("GET", "/dicomweb/studies/{study_uid}/series"),
+    ("GET", "/dicomweb/studies/{study_uid}/instances"),
+    ("GET", _SERIES),
+    ("GET", f"{_SERIES}/instances"),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}"),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/metadata"),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/rendered"),
+    ("GET", f"{_SERIES}/instances/{{sop_uid}}/frames/{{frame}}/rendered"),
+    ("POST", "/dicomweb/studies"),
+    ("POST", "/dicomweb/studies/{study_uid}"),
+}
+
+
 def test_audited_routes_are_those_holding_patient_data(gw: Gateway) -> None:
     audited = set()
     for context in iter_route_contexts(gw.app.routes):
@@ -58,4 +75,5 @@ def test_audited_routes_are_those_holding_patient_data(gw: Gateway) -> None:
         ("GET", "/fhir/{resource_type}/{resource_id}"),
         ("GET", "/fhir/{resource_type}/{resource_id}/_history"),
         ("GET", "/fhir/{resource_type}/{resource_id}/_history/{version_id}"),
+        *DICOMWEB,
     }

@@ -33,7 +33,8 @@ from tests.gateway.oidc import (
 from xraygate.core import db
 from xraygate.core.errors import ConfigurationError
 from xraygate.gateway.app import create_app
-from xraygate.gateway.auth.oidc import OidcClient
+from xraygate.gateway.auth import Role
+from xraygate.gateway.auth.oidc import OidcClient, claim_values, parse_role_map
 from xraygate.gateway.errors import Unauthorized
 
 pytestmark = [pytest.mark.integration]
@@ -182,3 +183,13 @@ def test_discovery_is_the_providers(idp: Provider) -> None:
     assert metadata["issuer"] == idp.issuer
     assert "S256" in metadata["code_challenge_methods_supported"]
     assert metadata["end_session_endpoint"].startswith(idp.issuer)
+
+
+def test_roles_claim_paths_and_the_role_map() -> None:
+    keycloak = {"realm_access": {"roles": ["radiology", "offline_access"]}, "sub": "x"}
+    assert claim_values(keycloak, "realm_access.roles") == ["radiology", "offline_access"]
+    assert claim_values({"roles": "radiology staff"}, "roles") == ["radiology", "staff"]
+    assert claim_values({"roles": {"not": "a list"}}, "roles") == []
+    assert claim_values({}, "realm_access.roles") == []
+    mapping = parse_role_map(["lead-radiologists=clinician", "lead-radiologists=admin"])
+    assert mapping == {"lead-radiologists": frozenset({Role.CLINICIAN, Role.ADMIN})}

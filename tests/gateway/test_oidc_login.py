@@ -43,11 +43,14 @@ class Site:
 
 
 @pytest.fixture
-def site(provider_home: Path, tmp_path: Path) -> Iterator[Site]:
+def site(provider_home: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Site]:
+    """Gateway and provider; ``indirect`` param True: roles in the ID token, no userinfo."""
     port = free_port()
     gateway = f"http://127.0.0.1:{port}"
+    in_id_token = bool(getattr(request, "param", False))
+    clients = [client_metadata(gateway)]
     with run_provider(
-        provider_home, tmp_path / "idp", [client_metadata(gateway)], ACCOUNTS
+        provider_home, tmp_path / "idp", clients, ACCOUNTS, claims_in_id_token=in_id_token
     ) as provider:
         settings = sso_settings(tmp_path / "var", provider.issuer)
         seed(settings, patient_id="P-HIGH", name="HIGH^HUGO", score=0.94, category="high")
@@ -122,6 +125,7 @@ def test_clinician_signs_in_at_the_provider_and_logout_ends_both_sessions(
         assert secret not in logs
 
 
+@pytest.mark.parametrize("site", [False, True], ids=["via-userinfo", "in-id-token"], indirect=True)
 def test_admin_lands_on_the_admin_page(site: Site, browser: Browser) -> None:
     page = browser.new_page()
     start_sso(page, site)

@@ -202,6 +202,8 @@ def test_high_risk_notifies_the_escalation_webhook(sqlite_settings: Settings) ->
     assert len(hook.requests) == 2, "503 retried once; the low-risk result is not escalated"
     body = json.loads(hook.requests[1].body)
     assert body["category"] == "high" and body["riskPercent"] == 95.0 and body["aiGenerated"]
-    assert "MRN" not in hook.requests[1].body.decode(), "no patient identifiers in the webhook"
+    sent = hook.requests[1].body.decode()
+    assert "MRN" not in sent, "no patient identifiers in the webhook"
+    assert "ACC-1" not in sent and "accession" not in sent.lower(), "nor the accession number"
     [row] = env.outbox("webhook-escalation")
     assert row.state == "delivered"

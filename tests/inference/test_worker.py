@@ -15,6 +15,7 @@ from sqlmodel import col, select
 from tests.inference.conftest import Pipeline
 from tests.synthetic_cr import synthetic_cr
 from xraygate.core import db
+from xraygate.core.config import Settings
 from xraygate.core.models import (
     InstanceResult,
     Job,
@@ -232,3 +233,16 @@ def test_queued_images_are_predicted_in_one_batch(pipeline: Pipeline, tmp_path: 
     assert len({round(r.score, 6) for r in results}) == 1
     [study] = rows(pipeline, StudyResult)
     assert len(study.instance_uids) == 3
+
+
+def test_reports_wait_for_a_quiet_study(settings: Settings, tmp_path: Path) -> None:
+    """XRAYGATE_STUDY_STABLE_SECONDS: the emit jobs become available only after the wait."""
+    pipeline = Pipeline(settings.model_copy(update={"study_stable_seconds": 10.0}), tmp_path)
+    chest = pipeline.ingest(synthetic(tmp_path))
+    run_all(pipeline, worker_for(pipeline))
+    emits = [j for j in rows(pipeline, Job) if j.kind in ("emit-fhir", "emit-hl7")]
+    assert len(emits) == 2 and {j.study_uid for j in emits} == {chest}
+    for job in emits:
+        assert job.state == JobState.PENDING
+        waited = (job.available_at - job.created_at).total_seconds()
+        assert 9.9 <= waited <= 10.1, waited

@@ -90,3 +90,13 @@ def test_a_superseded_revision_is_skipped(settings: Settings) -> None:
     (row,) = rows
     assert row.revision == 2
     assert row.control_id == sr_instance_uid(made.study_uid, "cxr-demo:1.0.0", 2)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_emit_waits_until_the_study_is_stable(settings: Settings) -> None:
+    waiting = _on(settings).model_copy(update={"study_stable_seconds": 3600.0})
+    rows, made = _emit(waiting)
+    assert rows == []  # images arrived just now: no SR yet
+    with read_session(get_engine(settings.resolved_database_url)) as s:
+        (job,) = s.scalars(select(Job).where(col(Job.kind) == JobKind.EMIT_PACS.value))
+    assert job.state == "pending" and job.study_uid == made.study_uid

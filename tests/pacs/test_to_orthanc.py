@@ -19,8 +19,10 @@ from tests.pacs.conftest import pacs_env
 from tests.pacs.dicom_checks import dciodvfy_errors, dsrdump
 from tests.results_factory import enqueue_emit, make_result, rescore, run_until
 from xraygate.core.config import Settings
+from xraygate.core.db import read_session
 from xraygate.core.jobs import JobKind
 from xraygate.core.models import OutboxState
+from xraygate.gateway.views.studies import study_view
 from xraygate.pacs.sr import RISK, RISK_CATEGORY, sr_instance_uid
 from xraygate.pacs.worker import make_handlers
 from xraygate.service import job_handlers
@@ -45,6 +47,13 @@ def test_rg1_arrives_and_orthanc_holds_the_sr_and_key_image_in_the_study(
 
     (sr_msg, key_msg) = env.outbox()
     assert [m.state for m in (sr_msg, key_msg)] == [OutboxState.DELIVERED] * 2
+    # the PACS channel's delivery state shows where the other channels' do (the study page/API)
+    with read_session(env.queue.engine) as session:
+        view = study_view(session, study_uid)
+    assert view is not None
+    assert [(d.channel, d.state) for d in view.deliveries if d.channel == "pacs"] == [
+        ("pacs", "delivered")
+    ] * 2
     found = orthanc.find_instances(StudyInstanceUID=study_uid)
     by_uid = {i["MainDicomTags"]["SOPInstanceUID"]: i for i in found}
     assert set(by_uid) == {source.SOPInstanceUID, sr_msg.control_id, key_msg.control_id}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from xraygate.core.config import get_settings
 from xraygate.core.errors import ConfigurationError, XraygateError
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -23,6 +24,7 @@ def run_service(*, scp: bool, workers: bool, http: bool) -> None:
     """``service.run`` with these parts; a configuration refused at start-up (a placeholder
     secret, a short key) is an error message naming the setting, not a traceback."""
     from xraygate import service
+    from xraygate.core.config import get_settings
 
     try:
         service.run(get_settings(), scp=scp, workers=workers, http=http)
@@ -45,6 +47,7 @@ def register(app: typer.Typer) -> None:
 def db_upgrade() -> None:
     """Create or upgrade the database schema (keeps existing data)."""
     from xraygate.core import db
+    from xraygate.core.config import get_settings
 
     settings = get_settings()
     try:
@@ -72,35 +75,80 @@ def worker() -> None:
 
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Print counts of patients, studies, instances and jobs by state."""
-    from xraygate import service
+    """Counts of patients, studies, series, instances and of jobs by state."""
+    from xraygate.core.config import get_settings
 
     try:
-        counts = service.status_counts(get_settings())
+        counts = status_counts(get_settings())
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(counts, indent=2, sort_keys=True))
         return
+    width = max(len(name) for name in counts) + 1
     for name, value in counts.items():
-        typer.echo(f"{name}: {value}")
+        typer.echo(f"{name + ':':<{width}} {value:>6}")
+
+
+def status_counts(settings: Any) -> dict[str, int]:
+    """Index rows and jobs by state (every state present, zero when none)."""
+    from sqlalchemy import func, select
+    from sqlmodel import col
+
+    from xraygate.cli import database
+    from xraygate.core import db
+    from xraygate.core.models import Instance, Job, JobState, Patient, Series, Study
+
+    engine = database.engine(settings)
+    counts: dict[str, int] = {}
+    with db.read_session(engine) as session:
+        for name, model in (
+            ("patients", Patient),
+            ("studies", Study),
+            ("series", Series),
+            ("instances", Instance),
+        ):
+            counts[name] = int(session.scalar(select(func.count()).select_from(model)) or 0)
+        by_state = dict(
+            session.execute(select(col(Job.state), func.count()).group_by(col(Job.state))).all()
+        )
+    for state in JobState:
+        counts[f"jobs_{state.value}"] = int(by_state.get(state.value, 0))
+    return counts
 
 
 def send(
     paths: Annotated[list[Path], typer.Argument(help="DICOM files or directories.")],
     host: Annotated[str, typer.Option(help="SCP host.")] = "127.0.0.1",
     port: Annotated[
-        int | None, typer.Option(help="SCP port [default: XRAYGATE_DICOM_PORT].")
+        int | None, typer.Option(help="SCP port.  [default: XRAYGATE_DICOM_PORT, 11112]")
     ] = None,
     aet: Annotated[
-        str | None, typer.Option(help="Called AE title [default: XRAYGATE_AE_TITLE].")
+        str | None, typer.Option(help="Called AE title.  [default: XRAYGATE_AE_TITLE, XRAYGATE]")
     ] = None,
     calling_aet: Annotated[str, typer.Option(help="Our (calling) AE title.")] = "XRAYGATE_SCU",
 ) -> None:
-    """Send DICOM files with C-STORE (a progress bar shows each instance)."""
-    from xraygate.dicom_scp.sender import send_paths
+    """Send DICOM files with C-STORE: a line per file, then a summary.
+
+    Exit code 0 when every file was stored, 1 when some were not, 2 when the peer could not be
+    reached or refused the association."""
+    from xraygate.core.config import get_settings
+    from xraygate.dicom_scp.sender import send_paths, stored
+
+    def line(path: Path, status_code: int, comment: str) -> None:
+        if status_code == 0:
+            typer.echo(f"stored        {path}")
+        elif stored(status_code):
+            typer.echo(
+                f"stored 0x{status_code:04X}  {path}  (warning{': ' + comment if comment else ''})"
+            )
+        else:
+            typer.echo(f"FAILED 0x{status_code:04X}  {path}: {comment or 'refused'}")
 
     settings = get_settings()
+    # pydicom warns (and logs) about each odd header; the per-file lines say what matters.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
     try:
         report = send_paths(
             paths,
@@ -108,14 +156,15 @@ def send(
             port=port or settings.dicom_port,
             called_aet=aet or settings.ae_title,
             calling_aet=calling_aet,
-            progress=True,
+            on_result=line,
         )
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     typer.echo(f"sent: {report.sent}  failed: {report.failed}")
-    for path, status_code, comment in report.failures:
-        typer.echo(f"  {path}: status 0x{status_code:04X} {comment}", err=True)
     if report.failed:
+        typer.echo(
+            f"{report.failed} of {report.sent + report.failed} files were not stored", err=True
+        )
         raise typer.Exit(code=1)
 
 

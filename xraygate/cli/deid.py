@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from xraygate.cli.core import fail
-from xraygate.core.config import get_settings
 from xraygate.core.errors import (
     BurnedInText,
     DeidentificationError,
@@ -64,6 +63,7 @@ def deid(
     """
     from xraygate.anonymizer.pixel_phi import TextHeld
     from xraygate.anonymizer.site import deid_config, outbound_deidentifier
+    from xraygate.core.config import get_settings
 
     if profile.lower() != "basic":
         raise fail(f"unknown profile {profile!r}: only 'basic' (plus --option) exists")
@@ -136,6 +136,7 @@ def feedback(
 ) -> None:
     """Record a clinician's finding for a study; the export manifest follows it."""
     from xraygate.core import db
+    from xraygate.core.config import get_settings
     from xraygate.core.models.deid import Finding, record_feedback
     from xraygate.core.queue import JobQueue
 
@@ -161,6 +162,7 @@ def export_pull(
 ) -> None:
     """Copy the labelled images of the export store into DEST/NORMAL and DEST/PNEUMONIA."""
     from xraygate.anonymizer.site import export_store
+    from xraygate.core.config import get_settings
 
     try:
         store = export_store(get_settings())

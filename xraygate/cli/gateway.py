@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from xraygate.cli.core import fail, run_service
-from xraygate.core.config import get_settings
 from xraygate.core.errors import XraygateError
 
 token_app = typer.Typer(help="Development tokens and API keys for the HTTP gateway.")
@@ -42,6 +41,7 @@ def create(
     scope: Annotated[str, typer.Option(help="Optional `scope` claim (SMART scopes).")] = "",
 ) -> None:
     """Print a signed development JWT (HS256, the shared key), and only the token."""
+    from xraygate.core.config import get_settings
     from xraygate.gateway.auth import mint_token
 
     try:

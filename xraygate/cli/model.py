@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import select
-from sqlmodel import col
+
+if TYPE_CHECKING:
+    from xraygate.core.config import Settings
+    from xraygate.core.models import ModelState
 
 from xraygate.cli.core import fail
-from xraygate.core import db
-from xraygate.core.config import Settings, get_settings
 from xraygate.core.errors import XraygateError
-from xraygate.core.models import ModelState, ModelVersion, Study, StudyResult
-from xraygate.core.models.results import find_version, rollback, set_state
-from xraygate.core.storage import store_from_settings
 
 model_app = typer.Typer(
     help="Model versions: list, import, activate, evaluate, compare, train, report, publish, pull."
@@ -33,7 +30,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _engine(settings: Settings) -> Any:
-    return db.open_database(settings.resolved_database_url, migrate=True)
+    from xraygate.cli import database
+
+    return database.engine(settings)
 
 
 def _split(ref: str) -> tuple[str, str]:
@@ -46,6 +45,13 @@ def _split(ref: str) -> tuple[str, str]:
 @model_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Registered versions with state, AUROC and artifact sha256."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
+    from xraygate.core.models import ModelVersion
+
     engine = _engine(get_settings())
     with db.read_session(engine) as session:
         rows = list(session.scalars(select(ModelVersion).order_by(col(ModelVersion.id))))
@@ -74,7 +80,10 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def import_(directory: Annotated[Path, typer.Argument(help="Folder with manifest.json.")]) -> None:
     """Register a model version (as a candidate) after verifying manifest and sha256."""
     from xraygate.cli.model_loop import actor
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
     from xraygate.core.models.audit import model_event
+    from xraygate.core.storage import store_from_settings
     from xraygate.inference.registry import import_model
 
     settings = get_settings()
@@ -91,7 +100,10 @@ def import_(directory: Annotated[Path, typer.Argument(help="Folder with manifest
 
 def _transition(ref: str, state: ModelState) -> None:
     from xraygate.cli.model_loop import actor
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
     from xraygate.core.models.audit import model_event
+    from xraygate.core.models.results import set_state
 
     name, version = _split(ref)
     engine = _engine(get_settings())
@@ -109,24 +121,34 @@ def _transition(ref: str, state: ModelState) -> None:
 @model_app.command("activate")
 def activate(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
     """Make a version the one whose results are emitted (the previous one is retired)."""
+    from xraygate.core.models import ModelState
+
     _transition(ref, ModelState.ACTIVE)
 
 
 @model_app.command("shadow")
 def shadow(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
     """Score with a version on live traffic without emitting its results."""
+    from xraygate.core.models import ModelState
+
     _transition(ref, ModelState.SHADOW)
 
 
 @model_app.command("retire")
 def retire(ref: Annotated[str, typer.Argument(help="NAME:VERSION")]) -> None:
     """Stop using a version."""
+    from xraygate.core.models import ModelState
+
     _transition(ref, ModelState.RETIRED)
 
 
 @model_app.command("rollback")
 def rollback_cmd() -> None:
     """Re-activate the version that was active before the current one."""
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
+    from xraygate.core.models.results import rollback
+
     engine = _engine(get_settings())
     from xraygate.cli.model_loop import actor
     from xraygate.core.models.audit import model_event
@@ -150,6 +172,10 @@ def evaluate_cmd(
 ) -> None:
     """AUROC, sensitivity/specificity at the high threshold and calibration on a test set
     (default: the held-out synthetic set, never used in training)."""
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
+    from xraygate.core.models.results import find_version
+    from xraygate.core.storage import store_from_settings
     from xraygate.inference.evaluation import evaluate_version
     from xraygate.inference.registry import emitting_version, ensure_default_model
 
@@ -183,6 +209,7 @@ def compare(
     baseline: Annotated[str | None, typer.Argument(help="NAME:VERSION [default: active]")] = None,
 ) -> None:
     """Compare a shadow version's stored study results with the active version's."""
+    from xraygate.core.config import get_settings
     from xraygate.inference.evaluation import compare_results
     from xraygate.inference.registry import emitting_version
 
@@ -210,7 +237,10 @@ def train_cmd(
     """Train a model from a site's labelled images and import it as a candidate; its manifest
     carries the training reference (OOD gate, score distribution)."""
     from xraygate.cli.model_loop import actor
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
     from xraygate.core.models.audit import model_event
+    from xraygate.core.storage import store_from_settings
     from xraygate.inference.manifest import InputSpec
     from xraygate.inference.registry import import_model
     from xraygate.inference.training.data import load_directory
@@ -254,11 +284,19 @@ def train_cmd(
 
 
 def results(
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    limit: Annotated[int, typer.Option(help="Most recent N studies.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    limit: Annotated[int, typer.Option(metavar="N", help="Most recent N studies.")] = 50,
 ) -> None:
-    """Study results, newest first: score, category, model version or the reason."""
-    engine = _engine(get_settings())
+    """Study results, newest first: score, category, model, delivery per channel."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from xraygate.core import db, delivery_state
+    from xraygate.core.config import get_settings
+    from xraygate.core.models import Study, StudyResult
+
+    settings = get_settings()
+    engine = _engine(settings)
     with db.read_session(engine) as session:
         rows = session.execute(
             select(StudyResult, col(Study.accession_number))
@@ -266,6 +304,8 @@ def results(
             .order_by(col(StudyResult.updated_at).desc())
             .limit(limit)
         ).all()
+        uids = sorted({r.study_instance_uid for r, _ in rows})
+        delivery = delivery_state.load(session, settings, uids)
     data = [
         {
             "study_instance_uid": r.study_instance_uid,
@@ -278,17 +318,37 @@ def results(
             "reason": r.reason,
             "demo_model": r.demo_model,
             "updated_at": r.updated_at.isoformat(),
+            "delivery": {k: v.value for k, v in delivery[r.study_instance_uid].items()},
         }
         for r, acc in rows
     ]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
+    if not data:
+        typer.echo("No results yet: send a study (xraygate send FILE_OR_DIR) and check again.")
+        return
+    _print_results(data, [c.name for c in delivery_state.CHANNELS], delivery_state.label)
+
+
+def _print_results(data: list[dict[str, Any]], channels: list[str], label: Any) -> None:
+    from xraygate.cli.tables import print_table
+
+    headers = ["updated (UTC)", "accession", "score", "category", "model", *map(label, channels)]
+    table = []
     for item in data:
-        score = "-" if item["score"] is None else f"{item['score'] * 100:5.1f}%"
-        extra = item["reason"] or ("shadow" if item["shadow"] else "")
-        demo = " [demo model]" if item["demo_model"] else ""
-        typer.echo(
-            f"{item['updated_at'][:19]} {item['accession_number'] or '-':<12} {score:>7} "
-            f"{item['category']:<14} {item['model_version']}{demo} {extra}"
+        score = "-" if item["score"] is None else f"{item['score'] * 100:.1f}%"
+        model = item["model_version"] + (" (demo)" if item["demo_model"] else "")
+        if item["shadow"]:
+            model += " (shadow)"
+        table.append(
+            [
+                item["updated_at"][:19].replace("T", " "),
+                item["accession_number"] or "-",
+                score,
+                item["category"] + (f": {item['reason']}" if item["reason"] else ""),
+                model,
+                *(item["delivery"].get(c, "-") for c in channels),
+            ]
         )
+    print_table(headers, table, right={2})

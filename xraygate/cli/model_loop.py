@@ -12,10 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from xraygate.cli.core import fail
-from xraygate.core import db
-from xraygate.core.config import get_settings
 from xraygate.core.errors import XraygateError
-from xraygate.core.storage import store_from_settings
 
 
 def register(model_app: typer.Typer) -> None:
@@ -34,6 +31,9 @@ def actor() -> str:
 
 
 def _engine() -> Any:
+    from xraygate.core import db
+    from xraygate.core.config import get_settings
+
     settings = get_settings()
     db.upgrade(settings.resolved_database_url)
     return db.get_engine(settings.resolved_database_url)
@@ -58,6 +58,7 @@ def report(
     """Performance from clinicians' labels per version and period: sensitivity, specificity,
     PPV of high, NPV of low, agreement, indeterminate / OOD shares, AUROC, calibration, drift,
     with 95 % intervals; other versions paired with the active one on the same studies."""
+    from xraygate.core.config import get_settings
     from xraygate.core.quality.measure_report import bundle
     from xraygate.core.quality.report import PERIODS, build_report
 
@@ -166,6 +167,8 @@ def publish(
 ) -> None:
     """Publish a registered version as a signed release (artifact, manifest, release.json,
     release.sig) for sites to pull."""
+    from xraygate.core.config import get_settings
+    from xraygate.core.storage import store_from_settings
     from xraygate.inference import distribution, signing
 
     settings = get_settings()
@@ -198,6 +201,8 @@ def pull(
 ) -> None:
     """Import every new release at the model source whose signature and sha256s verify with a
     trusted key, as a shadow version. Exit code 1 when a release was refused."""
+    from xraygate.core.config import get_settings
+    from xraygate.core.storage import store_from_settings
     from xraygate.inference.distribution import pull as pull_releases
 
     settings = get_settings()
@@ -226,6 +231,7 @@ def promote(
 ) -> None:
     """Apply the promotion rule by hand: a shadow version whose agreement with clinicians is not
     worse and whose sensitivity is higher, on enough paired labelled studies, becomes active."""
+    from xraygate.core.config import get_settings
     from xraygate.core.quality.promotion import promote as apply
     from xraygate.core.quality.promotion import verdicts
 

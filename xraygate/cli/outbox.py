@@ -7,18 +7,16 @@ the study as a correlation id.
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from xraygate.cli.core import fail
-from xraygate.core.config import get_settings
+
+if TYPE_CHECKING:
+    from xraygate.core.models import OutboxMessage
+    from xraygate.core.queue import JobQueue
 from xraygate.core.errors import XraygateError
-from xraygate.core.jobs import DELIVERY_KINDS
-from xraygate.core.logging import correlation_id
-from xraygate.core.models import Job, OutboxMessage
-from xraygate.core.outbox import list_messages, retry_message
-from xraygate.core.queue import JobQueue
 
 outbox_app = typer.Typer(
     help="Result deliveries (HL7, FHIR push, escalation).", no_args_is_help=True
@@ -30,10 +28,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _queue() -> JobQueue:
+    from xraygate.core.config import get_settings
+    from xraygate.core.queue import JobQueue
+
     return JobQueue.from_settings(get_settings(), migrate=True)
 
 
 def _row(m: OutboxMessage) -> dict[str, object]:
+    from xraygate.core.logging import correlation_id
+
     return {
         "id": m.id,
         "channel": m.channel,
@@ -48,15 +51,18 @@ def _row(m: OutboxMessage) -> dict[str, object]:
     }
 
 
-def _print(rows: list[dict[str, object]], as_json: bool) -> None:
+def _print(rows: list[dict[str, object]], as_json: bool, empty: str) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    for r in rows:
-        typer.echo(
-            f"{r['id']:>6} {r['channel']:<18} seq {r['seq']:<4} {r['state']:<9} "
-            f"tries {r['attempts']:<3} {r['control_id']} {r['last_error']}"
-        )
+    if not rows:
+        typer.echo(empty)
+        return
+    from xraygate.cli.tables import print_table
+
+    headers = ["id", "channel", "seq", "state", "tries", "control id", "study", "last error"]
+    keys = ["id", "channel", "seq", "state", "attempts", "control_id", "study", "last_error"]
+    print_table(headers, ([r.get(k, "") for k in keys] for r in rows), right={0, 2, 4})
 
 
 @outbox_app.command("list")
@@ -67,8 +73,11 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List outbox messages, newest first."""
+    from xraygate.core.outbox import list_messages
+
     rows = list_messages(_queue().engine, state=state, channel=channel, limit=limit)
-    _print([_row(m) for m in rows], as_json)
+    which = " ".join(x for x in (state, channel) if x)
+    _print([_row(m) for m in rows], as_json, f"No {which + ' ' if which else ''}outbox messages.")
 
 
 @outbox_app.command("dead-letters")
@@ -76,6 +85,10 @@ def dead_letters(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Dead messages (refused or out of attempts) and dead delivery jobs, with the reasons."""
+    from xraygate.core.jobs import DELIVERY_KINDS
+    from xraygate.core.models import Job
+    from xraygate.core.outbox import list_messages
+
     queue = _queue()
     rows = [_row(m) for m in list_messages(queue.engine, state="dead", limit=1000)]
     jobs: list[Job] = []
@@ -89,7 +102,7 @@ def dead_letters(
         typer.echo(json.dumps({"messages": rows, "jobs": job_rows}, indent=2))
         return
     typer.echo(f"dead messages: {len(rows)}")
-    _print(rows, False)
+    _print(rows, False, "No dead messages.")
     typer.echo(f"dead delivery jobs: {len(jobs)}")
     for j in jobs:
         typer.echo(f"{j.id:>6} {j.kind:<18} tries {j.attempts:<3} {j.last_error or ''}")
@@ -100,6 +113,8 @@ def retry(
     outbox_id: Annotated[int, typer.Argument(help="Outbox message id (see `outbox list`).")],
 ) -> None:
     """Send a dead message again: same bytes, same control ID, a fresh attempt budget."""
+    from xraygate.core.outbox import retry_message
+
     try:
         retry_message(_queue(), outbox_id)
     except XraygateError as exc:

@@ -12,7 +12,8 @@ Adapters translate library errors with ``raise ... from exc``.
     ├── DatabaseError             the index or queue database failed
     ├── QueueError                the work queue refused an operation
     │   ├── LeaseLost             the job's lease expired and another worker may own it
-    │   └── JobPayloadError       a job's payload does not fit its kind (core/jobs.py)
+    │   ├── JobPayloadError       a job's payload does not fit its kind (core/jobs.py)
+    │   └── NotYet                the job must wait (a study still receiving images): deferred
     ├── IngestError               an incoming DICOM object was refused (carries a Status)
     ├── DicomLimitError           a DICOM header breaks a safety limit (core/dicom_limits.py)
     │   ├── ImageTooLarge         it declares more pixel samples than XRAYGATE_MAX_IMAGE_PIXELS
@@ -72,6 +73,14 @@ class JobPayloadError(QueueError):
     """A job's kind or payload does not fit the contract in :mod:`xraygate.core.jobs`."""
 
     permanent = True
+
+
+class NotYet(QueueError):
+    """Not a failure: the job is put back to run after ``seconds``, its attempt not counted."""
+
+    def __init__(self, seconds: float, why: str = "") -> None:
+        super().__init__(why or f"not yet: again in {seconds:.1f}s")
+        self.seconds = max(0.0, seconds)
 
 
 class IngestError(XraygateError):

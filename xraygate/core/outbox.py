@@ -36,7 +36,7 @@ from xraygate.core import metrics
 from xraygate.core.db import is_sqlite, read_session, write_session
 from xraygate.core.errors import PermanentDelivery, QueueError, RetryableDelivery
 from xraygate.core.jobs import OutboxPayload, outbox_key
-from xraygate.core.logging import correlation_id
+from xraygate.core.logging import correlation_id, scrub
 from xraygate.core.models import (
     DeliveryStream,
     Job,
@@ -318,7 +318,7 @@ class OutboxDrainer:
             values["delivered_at"] = now
             values["last_error"] = None
         else:
-            values["last_error"] = outcome.detail[:2000]
+            values["last_error"] = scrub(outcome.detail)[:2000]  # a peer may echo values
         session.execute(
             update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values)
         )

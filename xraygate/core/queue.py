@@ -19,7 +19,7 @@ Protocol, in the order a job lives it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,11 +65,19 @@ class JobQueue:
     """The queue over one database."""
 
     def __init__(
-        self, engine: Engine, *, lease_seconds: float = 300.0, policy: RetryPolicy | None = None
+        self,
+        engine: Engine,
+        *,
+        lease_seconds: float = 300.0,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
         self.lease = timedelta(seconds=lease_seconds)
         self.policy = policy or RetryPolicy()
+        # The one source of "now" for leases, backoff and availability; tests inject a manual
+        # clock so that no assertion depends on how fast the machine runs.
+        self.clock = clock
 
     @classmethod
     def from_settings(cls, settings: Settings, *, migrate: bool = False) -> JobQueue:
@@ -87,7 +95,9 @@ class JobQueue:
         policy = RetryPolicy(
             max_attempts, self.policy.backoff_seconds, self.policy.backoff_max_seconds
         )
-        return JobQueue(self.engine, lease_seconds=self.lease.total_seconds(), policy=policy)
+        return JobQueue(
+            self.engine, lease_seconds=self.lease.total_seconds(), policy=policy, clock=self.clock
+        )
 
     # -- 1. enqueue -----------------------------------------------------------------------
     def put(
@@ -130,7 +140,7 @@ class JobQueue:
 
         The untyped form under :meth:`put`, which is what services use.
         """
-        now = utcnow()
+        now = self.clock()
         values = {
             "kind": kind,
             "dedupe_key": dedupe_key,
@@ -161,7 +171,7 @@ class JobQueue:
         those that already exist are left alone."""
         if not jobs:
             return
-        now = utcnow()
+        now = self.clock()
         values = [
             {
                 "kind": job.kind.value,
@@ -202,7 +212,7 @@ class JobQueue:
         return jobs
 
     def _claim_one(self, worker_id: str, kinds: list[str] | None) -> ClaimedJob | None:
-        now = utcnow()
+        now = self.clock()
         available = or_(
             and_(col(Job.state) == JobState.PENDING.value, col(Job.available_at) <= now),
             and_(col(Job.state) == JobState.RUNNING.value, col(Job.lease_expires_at) < now),
@@ -257,12 +267,12 @@ class JobQueue:
     def extend(self, job: ClaimedJob) -> None:
         """Renew the lease of a long-running job."""
         with write_session(self.engine) as session:
-            self._owned_update(session, job, lease_expires_at=utcnow() + self.lease)
+            self._owned_update(session, job, lease_expires_at=self.clock() + self.lease)
 
     # -- 3. complete ------------------------------------------------------------------------
     def complete(self, session: Session, job: ClaimedJob) -> None:
         """Mark done in the caller's transaction (the one that stores the results)."""
-        now = utcnow()
+        now = self.clock()
         self._owned_update(
             session,
             job,
@@ -281,7 +291,7 @@ class JobQueue:
                 col(Job.state) == JobState.RUNNING.value,
                 col(Job.attempts) == job.attempts,
             )
-            .values(updated_at=utcnow(), **values)
+            .values(updated_at=self.clock(), **values)
         )
         if not session.execute(stmt).rowcount:  # type: ignore[attr-defined]
             raise LeaseLost(f"job {job.id} is no longer leased to {job.worker_id}")
@@ -296,8 +306,23 @@ class JobQueue:
                 state=JobState.PENDING.value,
                 locked_by=None,
                 lease_expires_at=None,
-                available_at=utcnow(),
+                available_at=self.clock(),
                 attempts=job.attempts - 1,
+            )
+
+    def defer(self, job: ClaimedJob, seconds: float, note: str = "") -> None:
+        """Put a claimed job back to run after ``seconds`` (it was not time yet): its attempt is
+        not counted. Raises LeaseLost if the job is no longer ours."""
+        with write_session(self.engine) as session:
+            self._owned_update(
+                session,
+                job,
+                state=JobState.PENDING.value,
+                locked_by=None,
+                lease_expires_at=None,
+                available_at=self.clock() + timedelta(seconds=max(0.0, seconds)),
+                attempts=job.attempts - 1,
+                last_error=note[:2000] or None,
             )
 
     # -- 4. fail / retry --------------------------------------------------------------------
@@ -307,7 +332,7 @@ class JobQueue:
         return self._finish_failed(job, error, dead=dead)
 
     def _finish_failed(self, job: ClaimedJob, error: str, *, dead: bool) -> JobState:
-        now = utcnow()
+        now = self.clock()
         state = JobState.DEAD if dead else JobState.PENDING
         values: dict[str, Any] = {
             "state": state.value,
@@ -325,7 +350,7 @@ class JobQueue:
 
     def retry(self, job_id: int) -> None:
         """Put a dead (or done) job back in the queue with a fresh attempt budget."""
-        now = utcnow()
+        now = self.clock()
         with write_session(self.engine) as session:
             stmt = (
                 update(Job)

@@ -99,6 +99,10 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / _check_key(key)
 
+    def directory_of(self, key: str) -> Path:
+        """The directory an object's file is renamed into."""
+        return self._path(key).parent
+
     def _fsync_dir(self, directory: Path) -> None:
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -107,8 +111,16 @@ class LocalStore:
             os.close(fd)
 
     def put_file(
-        self, key: str, path: Path, *, move: bool = False, digest: tuple[int, str] | None = None
+        self,
+        key: str,
+        path: Path,
+        *,
+        move: bool = False,
+        digest: tuple[int, str] | None = None,
+        sync_dir: bool = True,
     ) -> StoredObject:
+        """``sync_dir=False`` leaves the fsync of the key's directory (which makes the rename
+        durable) to the caller: the ingest journal fsyncs it with its group commit."""
         dest = self._path(key)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +135,8 @@ class LocalStore:
             with staged.open("rb+") as fh:
                 os.fsync(fh.fileno())
             staged.replace(dest)
-            self._fsync_dir(dest.parent)
+            if sync_dir:
+                self._fsync_dir(dest.parent)
             if move and path.exists():
                 path.unlink()
         except OSError as exc:

@@ -81,7 +81,14 @@ HL7_STATUS = STATUS_TERMS[ResultStatus.PRELIMINARY].hl7
 #: HL7 OBX-11 of an OBX whose value could not be obtained (whatever the result's status).
 HL7_STATUS_NO_VALUE = "X"
 
+
 # --- what is said beside it ----------------------------------------------------------------------
+#: The flag of a result that images arriving after its first report revised (FHIR
+#: DiagnosticReport.conclusion, HL7 NTE): each channel says it once its own first report of the
+#: study is older than the study's latest image (core/study_stability.py).
+LATE_IMAGES_NOTE = "Revised result: further images of the study arrived after the first report."
+
+
 AI_STATEMENT = "AI-generated preliminary result for clinician review; not a diagnosis."
 DEMO_STATEMENT = "DEMONSTRATION MODEL: not a medical device, not for clinical use."
 

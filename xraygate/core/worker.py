@@ -17,8 +17,11 @@ from collections.abc import Callable, Mapping
 
 from sqlmodel import Session
 
+from xraygate.core import metrics
 from xraygate.core.db import write_session
-from xraygate.core.errors import LeaseLost, XraygateError
+from xraygate.core.errors import LeaseLost, NotYet, XraygateError
+from xraygate.core.logging import correlation_id, scrub
+from xraygate.core.models import JobState
 from xraygate.core.queue import ClaimedJob, JobQueue
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,9 @@ class Worker:
         if job in self.in_hand:
             self.in_hand = [j for j in self.in_hand if j is not job]
         try:
+            if isinstance(outcome, NotYet):
+                self.queue.defer(job, outcome.seconds, str(outcome))
+                return
             if isinstance(outcome, BaseException):
                 raise outcome
             with write_session(self.queue.engine) as session:
@@ -116,18 +122,26 @@ class Worker:
                     outcome(session)
                 self.queue.complete(session, job)
         except LeaseLost:
+            metrics.JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
             log.warning("job %s lost its lease; another worker owns it", job.id)
         except Exception as exc:  # a worker must survive any handler failure
             self._fail(job, exc)
+        else:
+            metrics.JOBS_FINISHED.labels(kind=job.kind, outcome="done").inc()
 
     def _fail(self, job: ClaimedJob, exc: Exception) -> None:
         permanent = isinstance(exc, XraygateError) and exc.permanent
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = dead_letter_reason(job, exc)
         try:
             state = self.queue.fail(job, reason, permanent=permanent)
         except LeaseLost:
+            metrics.JOBS_FINISHED.labels(kind=job.kind, outcome="lease_lost").inc()
             log.warning("job %s lost its lease while failing", job.id)
             return
+        # "retry" (back to pending, after its backoff) or "dead" (dead-lettered)
+        metrics.JOBS_FINISHED.labels(
+            kind=job.kind, outcome="retry" if state == JobState.PENDING else "dead"
+        ).inc()
         log.warning(
             "job %s (%s) attempt %s failed -> %s: %s",
             job.id,
@@ -148,3 +162,18 @@ class Worker:
                 busy = False
             if not busy:
                 stop.wait(poll_seconds)
+
+
+def dead_letter_reason(job: ClaimedJob, exc: BaseException) -> str:
+    """Why a job failed, for the queue row the admin page and ``xraygate outbox`` show: the
+    error classes (with their causes), the scrubbed message (no DICOM / SQL / HL7 values) and
+    the study's log correlation id, never the values themselves."""
+    causes: list[str] = []
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and len(causes) < 3:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    study = correlation_id(job.study_uid) if job.study_uid else "-"
+    message = scrub(str(exc))[:400]
+    chain = f" (from {' <- '.join(causes)})" if causes else ""
+    return f"{type(exc).__name__}: {message}{chain} [correlation {study}]"

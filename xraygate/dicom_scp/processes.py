@@ -15,6 +15,7 @@ check of its parent's pid), so a SIGKILLed service leaves no orphan holding the 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -80,6 +81,7 @@ def run_receiver(settings: Settings, parent: int) -> None:
 
     _die_with_parent()
     configure_logging(settings)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = threading.Event()
 
     def _handle(_signum: int, _frame: FrameType | None) -> None:

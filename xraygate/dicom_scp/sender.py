@@ -8,7 +8,7 @@ sent over several associations, one after the other.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,19 +37,27 @@ class Item:
     transfer_syntax: str
 
 
+def stored(status: int) -> bool:
+    """Success (0x0000) or a warning (0xBxxx): the peer stored the object."""
+    return status == 0 or (status >> 12) == 0xB
+
+
 @dataclass
 class SendReport:
     sent: int = 0
     failed: int = 0
     failures: list[tuple[str, int, str]] = field(default_factory=list)
+    on_result: Callable[[Path, int, str], None] | None = None  # called once per file
 
     def record(self, path: Path, status: int, comment: str = "") -> None:
         """Count one file; a warning (0xBxxx) means it was stored, so it counts as sent."""
-        if status == 0 or (status >> 12) == 0xB:
+        if stored(status):
             self.sent += 1
         else:
             self.failed += 1
             self.failures.append((str(path), status, comment))
+        if self.on_result is not None:
+            self.on_result(path, status, comment)
 
 
 def iter_files(paths: Iterable[Path], report: SendReport) -> Iterator[Path]:
@@ -126,8 +134,10 @@ class _Sender:
         except ValueError as exc:  # no accepted presentation context for this file
             self.report.record(item.path, NOT_ACCEPTED, str(exc)[:120])
             return
-        except (OSError, AttributeError, RuntimeError) as exc:
-            self.report.record(item.path, NO_RESPONSE, type(exc).__name__)
+        except Exception as exc:
+            # pynetdicom can fail inside send_c_store on a damaged file (e.g. an
+            # UnboundLocalError on a truncated JPEG 2000 object): that file fails, the rest go on.
+            self.report.record(item.path, NO_RESPONSE, f"not sent ({type(exc).__name__})")
             return
         if response is None or "Status" not in response:
             self.report.record(item.path, NO_RESPONSE, "no response")
@@ -144,12 +154,14 @@ def send_paths(
     called_aet: str,
     calling_aet: str = "XRAYGATE_SCU",
     progress: bool = False,
+    on_result: Callable[[Path, int, str], None] | None = None,
 ) -> SendReport:
-    """Send every DICOM file under ``paths``; the report lists each failure with its status.
+    """Send every DICOM file under ``paths``; the report lists each failure with its status,
+    and ``on_result(path, status, comment)`` hears of each file as it is done.
 
     Raises :class:`AssociationRefused` when the peer rejects or cannot be reached.
     """
-    report = SendReport()
+    report = SendReport(on_result=on_result)
     items = scan(paths, report)
     ae = AE(ae_title=calling_aet)
     ae.maximum_pdu_size = 0

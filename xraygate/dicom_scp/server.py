@@ -41,6 +41,7 @@ from xraygate.core.errors import ConfigurationError
 from xraygate.core.ingest import Ingestor, Received, Status
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore
+from xraygate.dicom_scp import netio
 from xraygate.dicom_scp.guard import (
     AssociationLimiter,
     GuardedRequestHandler,
@@ -72,12 +73,15 @@ def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None
     if closing is not None and closing.is_set():
         return refuse_closing()
     request = event.request
+    digest = netio.spool_digest(request)
     received = Received(
         path=event.dataset_path,
         calling_aet=str(event.assoc.requestor.ae_title).strip(),
         sop_class_uid=str(request.AffectedSOPClassUID or ""),
         sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
         transfer_syntax_uid=str(event.context.transfer_syntax or ""),
+        size=digest[0] if digest else None,
+        sha256=digest[1] if digest else None,
     )
     outcome = ingestor.ingest(received)
     response = Dataset()
@@ -263,6 +267,7 @@ def start_scp(
     # keep it next to the object store so storing is a rename, not a copy.
     tempfile.tempdir = str(spool.resolve())
     _config.STORE_RECV_CHUNKED_DATASET = True
+    netio.install()  # larger socket reads; the spool hashed as it is written
     ingestor = Ingestor(settings, store, queue)
     closing = threading.Event()
     handlers: list[Any] = [

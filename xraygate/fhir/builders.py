@@ -22,6 +22,7 @@ from xraygate.core.models.delivery import DICOM_UID_SYSTEM
 from xraygate.core.vocabulary import (
     AI_FINDINGS_CODESYSTEM_PATH,
     DEMO_STATEMENT,
+    LATE_IMAGES_NOTE,
     PNEUMONIA_RISK_CODE,
     PNEUMONIA_RISK_DISPLAY,
     REPORT_LOINC,
@@ -291,7 +292,8 @@ def conclusion(ctx: ResultContext) -> str:
     else:
         head = f"AI pneumonia risk {r.score * 100:.0f}% ({category_of(r.category).value})."
     review = REVIEW_TEXT.get(ctx.state.finding) if ctx.state.finding else None
-    tail = f" {review}" if review else ""
+    late = LATE_IMAGES_NOTE if ctx.late_images else ""
+    tail = "".join(f" {text}" for text in (late, review) if text)
     return f"{head} Model {r.model_version}. {statement(r.demo_model)}{tail}"
 
 

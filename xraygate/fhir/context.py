@@ -11,8 +11,17 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from xraygate.core.errors import PermanentDelivery
-from xraygate.core.models import Instance, ModelVersion, Patient, Series, Study, StudyResult
+from xraygate.core.models import (
+    FhirResource,
+    Instance,
+    ModelVersion,
+    Patient,
+    Series,
+    Study,
+    StudyResult,
+)
 from xraygate.core.result_status import PRELIMINARY, ResultState, result_state
+from xraygate.core.study_stability import images_after
 from xraygate.fhir.identity import IdentitySystems
 
 #: Namespace of our deterministic resource ids (uuid5 of a stable key).
@@ -41,6 +50,8 @@ class ResultContext:
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     state: ResultState = PRELIMINARY
     identity: IdentitySystems | None = None
+    #: images arrived after the study's first FHIR report (the report says it is revised)
+    late_images: bool = False
 
     @property
     def systems(self) -> IdentitySystems:
@@ -156,4 +167,13 @@ def load_context(
     ).first()
     state = result_state(session, result, finalises)
     base = system_base.rstrip("/")
-    return ResultContext(result, study, patient, series, model, base, tz, state, identity)
+    ctx = ResultContext(result, study, patient, series, model, base, tz, state, identity)
+    first = session.scalar(
+        select(col(FhirResource.last_updated)).where(
+            col(FhirResource.resource_type) == "DiagnosticReport",
+            col(FhirResource.resource_id) == ctx.report_id,
+            col(FhirResource.version_id) == 1,
+        )
+    )
+    ctx.late_images = images_after(session, study.study_instance_uid, first)
+    return ctx

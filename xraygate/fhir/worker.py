@@ -12,6 +12,8 @@ timeouts, dead-lettered on other 4xx with the OperationOutcome recorded).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,11 +24,12 @@ from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.jobs import EmitFhirPayload, JobKind, PushFhirPayload
 from xraygate.core.logging import correlation_id
-from xraygate.core.models import Channel
+from xraygate.core.models import Channel, utcnow
 from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
+from xraygate.core.study_stability import require_stable
 from xraygate.core.worker import Commit, Handler
 from xraygate.fhir.builders import build_all, build_provenance
 from xraygate.fhir.context import ResultContext, load_context, stable_id
@@ -49,8 +52,11 @@ def delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
 
 
 class EmitFhir:
-    def __init__(self, settings: Settings, queue: JobQueue) -> None:
+    def __init__(
+        self, settings: Settings, queue: JobQueue, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.settings = settings
+        self.clock = clock
         self.engine = queue.engine
         self.delivery = delivery_queue(settings, queue)
         self.tz = ZoneInfo(settings.local_timezone)
@@ -60,6 +66,9 @@ class EmitFhir:
         payload = EmitFhirPayload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
+            if job.study_uid:  # wait for a complete study (a clinician's finding does not)
+                stable = 0.0 if payload.feedback_id else self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, self.clock())
             ctx = load_context(
                 session,
                 result_id,

@@ -16,6 +16,8 @@ route                             who                         what (room)
 /api/me, /api/openapi.json        any authenticated caller    who am I, the API description (api)
 /dicomweb/... (GET)               clinician or admin          QIDO-RS, WADO-RS (dicomweb)
 /dicomweb/studies (POST)          modality                    STOW-RS, the SCP's ingest (dicomweb)
+/docs, /redoc                     any authenticated caller    Swagger UI, ReDoc (api/docs.py)
+/docs/assets                      anyone                      their vendored JS/CSS
 ================================  ==========================  ======================================
 
 Shared by every room: ``deps`` (database, queue, store, caller, roles, the audit flag),
@@ -34,12 +36,13 @@ from xraygate.core.config import Settings, get_settings
 from xraygate.core.errors import ConfigurationError
 from xraygate.core.secret_policy import check_secrets
 from xraygate.gateway import errors, fhir_api, ops
-from xraygate.gateway.api import admin, clinical, deid_review, feedback, quality, session
+from xraygate.gateway.api import admin, clinical, deid_review, docs, feedback, quality, session
 from xraygate.gateway.auth import Authenticator, Role
 from xraygate.gateway.deps import require, require_fhir_reader
 from xraygate.gateway.dicomweb import routes as dicomweb_routes
 from xraygate.gateway.dicomweb import stow as dicomweb_stow
 from xraygate.gateway.middleware.audit import AuditMiddleware
+from xraygate.gateway.middleware.headers import SecurityHeadersMiddleware
 from xraygate.gateway.middleware.limits import BodyLimitMiddleware
 from xraygate.gateway.middleware.request_log import RequestLogMiddleware
 from xraygate.gateway.ops.metrics import QUALITY_GAUGES
@@ -73,7 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(dicomweb_stow.router, dependencies=[Depends(require(Role.MODALITY))])
     app.include_router(session.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    docs.mount_assets(app)
+    docs.document_errors(app)
 
     errors.install(app, fallback=HtmlRoute)
     app.add_middleware(AuditMiddleware, database_url=settings.resolved_database_url)
@@ -91,8 +97,9 @@ def create_ops_app(settings: Settings) -> FastAPI:
 
 
 def _guard(app: FastAPI, settings: Settings) -> None:
-    """The outermost layers, before any route, log or authentication: allowed Host headers,
-    then the body limit (so an oversized body is refused before a byte of it is read)."""
+    """The outermost layers, before any route, log or authentication: security headers on
+    every answer, allowed Host headers, then the body limit (so an oversized body is refused
+    before a byte of it is read)."""
     if settings.http_allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.http_allowed_hosts)
     app.add_middleware(
@@ -100,6 +107,7 @@ def _guard(app: FastAPI, settings: Settings) -> None:
         max_bytes=settings.http_max_body_bytes,
         per_prefix={f"{dicomweb_routes.PREFIX}/": settings.dicomweb_max_request_bytes},
     )
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
 def _bare_app(settings: Settings, **info: str) -> FastAPI:

@@ -59,8 +59,6 @@ log = logging.getLogger(__name__)
 SEX = {"M": "M", "F": "F", "O": "O"}
 #: OBX-3 of the Study Instance UID (DICOM code 110180).
 STUDY_UID_CODE = components("110180", "Study Instance UID", "DCM")
-#: DICOM CodingSchemeDesignator -> HL7 table 0396 where they differ (others pass unchanged).
-CODING_SCHEMES = {"SRT": "SNM3", "99SDM": "SDM"}
 #: DICOM UniversalEntityIDType -> HL7 table 0301 (HD-3).
 ENTITY_ID_TYPES = {
     "ISO": "ISO",
@@ -170,8 +168,8 @@ def procedure_code(study: Study) -> str:
     code = study.requested_procedure_code.strip()
     if not code:
         return components(*ours)
-    scheme = study.requested_procedure_scheme.strip()
-    scheme = CODING_SCHEMES.get(scheme.upper(), scheme) or "L"
+    # DICOM and HL7 spell LOINC (LN), SNOMED CT (SCT) and sites' local designators alike
+    scheme = study.requested_procedure_scheme.strip() or "L"
     meaning = study.requested_procedure_meaning.strip()
     return components(text(code), text(meaning), text(scheme), *ours)
 

@@ -45,6 +45,7 @@ from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sen
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.result_status import result_state
 from xraygate.core.storage import ObjectStore
+from xraygate.core.study_stability import require_stable
 from xraygate.core.vocabulary import HL7_STATUS, STATUS_TERMS, terms_for
 from xraygate.core.worker import Commit, Handler
 from xraygate.hl7.er7 import codec_of
@@ -93,6 +94,9 @@ class EmitHl7:
         payload = EmitHl7Payload.from_job(job)
         result_id = payload.study_result_id
         with read_session(self.engine) as session:
+            if job.study_uid:  # wait for a complete study (a clinician's finding does not)
+                stable = 0.0 if payload.feedback_id else self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, utcnow())
             result = session.get(StudyResult, result_id)
             if result is None or result.shadow:
                 return None
@@ -172,11 +176,12 @@ class EmitHl7:
 
 
 def _notification(cid: str, result: StudyResult, study: Study) -> dict[str, object]:
-    """The escalation webhook body: what staff need to find the study, no patient data."""
+    """The escalation webhook body: no identifier of the patient or the study (not even the
+    accession number): ``id`` is the study's correlation id, the key staff look the study up
+    by (the logs and the admin dead-letter list carry it)."""
     return {
         "event": "xraygate.high-risk-result",
         "id": cid,
-        "accessionNumber": study.accession_number,
         "category": result.category,
         "riskPercent": None if result.score is None else round(result.score * 100, 1),
         "modelVersion": result.model_version,

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from xraygate.core.errors import InferenceError, ModelRegistryError
 from xraygate.inference import ood
 from xraygate.inference.manifest import Manifest
+from xraygate.inference.quiet_import import import_keras
 
 
 @dataclass
@@ -67,7 +68,7 @@ class LoadedModel:
 
 def with_features(model: Any, layer: str) -> Any:
     """A two-output model: (features at ``layer``, the model's output)."""
-    import keras
+    keras = import_keras()
 
     try:
         feature = model.get_layer(layer).output
@@ -84,8 +85,7 @@ def load(artifact: Path, manifest: Manifest) -> LoadedModel:
         raise ModelRegistryError(
             f"model {manifest.label}: artifact sha256 {digest[:12]} does not match the manifest"
         )
-    import keras
-
+    keras = import_keras()
     try:
         model = keras.models.load_model(artifact, compile=False)
     except Exception as exc:

@@ -307,11 +307,14 @@ class InferHandler(BatchHandler):
         priority = HIGH_PRIORITY if result.category == Category.HIGH else 0
         assert result.id is not None
         for payload in DOWNSTREAM:
+            # reports wait for a complete study (XRAYGATE_STUDY_STABLE_SECONDS, see
+            # core/study_stability.py); the emit handlers defer themselves if images still come
             self.queue.put(
                 session,
                 payload(result.id, result.model_version, result.revision),
                 study_uid=result.study_instance_uid,
                 priority=EXPORT_PRIORITY if payload is DeidentifyPayload else priority,
+                delay_seconds=max(0.0, self.settings.study_stable_seconds),
             )
 
 

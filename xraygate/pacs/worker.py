@@ -1,6 +1,7 @@
 """Job handlers of the PACS channel.
 
-``emit-pacs`` (per study result revision): build the DICOM SR (and, with ``pacs_key_image``, the
+``emit-pacs`` (per study result revision, once the study is stable like for FHIR and HL7:
+``XRAYGATE_STUDY_STABLE_SECONDS``): build the DICOM SR (and, with ``pacs_key_image``, the
 Secondary Capture key image) once, and put each object in the outbox of the ``pacs`` channel,
 ordered per patient, in the same transaction that checks the result was not revised meanwhile
 (a superseded revision is never stored: its successor's SR is). A result without an image the
@@ -20,11 +21,12 @@ from xraygate.core.config import Settings
 from xraygate.core.db import read_session
 from xraygate.core.jobs import EmitPacsPayload, JobKind, SendPacsPayload
 from xraygate.core.logging import correlation_id
-from xraygate.core.models import Channel, StudyResult
+from xraygate.core.models import Channel, StudyResult, utcnow
 from xraygate.core.models.results import revision_now
 from xraygate.core.outbox import NewMessage, OutboxDrainer, add_message
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
+from xraygate.core.study_stability import require_stable
 from xraygate.core.worker import Commit, Handler
 from xraygate.pacs import context, senders
 from xraygate.pacs.context import SR_KEY_SUFFIX, SrContext
@@ -45,6 +47,9 @@ class EmitPacs:
         if not senders.enabled(self.settings):
             return None  # the PACS channel is off
         with read_session(self.engine) as session:
+            if job.study_uid:  # wait for a complete study, like FHIR and HL7
+                stable = self.settings.study_stable_seconds
+                require_stable(session, job.study_uid, stable, utcnow())
             ctx = context.load(session, payload.study_result_id)
         if ctx is None or payload.revision < ctx.result.revision:
             return None  # gone, shadow, or a newer revision's job stores the current state

@@ -109,14 +109,17 @@ def run_provider(
     clients: list[dict[str, Any]],
     accounts: dict[str, list[str]],
     key: RSAKey | None = None,
+    claims_in_id_token: bool = False,
 ) -> Iterator[Provider]:
-    """Start ``provider.mjs`` from ``home`` (see :func:`install`); its files go to ``workdir``."""
+    """Start ``provider.mjs`` from ``home`` (see :func:`install`); its files go to ``workdir``.
+    ``claims_in_id_token``: the roles claim in the ID token and no userinfo endpoint."""
     key = key or signing_key()
     config = {
         "clients": clients,
         "jwks": {"keys": [key.as_dict(private=True)]},
         "accounts": accounts,
         "cookieKey": hashlib.sha256(str(workdir).encode()).hexdigest(),
+        "claimsInIdToken": claims_in_id_token,
     }
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "provider.json").write_text(json.dumps(config))

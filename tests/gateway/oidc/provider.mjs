@@ -3,7 +3,10 @@
 //   node provider.mjs config.json
 //
 // config.json: {"clients": [...client metadata...], "jwks": {"keys": [private JWK]},
-//               "accounts": {"login": ["group", ...]}, "cookieKey": "..."}
+//               "accounts": {"login": ["group", ...]}, "cookieKey": "...",
+//               "claimsInIdToken": false}
+// claimsInIdToken: the ID token carries the profile and groups claims and there is no userinfo
+// endpoint (like Entra ID's roles); else they come from userinfo only (the package's default).
 // Prints one JSON line {"issuer": "http://127.0.0.1:<port>"} once it listens; stops on SIGTERM.
 // Sign-in uses the package's own login and consent pages (devInteractions): any login name with
 // any password; the account's "groups" claim comes from config.accounts (unknown login: none).
@@ -23,7 +26,9 @@ server.listen(0, '127.0.0.1', () => {
     cookies: { keys: [config.cookieKey] },
     scopes: ['openid', 'profile', 'groups'],
     claims: { openid: ['sub'], profile: ['preferred_username', 'name'], groups: ['groups'] },
+    conformIdTokenClaims: !config.claimsInIdToken,
     features: {
+      userinfo: { enabled: !config.claimsInIdToken },
       devInteractions: { enabled: true },
       rpInitiatedLogout: { enabled: true },
     },

@@ -19,6 +19,7 @@ import logging
 import shutil
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from xraygate.core import metrics
 from xraygate.core.config import Settings
@@ -30,7 +31,7 @@ from xraygate.core.ingest.journal import Journal
 from xraygate.core.ingest.status import Status
 from xraygate.core.logging import correlation_id
 from xraygate.core.queue import JobQueue
-from xraygate.core.storage import ObjectStore, file_digest
+from xraygate.core.storage import LocalStore, ObjectStore, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -113,24 +114,31 @@ class Ingestor:
         limit = self.settings.max_image_pixels
         ds = header.read_header(path, limit)
         header.validate(ds, received, limit)
-        if received.sha256 is not None and received.size is not None:
-            size, sha = received.size, received.sha256
+        if received.sha256 is not None and received.size == path.stat().st_size:
+            size, sha = received.size, received.sha256  # hashed while it was received
         else:
             size, sha = file_digest(path)
         key = header.object_key(ds, sha)
+        # A local store's rename is made durable by the journal's group commit (one directory
+        # fsync for every object of a series received meanwhile) instead of per object.
+        sync_dirs: tuple[Path, ...] = ()
         try:
-            self.store.put_file(key, path, move=True, digest=(size, sha))
+            if isinstance(self.store, LocalStore) and self.journal is not None:
+                self.store.put_file(key, path, move=True, digest=(size, sha), sync_dir=False)
+                sync_dirs = (self.store.directory_of(key),)
+            else:
+                self.store.put_file(key, path, move=True, digest=(size, sha))
         except StorageFull as exc:
             raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "object store is full") from exc
         except StorageError as exc:
             raise IngestError(Status.OUT_OF_RESOURCES, "object store unavailable") from exc
         record = header.index_record(ds, received, key, size, sha)
-        self._index(record)
+        self._index(record, sync_dirs)
         metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
         metrics.BYTES_RECEIVED.inc(size)
         log.info("[%s] instance stored (%d bytes)", correlation_id(record.study_uid), size)
 
-    def _index(self, record: header.IndexRecord) -> None:
+    def _index(self, record: header.IndexRecord, sync_dirs: tuple[Path, ...]) -> None:
         if self.journal is None or self.thread is None:
             try:
                 self.indexer.index([record])
@@ -140,7 +148,7 @@ class Ingestor:
                 ) from exc
             return
         try:
-            entry = self.journal.append(record)
+            entry = self.journal.append(record, sync_dirs)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 full = Status.OUT_OF_RESOURCES_STORAGE_FULL

@@ -66,11 +66,16 @@ class Journal:
         self._seq = 0
         self._written = 0  # appends so far
         self._synced = 0  # appends known durable
+        self._dirty_dirs: set[Path] = set()  # to fsync with the next group commit
 
     # -- appending ------------------------------------------------------------------------
-    def append(self, record: IndexRecord) -> Entry:
-        """Write ``record`` and return once it is durable (raises OSError when it is not)."""
+    def append(self, record: IndexRecord, sync_dirs: tuple[Path, ...] = ()) -> Entry:
+        """Write ``record`` and return once it is durable (raises OSError when it is not).
+
+        ``sync_dirs``: directories whose entries (an object's rename) must be durable with the
+        record; the group commit fsyncs each once for every append it covers."""
         with self._lock:
+            self._dirty_dirs.update(sync_dirs)
             segment = self._writable()
             self._seq += 1
             record.seq = self._seq
@@ -113,6 +118,14 @@ class Journal:
                 return
             with self._lock:
                 target, active = self._written, self._active
+                dirs, self._dirty_dirs = self._dirty_dirs, set()
+            try:
+                for directory in sorted(dirs):
+                    _fsync_dir(directory)
+            except OSError:
+                with self._lock:
+                    self._dirty_dirs.update(dirs)  # the next group commit tries them again
+                raise
             if active is not None:
                 self._fsync(active.fd)
             self._synced = max(self._synced, target)

@@ -5,6 +5,7 @@ the audit trail is itself audited."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import SecretStr
@@ -96,6 +97,20 @@ def retry(job_id: DbId, session: ReadDb, queue: QueueDep) -> dict[str, Any]:
     return {"id": job_id, "state": JobState.PENDING.value}
 
 
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user info (``postgresql://u:pw@host``) masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "********"  # unparseable: it may hold anything
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:********@{host}"))
+
+
 @router.get("/settings")
 def effective_settings(settings: SettingsDep) -> dict[str, Any]:
     """The settings in force, secrets masked."""
@@ -104,6 +119,8 @@ def effective_settings(settings: SettingsDep) -> dict[str, Any]:
         secret = isinstance(value, SecretStr) or any(w in name for w in _SECRET_WORDS)
         if secret and value is not None:
             out[name] = "********"
+        elif isinstance(value, str) and "://" in value:
+            out[name] = mask_url(value)
         elif isinstance(value, str | int | float | bool | list) or value is None:
             out[name] = value
         else:

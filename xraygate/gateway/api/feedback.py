@@ -18,7 +18,7 @@ from sqlmodel import col
 from xraygate.core import db
 from xraygate.core.models import Feedback, Study
 from xraygate.core.models.deid import Finding, record_feedback
-from xraygate.gateway.deps import AUDITED, EngineDep, QueueDep, ReadDb
+from xraygate.gateway.deps import AUDITED, EngineDep, PrincipalDep, QueueDep, ReadDb
 from xraygate.gateway.errors import JsonRoute, NotFound
 from xraygate.gateway.views.studies import feedback_rows
 
@@ -27,7 +27,6 @@ router = APIRouter(prefix="/api", tags=["feedback"], dependencies=[AUDITED], rou
 
 class FeedbackIn(BaseModel):
     finding: Finding = Field(description="confirm = pneumonia present, reject = no pneumonia")
-    by: str = Field("", max_length=200, description="who gives the finding")
     comment: str = Field("", max_length=2000)
 
 
@@ -60,12 +59,22 @@ class FeedbackOut(BaseModel):
 
 @router.post("/studies/{study_uid}/feedback", status_code=201)
 def post_feedback(
-    study_uid: str, body: FeedbackIn, engine: EngineDep, queue: QueueDep
+    study_uid: str,
+    body: FeedbackIn,
+    engine: EngineDep,
+    queue: QueueDep,
+    principal: PrincipalDep,
 ) -> FeedbackOut:
-    """Record a clinician's finding; the study's export manifest follows it."""
+    """Record a clinician's finding; the study's export manifest follows it. The author is the
+    authenticated caller (a ``by`` in the body is ignored: nobody files a finding as another)."""
     with db.write_session(engine) as session:
         row = record_feedback(
-            session, queue, study_uid, body.finding, author=body.by, comment=body.comment
+            session,
+            queue,
+            study_uid,
+            body.finding,
+            author=principal.subject[:200],
+            comment=body.comment,
         )
     if row is None:
         raise NotFound("unknown study")

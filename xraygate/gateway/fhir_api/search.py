@@ -25,6 +25,8 @@ from xraygate.gateway.fhir_api.params import (
 )
 
 UNSUPPORTED = "not-supported"  # the issue code of a search naming what we do not serve
+MAX_ALTERNATIVES = 100  # comma-separated values of one parameter
+MAX_PARAMETERS = 50  # query parameters of one search
 
 
 @dataclass
@@ -71,19 +73,23 @@ def normalize_reference(value: str, default_type: str) -> str:
 def date_range(value: str, tz: tzinfo) -> tuple[datetime, datetime]:
     """The [start, end) interval a FHIR date / dateTime search value stands for."""
     try:
-        if len(value) == 4:
-            start = datetime(int(value), 1, 1, tzinfo=tz)
-            return start, start.replace(year=start.year + 1)
-        if len(value) == 7:
-            y, m = int(value[:4]), int(value[5:7])
-            start = datetime(y, m, 1, tzinfo=tz)
-            return start, start + timedelta(days=calendar.monthrange(y, m)[1])
-        if len(value) == 10:
-            start = datetime.fromisoformat(value).replace(tzinfo=tz)
-            return start, start + timedelta(days=1)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
+        return _date_range(value, tz)
+    except (ValueError, OverflowError) as exc:  # 9999-12-31 has no next day
         raise SearchError(f"invalid date {value!r}") from exc
+
+
+def _date_range(value: str, tz: tzinfo) -> tuple[datetime, datetime]:
+    if len(value) == 4:
+        start = datetime(int(value), 1, 1, tzinfo=tz)
+        return start, start.replace(year=start.year + 1)
+    if len(value) == 7:
+        y, m = int(value[:4]), int(value[5:7])
+        start = datetime(y, m, 1, tzinfo=tz)
+        return start, start + timedelta(days=calendar.monthrange(y, m)[1])
+    if len(value) == 10:
+        start = datetime.fromisoformat(value).replace(tzinfo=tz)
+        return start, start + timedelta(days=1)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
     step = timedelta(seconds=1) if value.count(":") >= 2 else timedelta(minutes=1)
@@ -99,7 +105,10 @@ def date_clause(column: Any, raw: str, tz: tzinfo) -> ColumnElement[bool]:
     elif raw[:2].isalpha():
         raise SearchError(f"unsupported date prefix {raw[:2]!r}", code=UNSUPPORTED)
     lo, hi = date_range(value, tz)
-    lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
+    try:
+        lo, hi = lo.astimezone(UTC), hi.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise SearchError(f"date out of range {value!r}") from exc
     clauses: dict[str, ColumnElement[bool]] = {
         "eq": and_(column >= lo, column < hi),
         "ne": and_(column.is_not(None), not_(and_(column >= lo, column < hi))),
@@ -174,6 +183,8 @@ def parse_query(
     ]
     count, offset, includes, revincludes = 20, 0, [], []
     order: list[Any] = [col(R.last_updated).desc()]
+    if len(items) > MAX_PARAMETERS:
+        raise SearchError(f"more than {MAX_PARAMETERS} search parameters", code="too-costly")
     for key, value in items:
         if key in IGNORED:
             continue
@@ -229,6 +240,9 @@ def _search_clause(
     alternatives = [v for v in value.split(",") if v]
     if not alternatives:
         raise SearchError(f"empty value for {key}")
+    if len(alternatives) > MAX_ALTERNATIVES:
+        detail = f"more than {MAX_ALTERNATIVES} alternatives for {key}"
+        raise SearchError(detail, code="too-costly")
     return or_(*(param_clause(session, name, param, modifier, v, tz) for v in alternatives))
 
 
@@ -249,7 +263,10 @@ def _int(key: str, value: str, low: int, high: int) -> int:
 
 def _sort(value: str) -> list[Any]:
     out: list[Any] = []
-    for item in value.split(","):
+    items = value.split(",")
+    if len(items) > len(SORTS):
+        raise SearchError(f"more than {len(SORTS)} _sort keys", code="too-costly")
+    for item in items:
         desc = item.startswith("-")
         column = SORTS.get(item.lstrip("-"))
         if column is None:

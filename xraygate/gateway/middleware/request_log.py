@@ -15,6 +15,12 @@ from xraygate.gateway.middleware.observe import ObservingMiddleware
 
 log = logging.getLogger("xraygate.gateway")
 QUIET = frozenset({"/healthz", "/readyz", "/metrics"})  # counted, not logged
+#: Method label values: anything else a client sends is counted as OTHER (bounded labels).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "OTHER"
 
 
 class RequestLogMiddleware(ObservingMiddleware):
@@ -26,7 +32,8 @@ class RequestLogMiddleware(ObservingMiddleware):
         study_uid = scope.get("path_params", {}).get("study_uid")
         if study_uid:
             set_correlation(correlation_id(str(study_uid)))
-        metrics.HTTP_REQUESTS.labels(template, scope["method"], f"{status // 100}xx").inc()
+        method = method_label(scope["method"])
+        metrics.HTTP_REQUESTS.labels(template, method, f"{status // 100}xx").inc()
         metrics.HTTP_SECONDS.labels(template).observe(seconds)
         if template not in QUIET:
-            log.info("%s %s -> %d in %.1f ms", scope["method"], template, status, seconds * 1000)
+            log.info("%s %s -> %d in %.1f ms", method, template, status, seconds * 1000)

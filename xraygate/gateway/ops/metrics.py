@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 
 from xraygate.core import metrics
 from xraygate.core.db import read_session
+from xraygate.core.jobs import JobKind
 from xraygate.core.models import Job, JobState, ModelVersion, StudyResult, utcnow
 from xraygate.core.quality.gauges import refresh_quality_metrics
 from xraygate.gateway.deps import EngineDep, SettingsDep
@@ -57,10 +58,17 @@ def _queue(session: Session) -> None:
         .where(col(Job.state) == JobState.PENDING)
         .group_by(col(Job.kind))
     ).all()
+    # Every kind and state has a series, 0 when empty: a dashboard or an alert on an empty queue
+    # reads 0 rather than "no data".
+    counts = {(str(kind), str(state)): int(count) for kind, state, count in depth}
     metrics.QUEUE_DEPTH.clear()
-    for kind, state, count in depth:
-        metrics.QUEUE_DEPTH.labels(kind=kind, state=state).set(count)
+    for kind in {*(k.value for k in JobKind), *(k for k, _ in counts)}:
+        for state in (JobState.PENDING, JobState.RUNNING, JobState.DEAD):
+            value = counts.get((kind, state.value), 0)
+            metrics.QUEUE_DEPTH.labels(kind=kind, state=state.value).set(value)
     metrics.QUEUE_OLDEST_AGE.clear()
+    for kind_name in JobKind:
+        metrics.QUEUE_OLDEST_AGE.labels(kind=kind_name.value).set(0)
     for kind, created in oldest:
         if created.tzinfo is None:
             created = created.replace(tzinfo=now.tzinfo)

@@ -4,8 +4,9 @@ delivery outbox.
 A study's status:
 
 - ``failed``: one of its jobs or outbox messages is dead-lettered (needs a person);
-- ``delivered``: it has an emitted result and every delivery job (``emit-*``) and outbox
-  message of it has finished successfully;
+- ``delivered``: it has an emitted result, every delivery job (``emit-*``) is done and every
+  channel that is switched on delivered it (never when no channel is on: see
+  :mod:`xraygate.core.delivery_state`, which also gives each row its per-channel states);
 - ``scored``: it has an emitted (non-shadow) result;
 - ``received``: it is in the index, not scored yet.
 """
@@ -18,9 +19,12 @@ from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from xraygate.core import delivery_state
+from xraygate.core.config import Settings
+from xraygate.core.delivery_state import DeliveryState
 from xraygate.core.jobs import EMIT_KINDS
 from xraygate.core.models import (
     Category,
@@ -65,6 +69,7 @@ class WorklistRow(BaseModel):
     model_version: str | None
     demo_model: bool
     status: StudyStatus
+    delivery: dict[str, DeliveryState] = {}
 
 
 class InstanceView(BaseModel):
@@ -80,6 +85,7 @@ class InstanceView(BaseModel):
 
 class DeliveryView(BaseModel):
     channel: str
+    label: str
     state: str
     attempts: int
     last_error: str | None
@@ -156,18 +162,25 @@ def _worst(current: str | None, state: str) -> str:
     return max(current, state, key=lambda s: order.index(JobState(s)))
 
 
-def _status(result: StudyResult | None, progress: _Progress) -> StudyStatus:
-    if progress.dead:
+def _status(
+    result: StudyResult | None, progress: _Progress, delivery: dict[str, DeliveryState]
+) -> StudyStatus:
+    if progress.dead or delivery_state.overall(delivery) == DeliveryState.FAILED:
         return StudyStatus.FAILED
     if result is None:
         return StudyStatus.RECEIVED
-    if progress.emit_total and not progress.emit_open and not progress.outbox_open:
+    done = progress.emit_total and not progress.emit_open and not progress.outbox_open
+    if done and delivery_state.overall(delivery) == DeliveryState.DELIVERED:
         return StudyStatus.DELIVERED
     return StudyStatus.SCORED
 
 
 def _row(
-    study: Study, patient: Patient, result: StudyResult | None, progress: _Progress
+    study: Study,
+    patient: Patient,
+    result: StudyResult | None,
+    progress: _Progress,
+    delivery: dict[str, DeliveryState],
 ) -> WorklistRow:
     return WorklistRow(
         study_uid=study.study_instance_uid,
@@ -181,7 +194,8 @@ def _row(
         category=result.category if result else None,
         model_version=result.model_version if result else None,
         demo_model=result.demo_model if result else False,
-        status=_status(result, progress),
+        status=_status(result, progress, delivery),
+        delivery=delivery,
     )
 
 
@@ -192,29 +206,94 @@ def risk_key(row: WorklistRow) -> tuple[int, float, float]:
     return (rank, -score, -row.received_at.timestamp())
 
 
+@dataclass(frozen=True)
+class WorklistQuery:
+    """Search and filters of the worklist: ``text`` matches patient name, patient ID or
+    accession (case-insensitive, part of the value); dates are DICOM ``YYYYMMDD`` (inclusive)."""
+
+    text: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    status: StudyStatus | None = None
+    page: int = 1
+    per_page: int = 50
+
+
+@dataclass
+class WorklistPage:
+    rows: list[WorklistRow]
+    total: int
+    page: int
+    pages: int
+
+
 def worklist(
-    session: Session, *, limit: int = 200, status: StudyStatus | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    limit: int = 200,
+    status: StudyStatus | None = None,
 ) -> list[WorklistRow]:
     """The newest ``limit`` studies, sorted by risk."""
+    return _rows(session, settings, WorklistQuery(status=status), limit)
+
+
+def worklist_page(
+    session: Session, settings: Settings, query: WorklistQuery, *, scan: int = 2000
+) -> WorklistPage:
+    """One page of the matching studies (of the newest ``scan``), highest risk first."""
+    rows = _rows(session, settings, query, scan)
+    per_page = max(1, query.per_page)
+    pages = max(1, -(-len(rows) // per_page))
+    page = min(max(1, query.page), pages)
+    start = (page - 1) * per_page
+    return WorklistPage(rows[start : start + per_page], len(rows), page, pages)
+
+
+def _rows(
+    session: Session, settings: Settings, query: WorklistQuery, limit: int
+) -> list[WorklistRow]:
+    stmt = select(Study, Patient).join(Patient, col(Patient.id) == col(Study.patient_pk))
+    if text := query.text.strip():
+        like = f"%{text.lower()}%"
+        stmt = stmt.where(
+            func.lower(col(Patient.name)).like(like)
+            | func.lower(col(Patient.patient_id)).like(like)
+            | func.lower(col(Study.accession_number)).like(like)
+        )
+    if query.date_from:
+        stmt = stmt.where(col(Study.study_date) >= query.date_from)
+    if query.date_to:
+        stmt = stmt.where(col(Study.study_date) <= query.date_to)
     pairs = session.execute(
-        select(Study, Patient)
-        .join(Patient, col(Patient.id) == col(Study.patient_pk))
-        .order_by(col(Study.created_at).desc(), col(Study.id).desc())
-        .limit(limit)
+        stmt.order_by(col(Study.created_at).desc(), col(Study.id).desc()).limit(limit)
     ).all()
     uids = [study.study_instance_uid for study, _ in pairs]
     results = _emitted_results(session, uids)
     progress = _progress(session, uids)
+    delivery = delivery_state.load(session, settings, uids)
     rows = [
-        _row(study, patient, results.get(study.study_instance_uid), progress[uid])
+        _row(study, patient, results.get(uid), progress[uid], delivery[uid])
         for (study, patient), uid in zip(pairs, uids, strict=True)
     ]
-    if status is not None:
-        rows = [r for r in rows if r.status == status]
+    if query.status is not None:
+        rows = [r for r in rows if r.status == query.status]
     return sorted(rows, key=risk_key)
 
 
-def study_view(session: Session, study_uid: str) -> StudyView | None:
+def new_high_risk(session: Session, since: datetime) -> int:
+    """Emitted high-risk study results written after ``since`` (the worklist's badge)."""
+    count = session.execute(
+        select(func.count())
+        .select_from(StudyResult)
+        .where(col(StudyResult.shadow).is_(False))
+        .where(col(StudyResult.category) == Category.HIGH)
+        .where(col(StudyResult.updated_at) > since)
+    ).scalar()
+    return int(count or 0)
+
+
+def study_view(session: Session, settings: Settings, study_uid: str) -> StudyView | None:
     pair = session.execute(
         select(Study, Patient)
         .join(Patient, col(Patient.id) == col(Study.patient_pk))
@@ -225,8 +304,9 @@ def study_view(session: Session, study_uid: str) -> StudyView | None:
     study, patient = pair
     result = _emitted_results(session, [study_uid]).get(study_uid)
     progress = _progress(session, [study_uid])[study_uid]
+    delivery = delivery_state.load(session, settings, [study_uid])[study_uid]
     return StudyView(
-        row=_row(study, patient, result, progress),
+        row=_row(study, patient, result, progress, delivery),
         thresholds={k: float(v) for k, v in (result.thresholds if result else {}).items()},
         reason=result.reason if result else "",
         revision=result.revision if result else None,
@@ -278,7 +358,13 @@ def _deliveries(session: Session, study_uid: str) -> list[DeliveryView]:
         .order_by(col(OutboxMessage.id))
     )
     return [
-        DeliveryView(channel=r.channel, state=r.state, attempts=r.attempts, last_error=r.last_error)
+        DeliveryView(
+            channel=r.channel,
+            label=delivery_state.label(r.channel),
+            state=r.state,
+            attempts=r.attempts,
+            last_error=r.last_error,
+        )
         for r in rows
     ]
 

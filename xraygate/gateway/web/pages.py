@@ -8,11 +8,14 @@ answers 403 (``HtmlRoute``).
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from xraygate.core import delivery_state
 from xraygate.core.logging import correlation_id, set_correlation
+from xraygate.core.models import utcnow
 from xraygate.core.quality.report import PERIODS, Period, build_report, parse_since
 from xraygate.gateway.auth import SESSION_COOKIE, Authenticator, Principal, Role
 from xraygate.gateway.deps import (
@@ -28,7 +31,8 @@ from xraygate.gateway.errors import BadRequest, NotFound, Unauthorized
 from xraygate.gateway.views.admin import list_dead_letters, list_models
 from xraygate.gateway.views.deid_review import list_held
 from xraygate.gateway.views.quality import version_charts
-from xraygate.gateway.views.studies import StudyStatus, study_view, worklist
+from xraygate.gateway.views.studies import StudyStatus, WorklistQuery, study_view
+from xraygate.gateway.views.studies import worklist_page as load_worklist_page
 from xraygate.gateway.web.render import HtmlRoute, render
 from xraygate.gateway.web.sso import SsoDep, after_logout, login_page, session_redirect
 
@@ -73,7 +77,7 @@ def logout(
     request: Request, auth: Annotated[Authenticator, Depends(authenticator)], sso: SsoDep
 ) -> Response:
     """End the browser session: revoked server-side (a copy of the cookie stops working too),
-    and the identity provider's, when it offers RP-initiated logout."""
+    and the identity provider's session too when it offers RP-initiated logout."""
     if cookie := request.cookies.get(SESSION_COOKIE):
         auth.end_session(cookie)
     response = RedirectResponse(after_logout(request, sso), status_code=303)
@@ -81,30 +85,55 @@ def logout(
     return response
 
 
+def _dicom_date(value: str) -> str:
+    """``2024-05-14`` (an HTML date input) -> ``20240514``; anything else -> ""."""
+    digits = value.replace("-", "")
+    return digits if len(digits) == 8 and digits.isdigit() else ""
+
+
 @router.get("/worklist", dependencies=[AUDITED])
 def worklist_page(
-    request: Request, session: ReadDb, principal: Clinician, status: StudyStatus | None = None
+    request: Request,
+    session: ReadDb,
+    settings: SettingsDep,
+    principal: Clinician,
+    status: Annotated[str, Query(max_length=20)] = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    date_from: Annotated[str, Query(max_length=10)] = "",
+    date_to: Annotated[str, Query(max_length=10)] = "",
+    page: Annotated[int, Query(ge=1, le=100000)] = 1,
 ) -> Response:
-    """The triage worklist, highest risk first."""
-    rows = worklist(session, status=status)
+    """The triage worklist, highest risk first: search, date and status filters, pages."""
+    wanted = StudyStatus(status) if status in set(StudyStatus) else None  # "" or unknown: all
+    query = WorklistQuery(q, _dicom_date(date_from), _dicom_date(date_to), wanted, page)
+    found = load_worklist_page(session, settings, query)
+    params = {"q": q, "date_from": date_from, "date_to": date_to, "status": wanted or ""}
     return render(
         request,
         "worklist.html",
-        rows=rows,
+        rows=found.rows,
+        found=found,
+        params=params,
+        base_query="".join(f"{urlencode({k: v})}&" for k, v in params.items() if v),
         statuses=[s.value for s in StudyStatus],
-        status=status.value if status else "",
+        status=wanted.value if wanted else "",
+        labels={c.name: c.label for c in delivery_state.CHANNELS},
+        since=utcnow().isoformat(),
         principal=principal,
     )
 
 
 @router.get("/studies/{study_uid}", dependencies=[AUDITED])
-def study_page(request: Request, study_uid: str, session: ReadDb, principal: Clinician) -> Response:
+def study_page(
+    request: Request, study_uid: str, session: ReadDb, settings: SettingsDep, principal: Clinician
+) -> Response:
     """A study: image, score, category, model version, delivery status, feedback form."""
     set_correlation(correlation_id(study_uid))
-    view = study_view(session, study_uid)
+    view = study_view(session, settings, study_uid)
     if view is None:
         raise NotFound("unknown study")
-    return render(request, "study.html", view=view, principal=principal)
+    labels = {name: delivery_state.label(name) for name in view.row.delivery}
+    return render(request, "study.html", view=view, labels=labels, principal=principal)
 
 
 @router.get("/admin")

@@ -16,6 +16,10 @@ async function postJson(url, body) {
   return {ok: response.ok, status: response.status, data: data};
 }
 document.addEventListener("DOMContentLoaded", () => {
+  // no inline handlers (the Content-Security-Policy forbids them): filters submit on change
+  document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
+    select.addEventListener("change", () => select.form.submit());
+  });
   const form = document.getElementById("feedback");
   if (form) {
     form.addEventListener("submit", async (event) => {
@@ -46,4 +50,27 @@ document.addEventListener("DOMContentLoaded", () => {
       if (res.ok) { window.location.reload(); }
     });
   });
+});
+// Worklist: a badge counts high-risk results that arrived since the page was loaded (polled
+// every 30 s from /api/worklist/new-high-risk); clicking it reloads the list.
+document.addEventListener("DOMContentLoaded", () => {
+  const badge = document.getElementById("new-high");
+  if (!badge) { return; }
+  const since = badge.dataset.since;
+  async function poll() {
+    try {
+      const response = await fetch("/api/worklist/new-high-risk?since=" + encodeURIComponent(since),
+        {credentials: "same-origin"});
+      if (!response.ok) { return; }
+      const data = await response.json();
+      if (data.count > 0) {
+        badge.textContent = data.count + " new high-risk";
+        badge.href = window.location.pathname + window.location.search;
+        badge.hidden = false;
+      }
+    } catch (e) { /* offline: try again at the next tick */ }
+  }
+  window.xraygatePollNewHigh = poll;  // tests call it instead of waiting 30 s
+  poll();
+  window.setInterval(poll, 30000);
 });
