@@ -6,7 +6,7 @@ itself keeps only sharp, small, high-contrast structure; thresholding that diffe
 structure brighter than its surroundings and once for darker gives two black-on-white views where
 burned-in text (drawn sharp, usually in the brightest or darkest value) stands out and the smooth
 anatomy drops away. Each view is read once, at full resolution when the image is small (no side
-over 1100 px), otherwise downscaled so the smallest text size looked for still has ~17 px
+over 1000 px), otherwise downscaled so the smallest text size looked for still has ~17 px
 letters; word boxes come back in image pixels.
 
 Tesseract runs as a subprocess fed on stdin (an uncompressed PGM) and answering TSV on stdout:
@@ -35,7 +35,7 @@ TESSERACT = "tesseract"
 _BORDER = 24  # white margin: Tesseract misses text that touches the image edge
 _TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
 _MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
-_FULL_SIZE_PX = 1100  # images no larger than this (each side) are read at full resolution
+_FULL_SIZE_PX = 1000  # images no larger than this (each side) are read at full resolution
 
 
 class OcrFailed(DeidentificationError):
@@ -120,7 +120,7 @@ def _parse_tsv(text: str) -> list[Word]:
 
 def working_scale(shape: tuple[int, ...], config: OcrConfig) -> float:
     """Downscale factor for reading: 1 (full resolution) for a small image (neither side over
-    1100 px: downscaling a 1 MP MR lost its 24 px text), else the factor that leaves the smallest
+    1000 px: downscaling a 1 MP MR lost its 24 px text), else the factor that leaves the smallest
     font looked for ~17 px. (Reading 1.5 MP chest CRs at full resolution found "text" lines in
     anatomy and collimator edges: they keep the downscaled read.)"""
     if max(shape[:2]) <= _FULL_SIZE_PX:
