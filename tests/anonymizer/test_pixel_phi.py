@@ -29,8 +29,20 @@ from tests.anonymizer.pixel_corpus import (
     text_sample,
 )
 from xraygate.anonymizer.engine import DeidConfig, Deidentifier
-from xraygate.anonymizer.ocr import OcrConfig, OcrFailed, read_words, tesseract_version
-from xraygate.anonymizer.pixel_phi import CheckedDeidentifier, PixelMode, PixelPhi, TextHeld
+from xraygate.anonymizer.ocr import (
+    OcrConfig,
+    OcrFailed,
+    read_words,
+    tesseract_version,
+    working_scale,
+)
+from xraygate.anonymizer.pixel_phi import (
+    CheckedDeidentifier,
+    PixelMode,
+    PixelPhi,
+    TextHeld,
+    display,
+)
 from xraygate.anonymizer.profile import parse_options
 from xraygate.anonymizer.text_finder import TextFinder
 from xraygate.core.errors import ConfigurationError
@@ -153,3 +165,39 @@ def test_missing_or_failing_tesseract_is_an_error_not_a_pass() -> None:
         read_words(img, config=OcrConfig(command="false"))
     with pytest.raises(OcrFailed):
         read_words(img, config=OcrConfig(command="/nonexistent/tesseract"))
+
+
+def test_small_image_is_read_at_full_resolution() -> None:
+    config = OcrConfig()
+    assert working_scale((960, 960), config) == 1.0  # a cropped 1 MP MR: never downscaled
+    assert working_scale((1955, 1841), config) == pytest.approx(17 / 24)  # RG1: 24 px -> 17 px
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        1030,  # 24 px date, medium contrast, under a name on a gradient: lost when downscaled
+        1052,  # low-contrast 51 px date beside anatomy: automatic page layout reads no word
+    ],
+)
+def test_corpus_images_that_leaked_are_not_exported_readable(
+    checked: CheckedDeidentifier, seed: int
+) -> None:
+    """Two full-size MR2 images of bench/pixel_phi.py seed 1000 that were exported with a
+    planted string still readable before the full-resolution read and the second read."""
+    sample = text_sample(seed)
+    assert sample.name.endswith("MR2")
+    outcome = run_sample(sample, checked.deidentify_bytes)
+    assert outcome.before, outcome  # OCR reads the planted text in the input
+    assert outcome.after == [], outcome
+    assert outcome.action in ("blanked", "held"), outcome
+
+
+def test_second_read_finds_text_the_layout_read_misses() -> None:
+    """The sparse-text read (verify) boxes the low-contrast date of seed 1052 on its own."""
+    sample = text_sample(1052)
+    ds = dcmread(io.BytesIO(to_bytes(sample.ds)))
+    view = display(ds, ds.pixel_array)
+    found = TextFinder().verify(view)
+    (planted,) = sample.planted
+    assert covered(planted.box, [(0, *b) for b in found.boxes]) >= 0.9, found

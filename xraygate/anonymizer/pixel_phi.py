@@ -8,6 +8,8 @@ worker and in ``xraygate deid``; never on the ingest path. For each frame:
    0.5-99.5 percentile range; MONOCHROME1 inverted; colour as luminance);
 2. :class:`~.text_finder.TextFinder` reads it with Tesseract and keeps what is text and not an
    allow-listed marker (``L``, ``R``, ``PA``, ``AP``, ``ERECT``, ``SUPINE``, ``PORTABLE``...);
+   when that read finds nothing (at first, or after blanking) a second, stricter read with a
+   different page segmentation (sparse text) must find nothing either;
 3. ``blank`` mode (default): every text box, padded, is set to its surroundings' median value,
    and the image is read again; text still found after two rounds holds the image. ``hold`` mode:
    any text holds the image.
@@ -101,7 +103,7 @@ class PixelPhi:
         arr = pixels.decoded_pixels(ds)
         frames = pixels.frames_of(ds, arr)
         views = [display(ds, frame) for frame in frames]
-        found = [self.finder.find(view) for view in views]
+        found = [self._look(view) for view in views]
         kept = tuple(sorted({t for f in found for t in f.kept}))
         if not any(found):
             return _checked(res, PixelReport("none", kept=kept, rounds=1))
@@ -115,7 +117,7 @@ class PixelPhi:
                     blanked.append((index, *box))
             views = [display(ds, frame) for frame in frames]
             found = [
-                self.finder.find(view) if hit else Found((), ())
+                self._look(view) if hit else Found((), ())
                 for view, hit in zip(views, found, strict=True)
             ]
             if not any(found):
@@ -124,6 +126,16 @@ class PixelPhi:
         raise self._held(
             "burned-in text still found after blanking", ds, views, found, kept, self.rounds + 1
         )
+
+    def _look(self, view: Display) -> Found:
+        """Text in one displayed frame: the finder's read, and when that finds nothing, its
+        stricter second read (a different page segmentation), so that an image leaves clean
+        only when both readers see no text in it."""
+        found = self.finder.find(view)
+        if found:
+            return found
+        second = self.finder.verify(view)
+        return Found(second.boxes, tuple(sorted({*found.kept, *second.kept})))
 
     def _held(
         self,

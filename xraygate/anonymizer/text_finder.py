@@ -21,7 +21,7 @@ it not: both go), then comes back padded, merged with the boxes it overlaps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from xraygate.anonymizer.ocr import (
@@ -36,6 +36,7 @@ from xraygate.anonymizer.ocr import (
 
 # Non-PHI tokens that may stay in an image: laterality and view / position markers.
 DEFAULT_ALLOWED = ("L", "R", "LT", "RT", "PA", "AP", "ERECT", "SUPINE", "PORTABLE")
+SPARSE_PSM = 11  # Tesseract page segmentation: as much text as possible, in no order
 _NOT_ALNUM = re.compile(r"[^0-9A-Z]")
 
 
@@ -61,13 +62,31 @@ class TextFinder:
         self.ocr = ocr or OcrConfig()
 
     def find(self, display: Display) -> Found:
-        reading = find_words(display, self.ocr)
+        """Text found reading with automatic page layout (the configured ``psm``)."""
+        return self._find(display, None, _confident, closer_look=True)
+
+    def verify(self, display: Display) -> Found:
+        """A second, independent and stricter look at an image the first found clean (or clean
+        after blanking): sparse-text segmentation (``psm`` 11, no layout analysis, which drops
+        text standing next to anatomy as part of a picture) and a lower bar for text (3+
+        characters at confidence >= 75)."""
+        return self._find(display, SPARSE_PSM, _strictly_confident, closer_look=False)
+
+    def _find(
+        self,
+        display: Display,
+        psm: int | None,
+        confident: Callable[[str, float], bool],
+        *,
+        closer_look: bool,
+    ) -> Found:
+        reading = find_words(display, self.ocr, psm=psm)
         words = [w for w in reading.words if token(w.text)]
         height, width = display.shape[:2]
         boxes: list[Box] = []
         kept: set[str] = set()
         for line in _lines(words):
-            verdict, markers = self._judge(display, line)
+            verdict, markers = self._judge(display, line, confident, closer_look)
             if verdict == "text":
                 box = extend_along_line(_union([w.box for w in _main_view(line)]), reading)
                 boxes.append(_pad(box, width, height))
@@ -75,7 +94,13 @@ class TextFinder:
                 kept.update(markers)
         return Found(tuple(_merge(boxes)), tuple(sorted(kept)))
 
-    def _judge(self, display: Display, line: list[Word]) -> tuple[str, list[str]]:
+    def _judge(
+        self,
+        display: Display,
+        line: list[Word],
+        confident: Callable[[str, float], bool],
+        closer_look: bool,
+    ) -> tuple[str, list[str]]:
         """``text`` or ``noise``, and the allow-listed tokens the line holds."""
         tokens = [token(w.text) for w in line]
         markers = [t for t in tokens if t in self.allowed]
@@ -84,8 +109,10 @@ class TextFinder:
             for t, w in zip(tokens, line, strict=True)
             if len(t) >= 2 and not self._marker_like(t)
         ]
-        if any(_confident(t, c) for t, c in others):
+        if any(confident(t, c) for t, c in others):
             return "text", markers
+        if not closer_look:
+            return "noise", markers
         if not any(len(t) >= 5 or (len(t) >= 2 and c >= 30) for t, c in others):
             return "noise", markers
         letter = min(w.box[3] for w in line if len(token(w.text)) >= 2)
@@ -117,6 +144,10 @@ def _distance(a: str, b: str) -> int:
 
 def _confident(tok: str, conf: float) -> bool:
     return (len(tok) >= 2 and conf >= 85) or (len(tok) >= 5 and conf >= 60)
+
+
+def _strictly_confident(tok: str, conf: float) -> bool:
+    return _confident(tok, conf) or (len(tok) >= 3 and conf >= 75)
 
 
 def _confirms(tok: str, conf: float) -> bool:
