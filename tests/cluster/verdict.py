@@ -96,6 +96,11 @@ def judge(
         dead_kinds = Counter(
             session.scalars(select(col(Job.kind)).where(col(Job.state) == "dead")).all()
         )
+        busy_kinds = Counter(
+            session.scalars(
+                select(col(Job.kind)).where(col(Job.state).in_(["pending", "running"]))
+            ).all()
+        )
         reports = session.scalar(
             select(func.count()).where(
                 col(FhirResource.resource_type) == "DiagnosticReport",
@@ -197,6 +202,8 @@ def judge(
     v.figures["jobs"] = dict(sorted(jobs.items()))
     if dead_kinds:
         v.figures["dead jobs by kind"] = dict(dead_kinds)
+    if busy_kinds:
+        v.figures["jobs not done by kind"] = dict(busy_kinds)
     v.check(not stuck, f"jobs not done: {stuck}")
     for key, value in run.items():
         v.figures[key] = value
