@@ -46,7 +46,7 @@ from xraygate.gateway.auth import hash_api_key
 from xraygate.inference.training.synthetic import dataset
 from xraygate.service import job_handlers
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 CLINICIAN_KEY = "loop-clinician-key-0123456789"
 DEMO = "xraygate-demo-cxr:1.0.0"
 B = "site-cxr:2"

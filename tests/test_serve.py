@@ -119,13 +119,18 @@ def _assert_one_startup_block(out: str, dicom_port: int, http_port: int) -> None
         f"AE XRAYGATE on 127.0.0.1:{dicom_port}",
         f"http://127.0.0.1:{http_port}/worklist",
         "xraygate-demo-cxr:1.0.0 (active) - DEMONSTRATION model",
-        "database      sqlite ",
-        "object store  local directory ",
-        "HL7 ORU^R01   off (set XRAYGATE_HL7_HOST + XRAYGATE_HL7_PORT)",
-        "FHIR push     off (set XRAYGATE_FHIR_PUSH_URL)",
         f'next: xraygate send --port {dicom_port} "$(xraygate sample)"',
     ):
         assert expected in out, f"{expected!r} not in the start-up output:\n{out}"
+    for label, value in (  # the labels are padded to the longest one
+        ("database", "sqlite "),
+        ("object store", "local directory "),
+        ("HL7 ORU^R01", "off (set XRAYGATE_HL7_HOST + XRAYGATE_HL7_PORT)"),
+        ("FHIR push", "off (set XRAYGATE_FHIR_PUSH_URL)"),
+        ("PACS (DICOM SR)", "off (set XRAYGATE_PACS_HOST"),
+    ):
+        line = rf"^ +{re.escape(label)} +{re.escape(value)}"
+        assert re.search(line, out, re.M), f"{label} {value!r} not in the start-up output:\n{out}"
     for noise in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "font cache", "Traceback"):
         assert noise not in out, f"{noise!r} printed at start-up:\n{out}"
     assert "Running upgrade" not in out, "one line per migration is noise"

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from tests.cluster.cluster import ClusterConfig
 from tests.cluster.harness import Run, RunOptions
 from tests.conftest import _pg_or_skip
 
@@ -19,7 +20,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600
 def test_short_cluster_run_under_faults() -> None:
     _pg_or_skip()
     assert shutil.which("haproxy") or shutil.which("/usr/sbin/haproxy"), "install haproxy"
-    options = RunOptions(instances=200, seed=7, modalities=4, faults="short", ehr_outage=20.0)
+    options = RunOptions(
+        instances=200,
+        seed=7,
+        modalities=4,
+        faults="short",
+        ehr_outage=20.0,
+        config=ClusterConfig(exports=False),
+    )
     verdict = Run(options).execute()
     print(verdict.render())
     assert verdict.ok, verdict.render()

@@ -118,10 +118,12 @@ def test_send_the_whole_pydicom_data_directory(sqlite_settings: Settings) -> Non
     failed = {Path(p).name: why for kind, _, p, why in lines if kind == "FAILED"}
     assert set(failed) == {
         "OT-PAL-8-face.dcm",  # not a DICOM file (no preamble/meta): never sent
-        "color-pl.dcm",  # Ultrasound Image Storage: our SCP does not accept the SOP class
-        "color-px.dcm",
+        "bad_sequence.dcm",  # 0xA900: a malformed StudyInstanceUID (refused before it is a key)
+        "color3d_jpeg_baseline.dcm",  # 0xA900: 120-frame colour cine over XRAYGATE_MAX_IMAGE_PIXELS
         "emri_small_jpeg_2k_lossless_too_short.dcm",  # truncated: pynetdicom fails on it
     }, failed
+    assert "StudyInstanceUID" in failed["bad_sequence.dcm"]
+    assert "image too large" in failed["color3d_jpeg_baseline.dcm"]
     assert "UnboundLocalError" in failed["emri_small_jpeg_2k_lossless_too_short.dcm"]
     for _, _, p, _ in lines:
         if Path(p).name not in failed:

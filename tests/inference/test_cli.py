@@ -50,7 +50,7 @@ def test_results_and_model_commands(pipeline: Pipeline) -> None:
     assert results[ct]["category"] == "not-applicable"
     assert results[ct]["reason"] == "modality CT is not a radiograph we read"
     plain = cli(pipeline, "results").stdout
-    assert "[demo model]" in plain and "not-applicable" in plain
+    assert "xraygate-demo-cxr:1.0.0 (demo)" in plain and "not-applicable" in plain
     listing = cli(pipeline, "model", "list").stdout
     assert "xraygate-demo-cxr:1.0.0" in listing and "active" in listing
     assert "DEMO - not for clinical use" in listing
