@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import Dataset, dcmread
+from pydicom.filereader import read_file_meta_info
 from pydicom.uid import CTImageStorage
 from pynetdicom import AE, _config, build_context
 
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def send_raw(port: int, path: Path, calling: str = "MODALITY1") -> int:
-    """Stream the file's bytes as they are (pynetdicom's chunked send), like a broken modality."""
-    meta = dcmread(path, stop_before_pixels=True).file_meta
+    """Stream the file's bytes as they are (pynetdicom's chunked send), like a broken modality;
+    only the file meta is read on our side, so a corrupt data set is sent as it is."""
+    meta = read_file_meta_info(path)
     ae = AE(ae_title=calling)
     ae.add_requested_context(meta.MediaStorageSOPClassUID, [meta.TransferSyntaxUID])
     assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 from pydicom import Dataset, dcmread
-from pydicom.filereader import read_file_meta_info
 from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
 )
-from pynetdicom import AE, _config, build_context
+from pynetdicom import AE, build_context
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import encode
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from tests.dicom_scp.conftest import RunningScp, new_ct, sample, start
+from tests.dicom_scp.test_bad_input import send_raw
 from xraygate.core.config import Settings
 from xraygate.dicom_scp.guard import MAX_CONTROL_PDU, pdu_limit, retired_storage_classes
 from xraygate.dicom_scp.status import Status
@@ -31,23 +31,6 @@ pytestmark = pytest.mark.integration
 
 CR = "1.2.840.10008.5.1.4.1.1.1"
 US_RETIRED = "1.2.840.10008.5.1.4.1.1.6"
-
-
-def send_raw(port: int, path: Path) -> int:
-    """Stream the file's bytes as they are (the data set is never parsed on our side)."""
-    meta = read_file_meta_info(path)
-    ae = AE(ae_title="MODALITY1")
-    ae.add_requested_context(meta.MediaStorageSOPClassUID, [meta.TransferSyntaxUID])
-    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
-    assert assoc.is_established
-    previous = _config.STORE_SEND_CHUNKED_DATASET
-    _config.STORE_SEND_CHUNKED_DATASET = True
-    try:
-        status = int(assoc.send_c_store(path).Status)
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = previous
-        assoc.release()
-    return status
 
 
 def associate(port: int, contexts: list[PresentationContext], calling: str = "MODALITY1") -> AE:
