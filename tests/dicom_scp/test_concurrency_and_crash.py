@@ -21,6 +21,7 @@ from sqlmodel import select
 from tests.dicom_scp.conftest import RunningScp, new_ct, sample
 from xraygate.core import db
 from xraygate.core.config import Settings
+from xraygate.core.dimse_scu import keep_responses
 from xraygate.core.models import Instance, Job, Study
 from xraygate.core.storage import store_from_settings
 
@@ -32,7 +33,7 @@ def _associate(port: int, dimse_timeout: float = 30.0) -> object:
     ae.dimse_timeout = dimse_timeout
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
     ae.add_requested_context(ComputedRadiographyImageStorage, [ExplicitVRLittleEndian])
-    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
+    assoc = keep_responses(ae.associate("127.0.0.1", port, ae_title="XRAYGATE"))
     assert assoc.is_established
     return assoc
 

@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
 from rich.progress import Progress
 
+from xraygate.core.dimse_scu import keep_responses
 from xraygate.core.errors import AssociationRefused
 from xraygate.dicom_scp.status import Status
 
@@ -109,7 +110,7 @@ class _Sender:
         self.ae.requested_contexts = []
         for sop_class, syntax in sorted({(i.sop_class, i.transfer_syntax) for i in batch}):
             self.ae.add_requested_context(sop_class, [syntax])
-        assoc = self.ae.associate(self.host, self.port, ae_title=self.called_aet)
+        assoc = keep_responses(self.ae.associate(self.host, self.port, ae_title=self.called_aet))
         if not assoc.is_established:
             where = f"{self.called_aet}@{self.host}:{self.port}"
             if assoc.is_rejected:

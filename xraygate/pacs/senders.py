@@ -26,6 +26,7 @@ from pynetdicom import AE
 
 from xraygate.core import multipart
 from xraygate.core.config import Settings
+from xraygate.core.dimse_scu import keep_responses
 from xraygate.core.http_delivery import post
 from xraygate.core.models import OutboxMessage
 from xraygate.core.outbox import DeliveryOutcome, Sender
@@ -88,11 +89,13 @@ def make_cstore_sender(settings: Settings) -> Sender:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.pacs_timeout
         ae.connection_timeout = settings.pacs_timeout
         ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-        assoc = ae.associate(
-            host,
-            port,
-            ae_title=settings.pacs_ae,
-            tls_args=(tls, host) if tls is not None else None,
+        assoc = keep_responses(
+            ae.associate(
+                host,
+                port,
+                ae_title=settings.pacs_ae,
+                tls_args=(tls, host) if tls is not None else None,
+            )
         )
         if not assoc.is_established:
             why = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
