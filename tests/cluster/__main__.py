@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,11 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         config=ClusterConfig(scps=args.scps, workers=args.workers, gateways=args.gateways),
         workdir=args.workdir,
     )
+    # SIGTERM (a CI timeout, `kill`) ends the run like Ctrl-C: the harness's finally blocks
+    # stop every process it started instead of leaving them running
+    signal.signal(signal.SIGTERM, _interrupt)
     start = time.monotonic()
     verdict = Run(options).execute()
     print(f"cluster run, seed {args.seed}, {time.monotonic() - start:.0f} s in all")
     print(verdict.render(), flush=True)
     return 0 if verdict.ok else 1
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

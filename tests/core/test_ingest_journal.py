@@ -191,3 +191,74 @@ def _no_leaked_threads() -> None:
     yield
     leaked = {t.name for t in threading.enumerate() if t.is_alive()} - before
     assert "ingest-indexer" not in leaked
+
+
+def _count_flushes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    from xraygate.core.ingest import journal as journal_module
+
+    counts = {"fsync": 0, "fdatasync": 0, "syncfs": 0}
+    fsync, fdatasync, syncfs = os.fsync, os.fdatasync, journal_module._syncfs
+
+    def counted(name: str, real: object) -> object:
+        def call(arg: object) -> None:
+            counts[name] += 1
+            real(arg)  # type: ignore[operator]
+
+        return call
+
+    monkeypatch.setattr(os, "fsync", counted("fsync", fsync))
+    monkeypatch.setattr(os, "fdatasync", counted("fdatasync", fdatasync))
+    monkeypatch.setattr(journal_module, "_syncfs", counted("syncfs", syncfs))
+    return counts
+
+
+@pytest.mark.parametrize("mode", ["syncfs", "fsync"])
+def test_an_ingested_object_is_flushed_once_with_syncfs(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """With ``syncfs`` one flush makes the object, its directory and the journal line durable;
+    with ``fsync`` the object file, its new directories, the directory and the journal each."""
+    from pydicom import examples
+
+    from xraygate.core.ingest.header import Received
+    from xraygate.core.ingest.ingestor import Ingestor
+    from xraygate.core.ingest.journal import syncfs_available
+    from xraygate.core.storage import LocalStore
+
+    if mode == "syncfs":
+        assert syncfs_available(), "Linux has syncfs(2)"
+    configured = settings.model_copy(update={"ingest_sync": mode, "min_free_bytes": 0})
+    store = LocalStore(configured.data_dir / "objects")
+    ingestor = Ingestor(configured, store, JobQueue.from_settings(configured))
+    try:
+        for n in range(2):  # the second object's directories exist already
+            ds = examples.ct
+            ds.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.77.{n}"
+            spool = configured.tmp_dir / f"spool-{n}.dcm"
+            spool.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(spool, enforce_file_format=True)
+            counts = _count_flushes(monkeypatch)
+            received = Received(
+                path=spool,
+                sop_class_uid=str(ds.SOPClassUID),
+                sop_instance_uid=str(ds.SOPInstanceUID),
+                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+                calling_aet="MOD",
+            )
+            assert ingestor.ingest(received).status == 0
+            monkeypatch.undo()
+            if mode == "syncfs":
+                assert counts == {"fsync": 0, "fdatasync": 0, "syncfs": 1}, counts
+            elif n == 0:  # object, its new study and series directories' entries, dir, journal
+                assert counts["syncfs"] == 0 and counts["fdatasync"] == 1, counts
+                assert counts["fsync"] >= 3, counts
+            else:
+                assert counts == {"fsync": 2, "fdatasync": 1, "syncfs": 0}, counts
+        assert ingestor.flush(30)
+    finally:
+        ingestor.close()
+    with db.read_session(db.get_engine(configured.resolved_database_url)) as session:
+        rows = session.exec(select(Instance)).all()
+    assert len(rows) == 2
+    for row in rows:
+        assert store.get_bytes(row.object_key)

@@ -149,6 +149,12 @@ class Settings(OidcSettings):
         description="Ingest journal directory (default <data_dir>/journal); it must survive "
         "the process (a persistent volume), as the object store does.",
     )
+    ingest_sync: Literal["syncfs", "fsync"] = Field(
+        "syncfs",
+        description="How an acknowledged object is made durable with the journal: syncfs (one "
+        "syncfs of each filesystem per group commit covers the objects, their directories and "
+        "the journal; Linux) or fsync (each object file, each directory and the journal).",
+    )
     ingest_batch_size: int = Field(
         256, description="Most journaled objects the indexer commits in one transaction."
     )

@@ -88,6 +88,18 @@ class ObjectStore(Protocol):
         ...
 
 
+def _make_dirs(directory: Path) -> list[Path]:
+    """``mkdir -p``; the directories it created, outermost first."""
+    missing: list[Path] = []
+    probe = directory
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
 class LocalStore:
     """Objects as files below a root directory."""
 
@@ -118,12 +130,17 @@ class LocalStore:
         move: bool = False,
         digest: tuple[int, str] | None = None,
         sync_dir: bool = True,
+        sync: bool = True,
     ) -> StoredObject:
         """``sync_dir=False`` leaves the fsync of the key's directory (which makes the rename
-        durable) to the caller: the ingest journal fsyncs it with its group commit."""
+        durable) to the caller: the ingest journal fsyncs it with its group commit.
+        ``sync=False`` leaves every flush to the caller (the journal's ``syncfs``)."""
         dest = self._path(key)
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            created = _make_dirs(dest.parent)
+            if sync:
+                for parent in {d.parent for d in created}:
+                    self._fsync_dir(parent)  # a new directory's own entry
             size, sha = digest or file_digest(path)
             if move and path.stat().st_dev == dest.parent.stat().st_dev:
                 staged = path
@@ -132,10 +149,11 @@ class LocalStore:
                 os.close(fd)
                 staged = Path(tmp)
                 shutil.copyfile(path, staged)
-            with staged.open("rb+") as fh:
-                os.fsync(fh.fileno())
+            if sync:
+                with staged.open("rb+") as fh:
+                    os.fsync(fh.fileno())
             staged.replace(dest)
-            if sync_dir:
+            if sync and sync_dir:
                 self._fsync_dir(dest.parent)
             if move and path.exists():
                 path.unlink()

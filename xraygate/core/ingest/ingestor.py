@@ -64,7 +64,7 @@ class Ingestor:
         self.journal: Journal | None = None
         self.thread: IndexerThread | None = None
         if settings.ingest_journal if journal is None else journal:
-            self.journal = Journal(settings.journal_dir)
+            self.journal = Journal(settings.journal_dir, syncfs=settings.ingest_sync == "syncfs")
             self.thread = IndexerThread(
                 self.indexer, self.journal.done, batch_size=settings.ingest_batch_size
             )
@@ -120,11 +120,15 @@ class Ingestor:
             size, sha = file_digest(path)
         key = header.object_key(ds, sha)
         # A local store's rename is made durable by the journal's group commit (one directory
-        # fsync for every object of a series received meanwhile) instead of per object.
+        # fsync for every object of a series received meanwhile) instead of per object; with
+        # syncfs the object's bytes too (one flush per group, see core/ingest/journal.py).
         sync_dirs: tuple[Path, ...] = ()
         try:
             if isinstance(self.store, LocalStore) and self.journal is not None:
-                self.store.put_file(key, path, move=True, digest=(size, sha), sync_dir=False)
+                whole = not self.journal.syncfs
+                self.store.put_file(
+                    key, path, move=True, digest=(size, sha), sync_dir=False, sync=whole
+                )
                 sync_dirs = (self.store.directory_of(key),)
             else:
                 self.store.put_file(key, path, move=True, digest=(size, sha))

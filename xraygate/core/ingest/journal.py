@@ -11,11 +11,17 @@ process sharing the directory takes over the unlocked segments and replays their
 have no ``done`` line, in the order they were written. A torn last line (the process died while
 writing it) belongs to an object that was never acknowledged and is skipped.
 
-Appends are group-fsynced: threads that write while another fsyncs share the next fsync.
+Appends are group-committed: threads that write while another flushes share the next flush.
+With ``syncfs`` (``XRAYGATE_INGEST_SYNC=syncfs``, Linux) that flush is one ``syncfs(2)`` per
+filesystem involved, which makes the journal lines, the objects renamed into the store and their
+directories durable at once (measured here: 3 fsyncs per small object cost 2-3x one syncfs);
+otherwise each directory is fsynced and the journal fdatasynced, the objects having been fsynced
+by the store.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import logging
@@ -54,10 +60,18 @@ class Entry:
 class Journal:
     """This process's journal segments in ``directory``."""
 
-    def __init__(self, directory: Path, *, rotate_bytes: int = 8 * 2**20, sync: bool = True):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        rotate_bytes: int = 8 * 2**20,
+        sync: bool = True,
+        syncfs: bool = False,
+    ):
         self.directory = directory
         self.rotate_bytes = rotate_bytes
         self.sync = sync
+        self.syncfs = syncfs and sync and syncfs_available()
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -105,7 +119,7 @@ class Journal:
         path = self.directory / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if self.sync:
+        if self.sync and not self.syncfs:  # else the group commit's syncfs covers the entry
             _fsync_dir(self.directory)
         self._active = Segment(path, fd)
         self._segments[path] = self._active
@@ -120,13 +134,17 @@ class Journal:
                 target, active = self._written, self._active
                 dirs, self._dirty_dirs = self._dirty_dirs, set()
             try:
-                for directory in sorted(dirs):
-                    _fsync_dir(directory)
+                if self.syncfs:
+                    for directory in _one_per_filesystem({self.directory, *dirs}):
+                        _syncfs(directory)
+                else:
+                    for directory in sorted(dirs):
+                        _fsync_dir(directory)
             except OSError:
                 with self._lock:
                     self._dirty_dirs.update(dirs)  # the next group commit tries them again
                 raise
-            if active is not None:
+            if active is not None and not self.syncfs:
                 self._fsync(active.fd)
             self._synced = max(self._synced, target)
 
@@ -251,3 +269,37 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs_available() -> bool:
+    """Whether this C library has ``syncfs`` (Linux)."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            return False
+    return hasattr(_libc, "syncfs")
+
+
+def _syncfs(directory: Path) -> None:
+    """Flush the filesystem holding ``directory`` (data and metadata); raises OSError."""
+    assert _libc is not None
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(directory))
+    finally:
+        os.close(fd)
+
+
+def _one_per_filesystem(directories: set[Path]) -> list[Path]:
+    """One directory for each filesystem the given ones are on."""
+    chosen: dict[int, Path] = {}
+    for directory in sorted(directories):
+        chosen.setdefault(directory.stat().st_dev, directory)
+    return list(chosen.values())
