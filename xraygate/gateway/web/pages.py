@@ -135,9 +135,7 @@ def study_page(
         raise NotFound("unknown study")
     labels = {name: delivery_state.label(name) for name in view.row.delivery}
     sizes = {"size": settings.image_max_pixels, "full": settings.image_full_max_pixels}
-    return render(
-        request, "study.html", view=view, labels=labels, sizes=sizes, principal=principal
-    )
+    return render(request, "study.html", view=view, labels=labels, sizes=sizes, principal=principal)
 
 
 @router.get("/admin")
