@@ -32,11 +32,12 @@ GRADIENT_X_INPUT = "gradient-x-input"
 
 @dataclass
 class SaliencyModel:
-    """A model prepared for saliency: ``probe`` maps a batch to (feature maps, score)."""
+    """A model prepared for saliency: ``compute`` maps a batch to raw maps at the input size
+    (a compiled TensorFlow function: one forward and one backward pass)."""
 
     method: str
-    probe: Any
     layer: str | None
+    compute: Any
 
 
 def target_layer(model: Any) -> Any | None:
@@ -64,41 +65,46 @@ def _is_conv(layer: Any) -> bool:
 
 
 def prepare(model: Any) -> SaliencyModel:
-    """A probe for Grad-CAM on ``model`` (its score is the last output), else gradient x input."""
+    """Grad-CAM on ``model`` (its score is its last output), else gradient x input."""
+    import tensorflow as tf  # only inference/ imports tensorflow (loaded with keras already)
+
     keras = import_keras()
-    score = model.outputs[-1]
     inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
     layer = target_layer(model)
     if layer is None:
-        return SaliencyModel(GRADIENT_X_INPUT, keras.Model(inputs, score), None)
-    return SaliencyModel(GRAD_CAM, keras.Model(inputs, [layer.output, score]), layer.name)
+        probe = keras.Model(inputs, [model.inputs[0], model.outputs[-1]])
+    else:
+        probe = keras.Model(inputs, [layer.output, model.outputs[-1]])
+    method = GRADIENT_X_INPUT if layer is None else GRAD_CAM
+    shape = tuple(model.inputs[0].shape)
+
+    def compute(images: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            features, score = probe(images, training=False)
+            if layer is None:
+                features = images  # the input itself, as the tape saw it
+            total = tf.reduce_sum(score)  # images are independent: one backward pass for all
+        grads = tape.gradient(total, features)
+        if layer is None:
+            raw = tf.reduce_sum(tf.abs(grads * images), axis=-1, keepdims=True)
+        else:
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            raw = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1, keepdims=True))
+        return tf.image.resize(raw, shape[1:3], method="bilinear")[..., 0]
+
+    signature = [tf.TensorSpec((None, *shape[1:]), tf.float32)]
+    compiled = tf.function(compute, input_signature=signature)
+    return SaliencyModel(method, None if layer is None else layer.name, compiled)
 
 
 def maps(prepared: SaliencyModel, batch: NDArray[np.float32]) -> NDArray[np.float32]:
     """One map per image of ``batch`` (N, H, W, C): (N, H, W) in [0, 1]."""
-    import tensorflow as tf  # only inference/ imports tensorflow (loaded with keras already)
-
-    images = tf.convert_to_tensor(batch, dtype=tf.float32)
     try:
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            if prepared.method == GRAD_CAM:
-                features, score = prepared.probe(images, training=False)
-            else:
-                features, score = images, prepared.probe(images, training=False)
-            total = tf.reduce_sum(score)  # images are independent: one backward pass for all
-        grads = tape.gradient(total, features)
-        if prepared.method == GRAD_CAM:
-            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-            raw = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1, keepdims=True))
-        else:
-            raw = tf.reduce_sum(tf.abs(grads * images), axis=-1, keepdims=True)
-        height, width = int(batch.shape[1]), int(batch.shape[2])
-        resized = tf.image.resize(raw, (height, width), method="bilinear")
-        values = np.asarray(resized, dtype=np.float32)[..., 0]
+        values = np.asarray(prepared.compute(np.asarray(batch, dtype=np.float32)))
     except Exception as exc:  # TF raises many types; the job records the reason
         raise InferenceError(f"saliency failed: {type(exc).__name__}") from exc
-    return _normalise(values)
+    return _normalise(values.astype(np.float32))
 
 
 def _normalise(values: NDArray[np.float32]) -> NDArray[np.float32]:
