@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydicom import Dataset
+from pydicom.data import get_testdata_file
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -24,6 +26,7 @@ from tests.gateway.conftest import (
 from xraygate.core.db import get_engine, read_session
 from xraygate.core.models import AuditRecord
 from xraygate.gateway.app import create_app
+from xraygate.gateway.views.imaging import Window, preset_window, render
 
 
 def _url(gw: Gateway, what: str = "rendered") -> str:
@@ -78,7 +81,14 @@ def test_bad_window_or_size_is_refused_in_the_error_model(gw: Gateway) -> None:
     clinician = gw.headers("clinician")
     one = gw.client.get(_url(gw), params={"wc": 100}, headers=clinician)
     assert one.status_code == 400 and one.json() == {"detail": "give both wc and ww, or neither"}
-    for params in ({"wc": 1, "ww": 0}, {"size": 8}, {"size": 100000}, {"preset": "brain"}):
+    for params in (
+        {"wc": 1, "ww": 0},
+        {"wc": "nan", "ww": 5},
+        {"wc": 1, "ww": "inf"},
+        {"size": 8},
+        {"size": 100000},
+        {"preset": "brain"},
+    ):
         answer = gw.client.get(_url(gw), params=params, headers=clinician)
         assert answer.status_code == 422, params
         assert "detail" in answer.json()
@@ -116,3 +126,23 @@ def test_saliency_map_is_served_when_stored(gw: Gateway) -> None:
         ("ehr-system", 403),
         ("dr.house", 404),
     ]
+
+
+def test_presets_are_hounsfield_windows_on_ct_and_parts_of_the_range_elsewhere() -> None:
+    ct = Path(str(get_testdata_file("CT_small.dcm"))).read_bytes()
+    lung = render(ct, 512, preset="lung")
+    assert lung.window == Window(-600.0, 1500.0)
+    assert render(ct, 512, preset="bone").window == Window(400.0, 1800.0)
+    explicit = render(ct, 512, Window(40.0, 400.0), preset="lung")  # a window beats a preset
+    assert explicit.window == Window(40.0, 400.0)
+    assert (
+        _pixels(explicit.png).tolist()
+        == _pixels(render(ct, 512, preset="soft-tissue").png).tolist()
+    )
+    # a radiograph: lung is the darker part of the displayed range, whichever way values run
+    cr = Dataset()
+    cr.Modality = "CR"
+    assert preset_window("lung", cr, (0.0, 1000.0), "MONOCHROME2") == Window(300.0, 600.0)
+    assert preset_window("lung", cr, (0.0, 1000.0), "MONOCHROME1") == Window(700.0, 600.0)
+    assert preset_window("bone", cr, (0.0, 1000.0), "MONOCHROME2") == Window(800.0, 400.0)
+    assert preset_window("default", cr, (0.0, 1000.0), "MONOCHROME2") is None

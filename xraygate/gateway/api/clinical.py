@@ -80,8 +80,12 @@ async def rendered(
     session: ReadDb,
     store: StoreDep,
     settings: SettingsDep,
-    wc: Annotated[float | None, Query(description="window centre (modality values)")] = None,
-    ww: Annotated[float | None, Query(gt=0, description="window width")] = None,
+    wc: Annotated[
+        float | None, Query(allow_inf_nan=False, description="window centre (modality values)")
+    ] = None,
+    ww: Annotated[
+        float | None, Query(gt=0, allow_inf_nan=False, description="window width")
+    ] = None,
     preset: Annotated[Preset, Query(description="window preset when wc/ww are not given")] = (
         "default"
     ),
