@@ -1,5 +1,6 @@
 """Inference benchmark on CPU: preprocessing and model throughput/latency at batch 1 and 16,
-and the time from C-STORE acknowledgement to a stored result for one RG1 image.
+the saliency map's cost against the forward pass it follows (Grad-CAM: one more forward and a
+backward pass), and the time from C-STORE acknowledgement to a stored result for one RG1 image.
 
 The peer measured in the same run is pydicom's own decode of the same file (``pixel_array``):
 the ratio shows what xraygate's preprocessing costs on top of decoding.
@@ -43,7 +44,7 @@ def report(label: str, seconds: list[float], images_per_call: int) -> float:
 
 
 def main() -> None:
-    from xraygate.inference import runtime
+    from xraygate.inference import runtime, saliency
     from xraygate.inference.manifest import load_manifest
     from xraygate.inference.preprocess import preprocess, read_dataset
     from xraygate.inference.registry import DEMO_DIR
@@ -67,14 +68,29 @@ def main() -> None:
     one = preprocess(read_dataset(data), manifest.input)[None]
     sixteen = np.repeat(one, 16, axis=0)
     report("model, batch 1", timed(lambda: model.predict(one), REPEAT), 1)
-    report("model, batch 16", timed(lambda: model.predict(sixteen), REPEAT // 4), 16)
+    scored = report("model, batch 16", timed(lambda: model.predict(sixteen), REPEAT // 4), 16)
+    salient = report(
+        "saliency map (Grad-CAM), batch 16", timed(lambda: model.saliency(sixteen), REPEAT // 4), 16
+    )
+    print(f"{'ratio saliency / model throughput':<44} {salient / scored:8.2f}")
 
     def full_batch() -> None:
         batch = np.stack([preprocess(read_dataset(data), manifest.input) for _ in range(16)])
         model.predict(batch)
 
     rate = report("decode+preprocess+model, batch 16", timed(full_batch, 6), 16)
-    print(f"{'target >= 20 img/s at batch 16':<44} {'met' if rate >= 20 else 'NOT met'}")
+
+    def with_saliency() -> None:
+        batch = np.stack([preprocess(read_dataset(data), manifest.input) for _ in range(16)])
+        model.predict(batch)
+        for values in model.saliency(batch):
+            saliency.to_png(values)
+
+    both = report("... + saliency maps as PNG, batch 16", timed(with_saliency, 6), 16)
+    print(f"{'ratio with / without saliency maps':<44} {both / rate:8.2f}")
+    for label, value in (("", rate), (", with saliency", both)):
+        verdict = "met" if value >= 20 else "NOT met"
+        print(f"{'target >= 20 img/s at batch 16' + label:<44} {verdict}")
     end_to_end()
 
 

@@ -140,3 +140,37 @@ def serve(app: FastAPI, port: int | None = None) -> Iterator[Served]:
     yield Served(f"http://127.0.0.1:{port}", server)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def heat_map_png(size: int = 128) -> bytes:
+    """An 8-bit grey map like the worker's (:mod:`xraygate.inference.saliency`): a blob at the
+    lower right of the image, zero elsewhere."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    blob = np.exp(-(((xx - 0.65) ** 2) + (yy - 0.6) ** 2) / 0.02)
+    out = io.BytesIO()
+    Image.fromarray(np.round(blob * 255).astype(np.uint8), mode="L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def add_saliency(settings: Settings, made: Made) -> str:
+    """Store a map for the study's first image and record it with its instance result."""
+    from sqlmodel import col, select
+
+    from xraygate.core.models import InstanceResult
+
+    key = f"saliency/test/{made.instance_uids[0]}.png"
+    store_from_settings(settings).put_bytes(key, heat_map_png())
+    with db.write_session(db.get_engine(settings.resolved_database_url)) as s:
+        row = s.scalars(
+            select(InstanceResult).where(
+                col(InstanceResult.sop_instance_uid) == made.instance_uids[0]
+            )
+        ).one()
+        row.saliency_key = key
+        s.add(row)
+    return key

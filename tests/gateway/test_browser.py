@@ -82,7 +82,7 @@ def test_clinician_logs_in_triages_and_gives_feedback(
         page.screenshot(path=str(shots / "2-worklist.png"), full_page=True)
 
         rows.nth(0).locator("a").click()
-        page.wait_for_selector("img.dicom")
+        page.wait_for_selector("img.dicom", state="attached")
         page.wait_for_function(
             "() => { const i = document.querySelector('img.dicom');"
             " return i.complete && i.naturalWidth > 0; }"

@@ -68,6 +68,7 @@ def test_audited_routes_are_those_holding_patient_data(gw: Gateway) -> None:
         ("GET", "/api/worklist/new-high-risk"),  # counts and links to studies: audited too
         ("GET", "/api/studies/{study_uid}"),
         ("GET", "/api/studies/{study_uid}/instances/{sop_uid}/rendered"),
+        ("GET", "/api/studies/{study_uid}/instances/{sop_uid}/saliency"),
         ("GET", "/api/studies/{study_uid}/feedback"),
         ("POST", "/api/studies/{study_uid}/feedback"),
         ("GET", "/api/admin/audit"),

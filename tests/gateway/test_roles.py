@@ -37,6 +37,7 @@ ROUTES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/worklist"): frozenset({CLINICIAN}),
     ("GET", "/api/studies/{study_uid}"): frozenset({CLINICIAN}),
     ("GET", "/api/studies/{study_uid}/instances/{sop_uid}/rendered"): frozenset({CLINICIAN}),
+    ("GET", "/api/studies/{study_uid}/instances/{sop_uid}/saliency"): frozenset({CLINICIAN}),
     ("GET", "/api/studies/{study_uid}/feedback"): frozenset({CLINICIAN}),
     ("POST", "/api/studies/{study_uid}/feedback"): frozenset({CLINICIAN}),
     ("GET", "/api/admin/models"): frozenset({ADMIN}),

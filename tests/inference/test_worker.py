@@ -88,7 +88,7 @@ def test_scores_a_chest_cr_and_enqueues_delivery(pipeline: Pipeline, tmp_path: P
     by_study = {r.study_instance_uid: r for r in rows(pipeline, InstanceResult)}
     instance_result = by_study[chest]
     assert instance_result.input_sha256 and instance_result.model_sha256 == version.sha256
-    assert set(instance_result.timings) == {"preprocess_ms", "model_ms", "batch"}
+    assert set(instance_result.timings) == {"preprocess_ms", "model_ms", "batch", "saliency_ms"}
     refused = by_study[real]
     assert refused.applicable and refused.score is None
     assert refused.reason.startswith("out-of-distribution (distance ")

@@ -242,6 +242,11 @@ class Settings(OidcSettings):
     image_max_pixels: int = Field(
         1024, description="Longest side of study images rendered by the gateway."
     )
+    image_full_max_pixels: int = Field(
+        4096,
+        description="Longest side of the viewer's full-resolution rendering; larger images are "
+        "downscaled to it.",
+    )
 
     # --- work queue ----------------------------------------------------------------------
     workers: int = Field(1, description="Worker threads started by `xraygate serve`/`worker`.")
@@ -275,6 +280,11 @@ class Settings(OidcSettings):
         "(the validated version with the highest AUROC).",
     )
     infer_batch_size: int = Field(16, description="Images predicted together by one worker.")
+    saliency: bool = Field(
+        True,
+        description="Store a saliency map (Grad-CAM) with each image the active model scores; "
+        "the study page overlays it. Costs one extra forward and backward pass per batch.",
+    )
     bundled_demo_model: bool = Field(
         True, description="Register and activate the bundled demo model when none is registered."
     )

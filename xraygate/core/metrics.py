@@ -28,7 +28,7 @@ JOBS_FINISHED = Counter(
 )
 INFERENCE_SECONDS = Histogram(
     "xraygate_inference_seconds",
-    "Time to preprocess and score one image",
+    "Time per image by stage: preprocess, model (score), saliency (map)",
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from xraygate.core.errors import InferenceError, ModelRegistryError
-from xraygate.inference import ood
+from xraygate.inference import ood, saliency
 from xraygate.inference.manifest import Manifest
 from xraygate.inference.quiet_import import import_keras
 
@@ -33,6 +33,13 @@ class Reading:
 class LoadedModel:
     manifest: Manifest
     model: Any
+    _saliency: saliency.SaliencyModel | None = None
+
+    def saliency(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Saliency maps (N, H, W) in [0, 1] for a batch (:mod:`.saliency`), built on first use."""
+        if self._saliency is None:
+            self._saliency = saliency.prepare(self.model)
+        return saliency.maps(self._saliency, batch)
 
     @property
     def label(self) -> str:

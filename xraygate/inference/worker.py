@@ -8,6 +8,10 @@ lower one (it never delays a delivery).
 
 An image beyond the version's out-of-distribution threshold (:mod:`.ood`) keeps no score: it is
 recorded with its OOD distance and the reason, and its study cannot be ``low``.
+
+Each image the emitting model scores also gets a saliency map (:mod:`.saliency`, Grad-CAM),
+stored in the object store under the key recorded with its instance result
+(``XRAYGATE_SALIENCY=false`` turns it off; shadow models never compute one).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from xraygate.core.models.results import OOD_LIMIT, ood_reason
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.storage import ObjectStore
 from xraygate.core.worker import BatchHandler, Commit, Handler
-from xraygate.inference import applicability, sync
+from xraygate.inference import applicability, saliency, sync
 from xraygate.inference.manifest import Manifest, Thresholds, parse_manifest
 from xraygate.inference.preprocess import preprocess, read_dataset
 from xraygate.inference.registry import (
@@ -59,6 +63,7 @@ from xraygate.inference.registry import (
     ensure_default_model,
     shadow_versions,
 )
+from xraygate.inference.runtime import LoadedModel
 from xraygate.inference.scoring import aggregate
 
 log = logging.getLogger(__name__)
@@ -84,6 +89,7 @@ class Reading:
     ood_distance: float | None = None
     reason: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    saliency_key: str | None = None
 
 
 @dataclass
@@ -196,6 +202,35 @@ class InferHandler(BatchHandler):
                     reading.score = None
                     reading.reason = ood_reason(float(distance))
                     metrics.OUT_OF_DISTRIBUTION.labels(model_version=version.label).inc()
+        if self.settings.saliency and not members[0].readings[index].shadow:
+            self._saliency(index, model, members)
+
+    def _saliency(self, index: int, model: LoadedModel, members: list[Prepared]) -> None:
+        """Saliency maps of the scored images, stored for the study page (never fails a job:
+        without one the page shows the image alone)."""
+        scored = [p for p in members if p.readings[index].score is not None]
+        if not scored:
+            return
+        start = time.perf_counter()
+        try:
+            found = model.saliency(np.stack([p.images[index] for p in scored]))
+        except InferenceError as exc:
+            log.warning("saliency maps not computed: %s", exc)
+            return
+        per_image = (time.perf_counter() - start) / len(scored)
+        metrics.INFERENCE_SECONDS.labels(stage="saliency").observe(per_image)
+        for prepared, values in zip(scored, found, strict=True):
+            reading = prepared.readings[index]
+            key = saliency.object_key(
+                prepared.instance.sop_instance_uid, prepared.instance.sha256, reading.version.sha256
+            )
+            try:
+                self.store.put_bytes(key, saliency.to_png(values))
+            except StorageError as exc:
+                log.warning("saliency map not stored: %s", exc)
+                continue
+            reading.saliency_key = key
+            reading.timings["saliency_ms"] = per_image * 1e3
 
     def _to_commit(
         self, prepared: Prepared | BaseException | None
@@ -241,6 +276,7 @@ class InferHandler(BatchHandler):
         row.reason = reading.reason[:500]
         row.shadow = reading.shadow
         row.timings = reading.timings
+        row.saliency_key = reading.saliency_key
         row.created_at = utcnow()
         session.add(row)
         session.flush()

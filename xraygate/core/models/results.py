@@ -84,6 +84,9 @@ class InstanceResult(SQLModel, table=True):
     )
     shadow: bool = False
     timings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    saliency_key: str | None = Field(
+        default=None, max_length=400, description="object key of the saliency map PNG, if any"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 

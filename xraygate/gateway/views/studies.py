@@ -81,6 +81,7 @@ class InstanceView(BaseModel):
     score: float | None = None
     applicable: bool | None = None
     reason: str = ""
+    saliency: bool = False  # a saliency map is stored: GET .../instances/{sop}/saliency
 
 
 class DeliveryView(BaseModel):
@@ -346,6 +347,7 @@ def _instances(session: Session, study: Study, result: StudyResult | None) -> li
                 score=found.score if found else None,
                 applicable=found.applicable if found else None,
                 reason=found.reason if found else "",
+                saliency=bool(found and found.saliency_key),
             )
         )
     return views

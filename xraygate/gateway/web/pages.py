@@ -127,13 +127,15 @@ def worklist_page(
 def study_page(
     request: Request, study_uid: str, session: ReadDb, settings: SettingsDep, principal: Clinician
 ) -> Response:
-    """A study: image, score, category, model version, delivery status, feedback form."""
+    """A study: the viewer (window/level, zoom, full resolution, saliency overlay), score,
+    category, model version, delivery status, feedback form."""
     set_correlation(correlation_id(study_uid))
     view = study_view(session, settings, study_uid)
     if view is None:
         raise NotFound("unknown study")
     labels = {name: delivery_state.label(name) for name in view.row.delivery}
-    return render(request, "study.html", view=view, labels=labels, principal=principal)
+    sizes = {"size": settings.image_max_pixels, "full": settings.image_full_max_pixels}
+    return render(request, "study.html", view=view, labels=labels, sizes=sizes, principal=principal)
 
 
 @router.get("/admin")
