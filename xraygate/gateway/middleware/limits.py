@@ -78,7 +78,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         detail = f"request body larger than {self.limit(scope)} bytes"
-        if scope["path"].startswith("/fhir"):
+        if answers_fhir(scope["path"]):
             body = json.dumps(operation_outcome("too-long", detail)).encode()
             media = FHIR_JSON
         else:
@@ -96,6 +96,11 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def answers_fhir(path: str) -> bool:
+    """Whether the 413 on ``path`` is an OperationOutcome (else ``{"detail": ...}``)."""
+    return path.startswith("/fhir")
 
 
 def _content_length(scope: Scope) -> int | None:
