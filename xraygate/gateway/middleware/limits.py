@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xraygate.gateway.errors import FHIR_JSON, operation_outcome
+from xraygate.gateway.errors import FHIR_JSON, answers_fhir, operation_outcome
 
 
 class BodyLimitMiddleware:
@@ -96,11 +96,6 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-def answers_fhir(path: str) -> bool:
-    """Whether the 413 on ``path`` is an OperationOutcome (else ``{"detail": ...}``)."""
-    return path.startswith("/fhir")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -32,7 +32,6 @@ from pydantic import BaseModel
 
 from xraygate.gateway import errors
 from xraygate.gateway.deps import current_principal
-from xraygate.gateway.middleware.limits import answers_fhir
 from xraygate.gateway.web.render import HtmlRoute
 
 OPENAPI_URL = "/api/openapi.json"
@@ -266,7 +265,7 @@ def _document_413(op: dict[str, Any], path: str, setting: str) -> None:
     """The body limit's refusal, in the body the middleware sends on ``path``."""
     name, media = (
         ("OperationOutcome", errors.FHIR_JSON)
-        if answers_fhir(path)
+        if errors.answers_fhir(path)
         else ("ErrorBody", "application/json")
     )
     entry = op["responses"].setdefault("413", {})
