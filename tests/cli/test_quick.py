@@ -32,7 +32,7 @@ from xraygate.core.models import (
 )
 
 NEVER_IMPORTED = ("tensorflow", "keras", "fastapi", "pydicom", "pynetdicom", "boto3", "botocore")
-# With the schema current, the quick path reads through the stdlib sqlite3 driver only.
+# With the schema current, the quick path reads through the bare driver (sqlite3, psycopg).
 NOT_ON_THE_QUICK_PATH = ("sqlalchemy", "sqlmodel", "alembic")
 
 
@@ -128,12 +128,12 @@ def _imported(args: list[str], env: dict[str, str]) -> tuple[set[str], str]:
     "args", [["--help"], ["status"], ["status", "--json"], ["results"], ["results", "--json"]]
 )
 def test_short_commands_never_load_the_service_libraries(
-    args: list[str], sqlite_settings: Settings
+    args: list[str], settings: Settings
 ) -> None:
-    _populate(sqlite_settings)
+    _populate(settings)
     env = {
-        "XRAYGATE_DATA_DIR": str(sqlite_settings.data_dir),
-        "XRAYGATE_DATABASE_URL": sqlite_settings.resolved_database_url,
+        "XRAYGATE_DATA_DIR": str(settings.data_dir),
+        "XRAYGATE_DATABASE_URL": settings.resolved_database_url,
     }
     names, out = _imported(args, env)
     assert "xraygate.cli" in names  # the measure works: our own modules are listed
