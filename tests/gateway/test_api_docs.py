@@ -4,8 +4,10 @@ lists the refusals it really answers, with the error model."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 from tests.gateway.conftest import Gateway
 
@@ -87,3 +89,97 @@ def test_docs_render_in_chromium_under_the_csp(tmp_path: Path) -> None:
     refused = [e for e in errors if "Content Security Policy" in e]
     assert all("https://cdn.redoc.ly/" in e and "img-src" in e for e in refused), refused
     assert (shots / "docs.png").stat().st_size > 5000
+
+
+SIGN_IN_FLOW = {"/login/oidc/callback"}
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m.upper(), p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
+
+
+def _concrete(path: str) -> str:
+    """A request path for a templated one (the refusals tested here come before any lookup)."""
+    return re.sub(r"\{[a-z_]+\}", "1", path.replace("{resource_type}", "Patient"))
+
+
+def _documented_media(op: dict[str, Any], status: str) -> str:
+    [media] = op["responses"][status]["content"]
+    return str(media)
+
+
+def test_every_body_operation_documents_the_body_limit_and_gets_it(tmp_path: Path) -> None:
+    """Every operation that takes a body lists 413 with the body the limit really sends; each is
+    sent one byte over its limit (before authentication, so anonymously) and gets exactly that."""
+    from fastapi.testclient import TestClient
+
+    from tests.gateway.conftest import gateway_settings, token
+    from xraygate.gateway.app import create_app
+
+    settings = gateway_settings(
+        tmp_path / "var", http_max_body_bytes=1024, dicomweb_max_request_bytes=4096
+    )
+    client = TestClient(create_app(settings), follow_redirects=False)
+    auth = {"Authorization": f"Bearer {token(settings, 'clinician')}"}
+    spec = client.get("/api/openapi.json", headers=auth).json()
+    body_ops = [
+        (method, path, op)
+        for method, path, op in _operations(spec)
+        if method in ("POST", "PUT", "PATCH") or "requestBody" in op
+    ]
+    names = {f"{method} {path}" for method, path, _ in body_ops}
+    assert {
+        "POST /api/studies/{study_uid}/feedback",
+        "POST /dicomweb/studies",
+        "POST /dicomweb/studies/{study_uid}",
+        "POST /api/admin/dead-letters/{job_id}/retry",
+        "POST /login",
+    } <= names
+    for method, path, op in body_ops:
+        assert "413" in op["responses"], f"{method} {path}"
+        media = _documented_media(op, "413")
+        limit = 4096 if path.startswith("/dicomweb/") else 1024
+        setting = "DICOMWEB_MAX_REQUEST" if path.startswith("/dicomweb/") else "HTTP_MAX_BODY"
+        assert f"XRAYGATE_{setting}_BYTES" in op["responses"]["413"]["description"]
+        got = client.request(method, _concrete(path), content=b"x" * (limit + 1))
+        assert got.status_code == 413, f"{method} {path}: {got.status_code}"
+        assert got.headers["content-type"].startswith(media), f"{method} {path}"
+        schema = op["responses"]["413"]["content"][media]["schema"]["$ref"].rsplit("/", 1)[1]
+        body = got.json()
+        assert set(spec["components"]["schemas"][schema]["required"]) <= set(body), body
+        assert str(limit) in json.dumps(body)
+    # the limit is the gateway's, under it the route runs: the same feedback route says 401
+    under = client.post("/api/studies/1/feedback", content=b"x" * 1024)
+    assert under.status_code == 401
+
+
+def test_every_operation_that_needs_a_caller_documents_how_it_refuses(gw: Gateway) -> None:
+    """Each operation is called without a credential and with a token that has no role: the
+    refusals it really gives are the ones its OpenAPI entry lists, with the same body type
+    (401 on the APIs, a redirect to the login page on the pages; 403)."""
+    spec = gw.client.get("/api/openapi.json", headers=gw.headers("clinician")).json()
+    needs_caller = 0
+    for method, path, op in _operations(spec):
+        url = _concrete(path)
+        anonymous = gw.client.request(method, url, headers={"Accept": "application/json"})
+        to_login = anonymous.status_code == 303 and anonymous.headers["location"].startswith(
+            "/login?next="
+        )
+        refused = anonymous.status_code == 401 or to_login
+        responses = op["responses"]
+        documented = "401" in responses or (
+            "303" in responses and "Location" in responses["303"]["headers"]
+        )
+        # the sign-in callback refuses a failed sign-in (to the login page), not a missing caller
+        assert refused == documented or path in SIGN_IN_FLOW, f"{method} {path}"
+        if anonymous.status_code == 401:
+            media = _documented_media(op, "401")
+            assert anonymous.headers["content-type"].startswith(media), f"{method} {path}"
+        roleless = gw.client.request(method, url, headers=gw.headers("nobody"))
+        if refused or roleless.status_code == 403:
+            assert "403" in responses, f"{method} {path}"
+        if roleless.status_code == 403:
+            media = _documented_media(op, "403")
+            assert roleless.headers["content-type"].startswith(media), f"{method} {path}"
+        needs_caller += refused
+    assert needs_caller > 40

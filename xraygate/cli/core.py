@@ -76,10 +76,12 @@ def worker() -> None:
 
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts of patients, studies, series, instances and of jobs by state."""
+    from xraygate.cli import quick
     from xraygate.core.config import get_settings
 
+    settings = get_settings()
     try:
-        counts = status_counts(get_settings())
+        counts = quick.status_counts(settings) or status_counts(settings)
     except XraygateError as exc:
         raise fail(str(exc)) from exc
     if as_json:
@@ -91,7 +93,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
 
 
 def status_counts(settings: Any) -> dict[str, int]:
-    """Index rows and jobs by state (every state present, zero when none)."""
+    """Index rows and jobs by state (every state present, zero when none), through the ORM
+    (migrating first if needed); :func:`xraygate.cli.quick.status_counts` is the quick path."""
     from sqlalchemy import func, select
     from sqlmodel import col
 

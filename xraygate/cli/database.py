@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from xraygate.core.config import Settings
 
+MIGRATIONS_VERSIONS = Path(__file__).resolve().parents[1] / "core" / "migrations" / "versions"
 _REV = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -48,6 +49,6 @@ def engine(settings: Settings) -> Engine:
             }
     except SQLAlchemyError:
         stored = set()
-    if not stored or stored != script_heads(db.MIGRATIONS_DIR / "versions"):
+    if not stored or stored != script_heads(MIGRATIONS_VERSIONS):
         db.upgrade(url)
     return eng

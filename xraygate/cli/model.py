@@ -288,14 +288,32 @@ def results(
     limit: Annotated[int, typer.Option(metavar="N", help="Most recent N studies.")] = 50,
 ) -> None:
     """Study results, newest first: score, category, model, delivery per channel."""
+    from xraygate.cli import quick
+    from xraygate.core import delivery_state
+    from xraygate.core.config import get_settings
+
+    settings = get_settings()
+    data = quick.results_data(settings, limit)
+    if data is None:
+        data = results_data(settings, limit)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if not data:
+        typer.echo("No results yet: send a study (xraygate send FILE_OR_DIR) and check again.")
+        return
+    _print_results(data, [c.name for c in delivery_state.CHANNELS], delivery_state.label)
+
+
+def results_data(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    """The ``limit`` newest study results with their delivery states, through the ORM
+    (migrating first if needed); :func:`xraygate.cli.quick.results_data` is the quick path."""
     from sqlalchemy import select
     from sqlmodel import col
 
     from xraygate.core import db, delivery_state
-    from xraygate.core.config import get_settings
     from xraygate.core.models import Study, StudyResult
 
-    settings = get_settings()
     engine = _engine(settings)
     with db.read_session(engine) as session:
         rows = session.execute(
@@ -306,7 +324,7 @@ def results(
         ).all()
         uids = sorted({r.study_instance_uid for r, _ in rows})
         delivery = delivery_state.load(session, settings, uids)
-    data = [
+    return [
         {
             "study_instance_uid": r.study_instance_uid,
             "accession_number": acc,
@@ -322,13 +340,6 @@ def results(
         }
         for r, acc in rows
     ]
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-        return
-    if not data:
-        typer.echo("No results yet: send a study (xraygate send FILE_OR_DIR) and check again.")
-        return
-    _print_results(data, [c.name for c in delivery_state.CHANNELS], delivery_state.label)
 
 
 def _print_results(data: list[dict[str, Any]], channels: list[str], label: Any) -> None:

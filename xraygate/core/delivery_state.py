@@ -21,12 +21,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlmodel import Session, col
+from xraygate.core.states import Channel, OutboxState
 
-from xraygate.core.config import Settings
-from xraygate.core.models import Channel, OutboxMessage, OutboxState
+if TYPE_CHECKING:  # the models load only where a session reads the outbox (see load)
+    from sqlmodel import Session
+
+    from xraygate.core.config import Settings
 
 
 class DeliveryState(StrEnum):
@@ -135,15 +137,29 @@ def load(
     session: Session, settings: Settings, study_uids: list[str]
 ) -> dict[str, dict[str, DeliveryState]]:
     """The per-channel states of each study in ``study_uids`` (every uid present)."""
-    messages: dict[str, list[tuple[str, str]]] = {uid: [] for uid in study_uids}
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from xraygate.core.models import OutboxMessage
+
+    rows: list[tuple[str, str, str]] = []
     if study_uids:
-        rows = session.execute(
+        found = session.execute(
             select(
                 col(OutboxMessage.study_uid), col(OutboxMessage.channel), col(OutboxMessage.state)
             ).where(col(OutboxMessage.study_uid).in_(study_uids))
         ).all()
-        for uid, channel, state in rows:
-            messages.setdefault(uid, []).append((str(channel), str(state)))
+        rows = [(str(uid), str(channel), str(state)) for uid, channel, state in found]
+    return from_rows(settings, study_uids, rows)
+
+
+def from_rows(
+    settings: Settings, study_uids: list[str], rows: Iterable[tuple[str, str, str]]
+) -> dict[str, dict[str, DeliveryState]]:
+    """:func:`load` from its query's ``(study_uid, channel, state)`` rows, read by any means."""
+    messages: dict[str, list[tuple[str, str]]] = {uid: [] for uid in study_uids}
+    for uid, channel, state in rows:
+        messages.setdefault(uid, []).append((channel, state))
     return {uid: study_states(settings, msgs) for uid, msgs in messages.items()}
 
 

@@ -49,6 +49,10 @@ from xraygate.gateway.ops.metrics import QUALITY_GAUGES
 from xraygate.gateway.web import docs, pages, sso
 from xraygate.gateway.web.render import STATIC, HtmlRoute
 
+# The body limit's setting under each path prefix (http_max_body_bytes elsewhere): STOW-RS
+# carries whole studies. The middleware enforces these; the OpenAPI 413 entries name them.
+BODY_LIMITS = {f"{dicomweb_routes.PREFIX}/": "dicomweb_max_request_bytes"}
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -79,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     docs.mount_assets(app)
-    docs.document_errors(app)
+    docs.document_errors(app, body_limits=BODY_LIMITS)
 
     errors.install(app, fallback=HtmlRoute)
     app.add_middleware(AuditMiddleware, database_url=settings.resolved_database_url)
@@ -105,7 +109,7 @@ def _guard(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.http_max_body_bytes,
-        per_prefix={f"{dicomweb_routes.PREFIX}/": settings.dicomweb_max_request_bytes},
+        per_prefix={prefix: getattr(settings, name) for prefix, name in BODY_LIMITS.items()},
     )
     app.add_middleware(SecurityHeadersMiddleware)
 

@@ -128,6 +128,12 @@ def fhir_json(
     return Response(content, status_code=status, media_type=FHIR_JSON, headers=headers or None)
 
 
+def answers_fhir(path: str) -> bool:
+    """Whether a refusal made before any route runs (the body limit's 413) is an
+    OperationOutcome on ``path`` (the FHIR API's), else ``{"detail": ...}``."""
+    return path.startswith("/fhir")
+
+
 def operation_outcome(code: str, diagnostics: str) -> dict[str, Any]:
     """The OperationOutcome of one error (the only place one is built)."""
     issue = {"severity": "error", "code": code, "diagnostics": diagnostics}

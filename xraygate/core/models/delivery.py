@@ -20,31 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from xraygate.core.models.base import utcnow
+from xraygate.core.states import Channel as Channel  # re-exported
+from xraygate.core.states import OutboxState as OutboxState  # re-exported
 
 # --- naming shared by the FHIR builders (fhir/) and the FHIR API (gateway/) -------------------
 # (the codes a result is said with are xraygate.core.vocabulary's)
 DICOM_UID_SYSTEM = "urn:dicom:uid"
-
-
-class OutboxState(StrEnum):
-    PENDING = "pending"  # waiting for its turn or for a retry
-    DELIVERED = "delivered"  # the peer accepted it (HL7 AA/CA, HTTP 2xx)
-    DEAD = "dead"  # refused for good or attempts exhausted: needs a person
-
-
-class Channel(StrEnum):
-    HL7 = "hl7"  # ORU^R01 to the configured MLLP host
-    HL7_ESCALATION = "hl7-escalation"  # high-risk ORU to the extra MLLP target
-    WEBHOOK_ESCALATION = "webhook-escalation"  # high-risk JSON notification
-    FHIR_PUSH = "fhir-push"  # transaction Bundle to the EHR's FHIR server
-    PACS = "pacs"  # DICOM SR (and key image) to the PACS: C-STORE or STOW-RS
 
 
 def token_text(tokens: Iterable[str]) -> str:

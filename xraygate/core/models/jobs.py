@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from xraygate.core.models.base import utcnow
-
-
-class JobState(StrEnum):
-    PENDING = "pending"  # waiting until available_at
-    RUNNING = "running"  # claimed, lease until lease_expires_at
-    DONE = "done"
-    DEAD = "dead"  # attempts exhausted or permanent failure: needs a person
+from xraygate.core.states import JobState as JobState  # re-exported
 
 
 class Job(SQLModel, table=True):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xraygate.gateway.errors import FHIR_JSON, operation_outcome
+from xraygate.gateway.errors import FHIR_JSON, answers_fhir, operation_outcome
 
 
 class BodyLimitMiddleware:
@@ -78,7 +78,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         detail = f"request body larger than {self.limit(scope)} bytes"
-        if scope["path"].startswith("/fhir"):
+        if answers_fhir(scope["path"]):
             body = json.dumps(operation_outcome("too-long", detail)).encode()
             media = FHIR_JSON
         else:

@@ -10,7 +10,9 @@ loads anything from a CDN.
 answers, with their body: ``{"detail": ...}`` (:class:`ErrorBody`) on the JSON APIs, a FHIR
 OperationOutcome on ``/fhir``. A route's refusals are found from its dependencies (a caller is
 required: 401, 403) and from the :class:`~xraygate.gateway.errors.GatewayError` classes its
-endpoint raises (found in its source), plus 422 where it takes parameters or a body.
+endpoint raises (found in its source), plus 422 where it takes parameters or a body, and 413
+on every operation that carries a body (POST, PUT, PATCH, or a declared request body): the body
+limit (:mod:`xraygate.gateway.middleware.limits`) refuses those before any route runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,6 +171,14 @@ def _takes_input(route: Any) -> bool:
     return False
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def carries_body(method: str, operation: dict[str, Any]) -> bool:
+    """Whether an operation takes a request body (so the body limit's 413 applies to it)."""
+    return method.upper() in BODY_METHODS or "requestBody" in operation
+
+
 def route_errors(route: Any) -> set[int]:
     """The refusal statuses ``route`` (an APIRoute or its context) answers."""
     statuses = set(_raised_statuses(route.endpoint))
@@ -179,8 +190,10 @@ def route_errors(route: Any) -> set[int]:
     return statuses
 
 
-def document_errors(app: FastAPI) -> None:
-    """Make ``app.openapi()`` list each route's refusals (status, description, body model)."""
+def document_errors(app: FastAPI, body_limits: Mapping[str, str] | None = None) -> None:
+    """Make ``app.openapi()`` list each route's refusals (status, description, body model);
+    ``body_limits``: the setting that limits bodies under each path prefix (as the app's
+    :class:`~xraygate.gateway.middleware.limits.BodyLimitMiddleware` has them)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -194,24 +207,67 @@ def document_errors(app: FastAPI) -> None:
             schemas[model.__name__] = body
         for context in iter_route_contexts(app.routes):
             route = context.original_route
-            if not isinstance(route, APIRoute) or not context.include_in_schema:
-                continue
-            fhir = isinstance(route, errors.FhirRoute)
-            name, media = (
-                ("OperationOutcome", errors.FHIR_JSON)
-                if fhir
-                else ("ErrorBody", "application/json")
-            )
-            ref = {"$ref": f"#/components/schemas/{name}"}
-            for method in context.methods or ():
-                op = spec["paths"].get(context.path_format or "", {}).get(method.lower())
-                if op is None:
-                    continue
-                for status in sorted(route_errors(context)):
-                    entry = op["responses"].setdefault(str(status), {})
-                    entry.setdefault("description", _DESCRIPTIONS.get(status, "Refused"))
-                    entry["content"] = {media: {"schema": ref}}
+            if isinstance(route, APIRoute) and context.include_in_schema:
+                _document_route(spec, context, route, dict(body_limits or {}))
         app.openapi_schema = spec
         return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_content(route: APIRoute) -> dict[str, Any]:
+    """The body of ``route``'s refusals: an error page on a page, an OperationOutcome on the FHIR
+    API, ``{"detail": ...}`` elsewhere."""
+    if isinstance(route, HtmlRoute):
+        return {"text/html": {"schema": {"type": "string"}}}
+    name, media = (
+        ("OperationOutcome", errors.FHIR_JSON)
+        if isinstance(route, errors.FhirRoute)
+        else ("ErrorBody", "application/json")
+    )
+    return {media: {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def _document_route(
+    spec: dict[str, Any], context: Any, route: APIRoute, body_limits: dict[str, str]
+) -> None:
+    path = context.path_format or ""
+    content = _error_content(route)
+    for method in context.methods or ():
+        op = spec["paths"].get(path, {}).get(method.lower())
+        if op is None:
+            continue
+        for status in sorted(route_errors(context)):
+            if status == 401 and isinstance(route, HtmlRoute):
+                op["responses"]["303"] = dict(_LOGIN_REDIRECT)  # a page sends 401 to login
+                continue
+            entry = op["responses"].setdefault(str(status), {})
+            entry.setdefault("description", _DESCRIPTIONS.get(status, "Refused"))
+            entry["content"] = content
+        if carries_body(method, op):
+            setting = next(
+                (name for prefix, name in body_limits.items() if path.startswith(prefix)),
+                "http_max_body_bytes",
+            )
+            _document_413(op, path, setting)
+
+
+_LOGIN_REDIRECT: dict[str, Any] = {
+    "description": "Not signed in, or the credential was refused: to the login page, which "
+    "comes back here after it",
+    "headers": {
+        "Location": {"description": "/login?next=<this path>", "schema": {"type": "string"}}
+    },
+}
+
+
+def _document_413(op: dict[str, Any], path: str, setting: str) -> None:
+    """The body limit's refusal, in the body the middleware sends on ``path``."""
+    name, media = (
+        ("OperationOutcome", errors.FHIR_JSON)
+        if errors.answers_fhir(path)
+        else ("ErrorBody", "application/json")
+    )
+    entry = op["responses"].setdefault("413", {})
+    entry["description"] = f"{_DESCRIPTIONS[413]}: over XRAYGATE_{setting.upper()} bytes"
+    entry["content"] = {media: {"schema": {"$ref": f"#/components/schemas/{name}"}}}
