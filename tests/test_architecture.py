@@ -226,3 +226,26 @@ def test_secret_settings_are_secret_str() -> None:
             continue
         if any(word in name for word in words):
             assert field.annotation in (SecretStr, SecretStr | None), f"{name} is not a SecretStr"
+
+
+def test_every_exception_class_is_in_the_one_tree() -> None:
+    """Every exception xraygate defines derives from XraygateError (core/errors.py), except
+    private control-flow signals (a leading underscore) that never leave their module."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import xraygate
+    from xraygate.core.errors import XraygateError
+
+    outside = []
+    for info in pkgutil.walk_packages(xraygate.__path__, "xraygate."):
+        if ".migrations." in info.name or info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != info.name or not issubclass(cls, BaseException):
+                continue
+            if not name.startswith("_") and not issubclass(cls, XraygateError):
+                outside.append(f"{info.name}.{name}")
+    assert outside == [], f"exceptions outside the tree in core/errors.py: {outside}"

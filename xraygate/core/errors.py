@@ -29,6 +29,7 @@ Adapters translate library errors with ``raise ... from exc``.
     ├── DeidentificationError     a file could not be de-identified safely
     │   ├── UnparseableInput      the file is not readable DICOM: quarantined, never exported
     │   └── BurnedInText          pixels may carry burned-in text and no cleaning rule exists
+    ├── QidoError                 a DICOMweb search the server cannot run as asked (answered 400)
     └── GatewayError              an HTTP request refused, with its status (gateway/errors.py)
 """
 

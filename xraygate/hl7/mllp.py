@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 
+from xraygate.core.errors import DeliveryError
 from xraygate.core.models import OutboxMessage
 from xraygate.core.outbox import DeliveryOutcome, Sender
 
@@ -18,8 +19,9 @@ SB, EB, CR = b"\x0b", b"\x1c", b"\x0d"
 MAX_ACK_BYTES = 1 << 20
 
 
-class MllpError(OSError):
-    """The peer closed the connection or sent something that is not an MLLP frame."""
+class MllpError(DeliveryError, OSError):
+    """The peer closed the connection or sent something that is not an MLLP frame (an
+    ``OSError`` too: the sender retries it like any broken connection)."""
 
 
 class MllpClient:

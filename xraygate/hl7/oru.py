@@ -42,6 +42,7 @@ from xraygate.core.vocabulary import (
     DEMO_STATEMENT,
     HL7_STATUS,
     HL7_STATUS_NO_VALUE,
+    LATE_IMAGES_NOTE,
     PNEUMONIA_RISK_CODE,
     PNEUMONIA_RISK_DISPLAY,
     REPORT_LOINC,
@@ -190,10 +191,14 @@ def build_oru(
     patient: Patient,
     now: datetime,
     status: str = HL7_STATUS,
+    *,
+    late_images: bool = False,
 ) -> str:
     """The ORU^R01 as ER7 (every segment CR-terminated), validated at STRICT level.
 
     ``status``: the HL7 result status (table 0085) of OBR-25 and of every valued OBX-11.
+    ``late_images``: images arrived after the study's first ORU; the NTE says the result is
+    revised.
     """
     terms = terms_for(result.category)
     taken = dicom_ts(study)
@@ -202,7 +207,7 @@ def build_oru(
         _msh(settings, control_id, now),
         _pid(patient, settings),
         segment("PV1", {1: "1", 2: text(settings.hl7_patient_class.strip() or "U", IS)}),
-        *_order(result, study, terms, status, taken, reported),
+        *_order(result, study, terms, status, taken, reported, late_images),
         _risk_obx(result, terms, status, taken, reported),
         _category_obx(terms, status, taken),
         segment(
@@ -258,6 +263,7 @@ def _order(
     status: str,
     taken: str,
     reported: str,
+    late_images: bool = False,
 ) -> list[str]:
     placer = text(study.placer_order_number.strip())
     filler = text(study.accession_number.strip())
@@ -276,8 +282,9 @@ def _order(
             25: status,
         },
     )
-    nte = segment("NTE", {1: "1", 3: text(note_text(result), FT)})
-    out = [orc, obr, nte]
+    out = [orc, obr, segment("NTE", {1: "1", 3: text(note_text(result), FT)})]
+    if late_images:
+        out.append(segment("NTE", {1: "2", 3: text(LATE_IMAGES_NOTE, FT)}))
     if terms.urgent:
         out.append(segment("TQ1", {1: "1", 9: "S^Stat^HL70485"}))
     return out

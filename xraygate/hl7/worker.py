@@ -18,7 +18,8 @@ import json
 import logging
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlalchemy import func, select
+from sqlmodel import Session, col
 
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
@@ -45,7 +46,7 @@ from xraygate.core.outbox import DeliveryOutcome, NewMessage, OutboxDrainer, Sen
 from xraygate.core.queue import ClaimedJob, JobQueue
 from xraygate.core.result_status import result_state
 from xraygate.core.storage import ObjectStore
-from xraygate.core.study_stability import require_stable
+from xraygate.core.study_stability import images_after, require_stable
 from xraygate.core.vocabulary import HL7_STATUS, STATUS_TERMS, terms_for
 from xraygate.core.worker import Commit, Handler
 from xraygate.hl7.er7 import codec_of
@@ -65,6 +66,18 @@ def control_id(channel: str, result: StudyResult, status: str = HL7_STATUS) -> s
     if status != HL7_STATUS:
         key += f"|{status}"
     return "XG" + hashlib.sha256(key.encode()).hexdigest()[:18].upper()
+
+
+def _late_images(session: Session, study_uid: str) -> bool:
+    """Whether images of the study arrived after the first ORU this service made for it (the
+    revised result says so in its NTE, as the FHIR report does in its conclusion)."""
+    first = session.scalar(
+        select(func.min(col(OutboxMessage.created_at))).where(
+            col(OutboxMessage.channel) == Channel.HL7,
+            col(OutboxMessage.study_uid) == study_uid,
+        )
+    )
+    return images_after(session, study_uid, first)
 
 
 def _delivery_queue(settings: Settings, queue: JobQueue) -> JobQueue:
@@ -103,6 +116,7 @@ class EmitHl7:
             study = session.get(Study, result.study_pk)
             patient = session.get(Patient, study.patient_pk) if study else None
             state = result_state(session, result, self.settings.feedback_finalises)
+            late = _late_images(session, result.study_instance_uid)
         status = STATUS_TERMS[state.status].hl7
         if study is None or patient is None:
             raise PermanentDelivery(f"study result {result_id} has no study or patient row")
@@ -113,7 +127,8 @@ class EmitHl7:
             return None  # HL7 sending is off
         now = utcnow().astimezone()
         messages = [
-            self._message(ch, result, study, patient, now, job.priority, status) for ch in channels
+            self._message(ch, result, study, patient, now, job.priority, status, late)
+            for ch in channels
         ]
         return lambda session: self._commit(session, result, messages)
 
@@ -126,6 +141,7 @@ class EmitHl7:
         now: datetime,
         priority: int,
         status: str,
+        late: bool = False,
     ) -> tuple[type[OutboxPayload], NewMessage]:
         cid = control_id(channel, result, status)
         send: type[OutboxPayload]
@@ -133,7 +149,9 @@ class EmitHl7:
             body = json.dumps(_notification(cid, result, study), separators=(",", ":"))
             send, ctype = NotifyEscalationPayload, "application/json"
         else:
-            body = build_oru(self.settings, cid, result, study, patient, now, status)
+            body = build_oru(
+                self.settings, cid, result, study, patient, now, status, late_images=late
+            )
             send, ctype = SendHl7Payload, HL7_CONTENT_TYPE
         boost = ESCALATION_BOOST if channel != Channel.HL7 else 0
         return send, NewMessage(

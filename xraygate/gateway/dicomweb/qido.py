@@ -16,13 +16,14 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlmodel import Session, col
 
+from xraygate.core.errors import XraygateError
 from xraygate.core.models import Instance, Patient, Series, Study
 
 Json = dict[str, Any]
 CONTROL_PARAMS = frozenset({"limit", "offset", "includefield", "fuzzymatching"})
 
 
-class QidoError(ValueError):
+class QidoError(XraygateError):
     """A search the server cannot run as asked."""
 
 
