@@ -252,8 +252,23 @@ def test_filter_scrubs_real_library_errors_and_warnings(pg_url: str, tmp_path: P
         ("PID|1||MRN123^^^HOSP||DOE^JANE", "MRN123"),
         ("study 1.2.840.113619.2.55.3.604688119 failed", "1.2.840.113619"),
         ("no patient id MRN123; Accession Number: A-77", "A-77"),
+        ("instance 2.25.329800735698586629295641978511506172918 stored", "2.25.3298007"),
     ],
 )
 def test_scrub(raw: str, gone: str) -> None:
     assert gone not in scrub(raw)
     assert "failed" in scrub("study 1.2.3.4.5 failed")  # the words around stay
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "DICOM SCP XRAYGATE listening on 0.0.0.0:11112",
+        "Uvicorn running on http://127.0.0.1:8080",
+        "worker vm:1:ab started for deidentify, emit-fhir, infer",
+        "pynetdicom 3.0.4, fhirVersion 4.0.1",
+    ],
+)
+def test_scrub_keeps_addresses_versions_and_job_kinds(kept: str) -> None:
+    """Operational lines a newcomer reads at start-up stay readable."""
+    assert scrub(kept) == kept

@@ -66,8 +66,15 @@ _SCRUBS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r'(?<!File )"(?:[^"\\\n]|\\.){1,}"'), f'"{REDACTED}"'),  # not traceback paths
     # person names and HL7 components: any word with a ^ (DOE^JANE, MRN123^^^HOSP)
     (re.compile(r"[^\s'\"()\[\]{},;|]*\^[^\s'\"()\[\]{},;|]*"), REDACTED),
-    # DICOM UIDs (study, series, instance): dotted digit strings
-    (re.compile(r"\b[0-2](?:\.(?:0|[1-9]\d*)){3,}\b"), "<uid>"),
+    # DICOM UIDs (study, series, instance): dotted digit strings, not IPv4 addresses (four parts
+    # of up to three digits: a listening address such as 0.0.0.0 stays readable)
+    (
+        re.compile(
+            r"\b(?!(?:\d{1,3}\.){3}\d{1,3}\b(?![.\d]))[0-2](?:\.(?:0|[1-9]\d*)){3,}\b"
+            r"|\b2\.25\.\d{6,}\b"  # UUID-derived UIDs have only three parts
+        ),
+        "<uid>",
+    ),
     # identifier-like words: letters and 4+ digits, with an uppercase or g-z letter (MRN7734119,
     # ACC99182, SN884422X); lowercase hex (correlation ids, digests, UUIDs) stays readable
     (

@@ -153,7 +153,8 @@ class Worker:
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.2) -> None:
         """Loop until ``stop`` is set, sleeping ``poll_seconds`` when idle."""
-        log.info("worker %s started for %s", self.worker_id, sorted(self.handlers))
+        kinds = ", ".join(sorted(str(getattr(k, "value", k)) for k in self.handlers))
+        log.info("worker %s started for %s", self.worker_id, kinds)
         while not stop.is_set():
             try:
                 busy = self.run_once()
