@@ -26,6 +26,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from xraygate.anonymizer.candidates import text_line_boxes
 from xraygate.core.errors import ConfigurationError, DeidentificationError
 
 Box = tuple[int, int, int, int]  # x, y, width, height
@@ -36,6 +37,10 @@ _BORDER = 24  # white margin: Tesseract misses text that touches the image edge
 _TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
 _MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
 _FULL_SIZE_PX = 1000  # images no larger than this (each side) are read at full resolution
+_LOWER_CASE = 0.7  # the smallest letters (lower case, digits) of the smallest text size looked for
+_LARGEST_TEXT_PX = 128  # largest font size looked for (pixels)
+# our views are black on white already: Tesseract need not re-read each line inverted
+_NO_INVERT = ("-c", "tessedit_do_invert=0")
 
 
 class OcrFailed(DeidentificationError):
@@ -156,31 +161,100 @@ class Reading:
     scale: float
 
 
+@dataclass(frozen=True)
+class Band:
+    """One candidate box of one text view, and where it lies on the page Tesseract reads."""
+
+    view: str
+    box: Box  # in the view's pixels (working scale)
+    top: int  # its first row on the page
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image made ready to read: its text views' strokes and the page of their candidate
+    text lines (``None``: no candidate, nothing to read)."""
+
+    strokes: dict[str, np.ndarray]
+    scale: float
+    shape: tuple[int, int]
+    page: Image.Image | None
+    bands: tuple[Band, ...]
+
+
+def prepare(display: Display, config: OcrConfig | None = None) -> Prepared:
+    """The text views of one displayed image and the page of their candidate text lines
+    (:mod:`.candidates`): each padded line box cropped from its view, stacked one under the
+    other with white space between, so that Tesseract reads a small page, not two megapixels."""
+    config = config or OcrConfig()
+    scale = working_scale(display.shape, config)
+    strokes = {name: np.asarray(view) == 0 for name, view in text_views(display, scale, config)}
+    smallest = _LOWER_CASE * config.min_text_px * scale
+    largest = _LARGEST_TEXT_PX * scale
+    crops = [
+        (name, box)
+        for name, mask in strokes.items()
+        for box in text_line_boxes(mask, smallest, largest)
+    ]
+    shape = (int(display.shape[0]), int(display.shape[1]))
+    if not crops:
+        return Prepared(strokes, scale, shape, None, ())
+    width = max(b[2] for _, b in crops) + 2 * _BORDER
+    bands, top = [], _BORDER
+    for name, box in crops:
+        bands.append(Band(name, box, top))
+        top += box[3] + max(_BORDER, box[3])
+    page = np.full((top, width), 255, dtype=np.uint8)
+    for band in bands:
+        x, y, w, h = band.box
+        cut = strokes[band.view][y : y + h, x : x + w]
+        page[band.top : band.top + h, _BORDER : _BORDER + w] = np.where(cut, 0, 255)
+    return Prepared(strokes, scale, shape, Image.fromarray(page), tuple(bands))
+
+
+def read_prepared(
+    prep: Prepared, config: OcrConfig | None = None, *, psm: int | None = None
+) -> Reading:
+    """Every word Tesseract reads on a prepared page, boxed in the image's pixels."""
+    config = config or OcrConfig()
+    if prep.page is None:
+        return Reading([], prep.strokes, prep.scale)
+    height, width = prep.shape
+    found = []
+    for word in read_words(prep.page, psm=psm, config=config, extra=_NO_INVERT):
+        band = _band_of(prep.bands, word.box)
+        if band is None:
+            continue
+        bx, by, bw, bh = band.box
+        x, y, w, h = word.box
+        left = max(x - _BORDER, 0) + bx
+        top = max(y - band.top, 0) + by
+        right = min(x + w - _BORDER, bw) + bx
+        bottom = min(y + h - band.top, bh) + by
+        x0, y0 = max(0, int(left / prep.scale)), max(0, int(top / prep.scale))
+        x1 = min(width, int(np.ceil(right / prep.scale)))
+        y1 = min(height, int(np.ceil(bottom / prep.scale)))
+        if x1 > x0 and y1 > y0:
+            found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), band.view))
+    return Reading(found, prep.strokes, prep.scale)
+
+
+def _band_of(bands: tuple[Band, ...], box: Box) -> Band | None:
+    """The band a word read on the page lies in (by its middle row)."""
+    middle = box[1] + box[3] / 2
+    for band in bands:
+        if band.top - _BORDER / 2 <= middle < band.top + band.box[3] + _BORDER / 2:
+            return band
+    return None
+
+
 def find_words(
     display: Display, config: OcrConfig | None = None, *, psm: int | None = None
 ) -> Reading:
-    """Every word read in the text views of one displayed image, boxed in its pixels.
-
-    Each view is read on its own page (side by side on one page, Tesseract's layout analysis
-    loses words it reads alone). ``psm`` overrides the configured page segmentation (11,
-    sparse text, finds words that automatic layout (3) drops as part of a picture)."""
-    config = config or OcrConfig()
-    scale = working_scale(display.shape, config)
-    height, width = display.shape[:2]
-    found = []
-    views = text_views(display, scale, config)
-    for name, view in views:
-        page = ImageOps.expand(view, border=_BORDER, fill=255)
-        for word in read_words(page, psm=psm, config=config):
-            x, y, w, h = word.box
-            x, y = x - _BORDER, y - _BORDER
-            x0, y0 = max(0, int(x / scale)), max(0, int(y / scale))
-            x1 = min(width, int(np.ceil((x + w) / scale)))
-            y1 = min(height, int(np.ceil((y + h) / scale)))
-            if x1 > x0 and y1 > y0:
-                found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), name))
-    strokes = {name: np.asarray(view) == 0 for name, view in views}
-    return Reading(found, strokes, scale)
+    """Every word read in the candidate text lines of one displayed image's text views, boxed
+    in its pixels. ``psm`` overrides the configured page segmentation (11, sparse text, finds
+    words that automatic layout (3) drops)."""
+    return read_prepared(prepare(display, config), config, psm=psm)
 
 
 def extend_along_line(box: Box, reading: Reading, gap: float = 1.5) -> Box:

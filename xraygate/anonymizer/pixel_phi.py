@@ -128,14 +128,8 @@ class PixelPhi:
         )
 
     def _look(self, view: Display) -> Found:
-        """Text in one displayed frame: the finder's read, and when that finds nothing, its
-        stricter second read (a different page segmentation), so that an image leaves clean
-        only when both readers see no text in it."""
-        found = self.finder.find(view)
-        if found:
-            return found
-        second = self.finder.verify(view)
-        return Found(second.boxes, tuple(sorted({*found.kept, *second.kept})))
+        """Text in one displayed frame (:meth:`TextFinder.look`: both reads)."""
+        return self.finder.look(view)
 
     def _held(
         self,

@@ -28,9 +28,11 @@ from xraygate.anonymizer.ocr import (
     Box,
     Display,
     OcrConfig,
+    Prepared,
     Word,
     extend_along_line,
-    find_words,
+    prepare,
+    read_prepared,
     read_region,
 )
 
@@ -61,26 +63,39 @@ class TextFinder:
         self.allowed = frozenset(token(t) for t in allowed if token(t))
         self.ocr = ocr or OcrConfig()
 
-    def find(self, display: Display) -> Found:
+    def find(self, display: Display, prepared: Prepared | None = None) -> Found:
         """Text found reading with automatic page layout (the configured ``psm``)."""
-        return self._find(display, None, _confident, closer_look=True)
+        return self._find(display, prepared, None, _confident, closer_look=True)
 
-    def verify(self, display: Display) -> Found:
+    def verify(self, display: Display, prepared: Prepared | None = None) -> Found:
         """A second, independent and stricter look at an image the first found clean (or clean
         after blanking): sparse-text segmentation (``psm`` 11, no layout analysis, which drops
         text standing next to anatomy as part of a picture) and a lower bar for text (3+
         characters at confidence >= 75)."""
-        return self._find(display, SPARSE_PSM, _strictly_confident, closer_look=False)
+        return self._find(display, prepared, SPARSE_PSM, _strictly_confident, closer_look=False)
+
+    def look(self, display: Display) -> Found:
+        """Both reads of one image (its candidate text lines prepared once): the first, and
+        when it finds nothing the second, so that an image is clean only when both see no
+        text in it."""
+        prepared = prepare(display, self.ocr)
+        found = self.find(display, prepared)
+        if found:
+            return found
+        second = self.verify(display, prepared)
+        return Found(second.boxes, tuple(sorted({*found.kept, *second.kept})))
 
     def _find(
         self,
         display: Display,
+        prepared: Prepared | None,
         psm: int | None,
         confident: Callable[[str, float], bool],
         *,
         closer_look: bool,
     ) -> Found:
-        reading = find_words(display, self.ocr, psm=psm)
+        prepared = prepared or prepare(display, self.ocr)
+        reading = read_prepared(prepared, self.ocr, psm=psm)
         words = [w for w in reading.words if token(w.text)]
         height, width = display.shape[:2]
         boxes: list[Box] = []
