@@ -32,6 +32,8 @@ from xraygate.anonymizer.engine import DeidConfig, Deidentifier
 from xraygate.anonymizer.ocr import (
     OcrConfig,
     OcrFailed,
+    prepare,
+    read_prepared,
     read_words,
     tesseract_version,
     working_scale,
@@ -178,15 +180,16 @@ def test_small_image_is_read_at_full_resolution() -> None:
     [
         1030,  # 24 px date, medium contrast, under a name on a gradient: lost when downscaled
         1052,  # low-contrast 51 px date beside anatomy: automatic page layout reads no word
+        3033,  # 28 px bold ID at extreme contrast on RG3: neither whole-view read found it
     ],
 )
 def test_corpus_images_that_leaked_are_not_exported_readable(
     checked: CheckedDeidentifier, seed: int
 ) -> None:
-    """Two full-size MR2 images of bench/pixel_phi.py seed 1000 that were exported with a
-    planted string still readable before the full-resolution read and the second read."""
+    """Full-size images of bench/pixel_phi.py that were exported with a planted string still
+    readable: two MR2 of seed 1000 (before the full-resolution read and the second read) and
+    an RG3 of seed 3000 (before Tesseract read candidate text lines instead of whole views)."""
     sample = text_sample(seed)
-    assert sample.name.endswith("MR2")
     outcome = run_sample(sample, checked.deidentify_bytes)
     assert outcome.before, outcome  # OCR reads the planted text in the input
     assert outcome.after == [], outcome
@@ -201,3 +204,37 @@ def test_second_read_finds_text_the_layout_read_misses() -> None:
     found = TextFinder().verify(view)
     (planted,) = sample.planted
     assert covered(planted.box, [(0, *b) for b in found.boxes]) >= 0.9, found
+
+
+def _band_regions(display_: np.ndarray, config: OcrConfig) -> list[tuple[int, ...]]:
+    prep = prepare(display_, config)
+    s = prep.scale
+    return [
+        (0, int(b.box[0] / s), int(b.box[1] / s), int(b.box[2] / s) + 1, int(b.box[3] / s) + 1)
+        for b in prep.bands
+    ]
+
+
+def test_candidate_lines_hold_every_planted_string_and_smooth_images_start_no_tesseract() -> None:
+    """What Tesseract reads is the candidate text lines only: every planted string of a corpus
+    slice (all bases, sizes, contrasts) lies inside them, so no text is lost to the cheap look;
+    a clean image's candidates are a small part of it; a smooth image has none, and is not read
+    at all (a failing Tesseract command is never started)."""
+    config = OcrConfig()
+    for seed in range(7100, 7112):
+        sample = text_sample(seed, max_side=SIDE)
+        ds = dcmread(io.BytesIO(to_bytes(sample.ds)))
+        regions = _band_regions(display(ds, ds.pixel_array), config)
+        for p in sample.planted:
+            assert covered(p.box, regions) >= 0.98, (sample.name, p, regions)
+    ds = chest_cr(SIDE)
+    view = display(ds, ds.pixel_array)
+    area = sum(r[3] * r[4] for r in _band_regions(view, config))
+    assert area < 0.25 * view.size  # most of a clean chest is never read by Tesseract
+    ramp = np.tile(np.linspace(0, 255, 800), (600, 1)).astype(np.uint8)
+    failing = OcrConfig(command="false")
+    assert prepare(ramp, failing).page is None
+    assert read_prepared(prepare(ramp, failing), failing).words == []
+    burn_in(ds, "QUIMBY, ZEBEDEE", ("QUIMBY", "ZEBEDEE"), corner="tl", size=48)
+    with pytest.raises(OcrFailed):  # ... while an image with text does start it
+        read_prepared(prepare(display(ds, ds.pixel_array), failing), failing)

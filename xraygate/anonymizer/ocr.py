@@ -5,9 +5,13 @@ Tesseract reads clean black text on white; an X-ray is neither. So the image is 
 itself keeps only sharp, small, high-contrast structure; thresholding that difference once for
 structure brighter than its surroundings and once for darker gives two black-on-white views where
 burned-in text (drawn sharp, usually in the brightest or darkest value) stands out and the smooth
-anatomy drops away. Each view is read once, at full resolution when the image is small (no side
-over 1000 px), otherwise downscaled so the smallest text size looked for still has ~17 px
-letters; word boxes come back in image pixels.
+anatomy drops away. The views are made at full resolution when the image is small (no side over
+1000 px), otherwise downscaled so the smallest text size looked for still has ~17 px letters.
+Tesseract does not read them whole (two megapixels of anatomy cost it ~0.2 s a view): the
+candidate text lines of each view (:mod:`.candidates`) are cropped and stacked on one small page
+(:func:`prepare`), which one Tesseract process reads (:func:`read_prepared`); word boxes come
+back in image pixels. ``tessedit_do_invert=0``: the views are black on white already, Tesseract
+need not re-read every doubtful line inverted.
 
 Tesseract runs as a subprocess fed on stdin (an uncompressed PGM) and answering TSV on stdout:
 no image of a patient is ever written to a temporary file. ``OMP_THREAD_LIMIT=1``: its OpenMP
@@ -36,6 +40,7 @@ TESSERACT = "tesseract"
 _BORDER = 24  # white margin: Tesseract misses text that touches the image edge
 _TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
 _MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
+SPARSE_PSM = 11  # Tesseract page segmentation: as much text as possible, in no order
 _FULL_SIZE_PX = 1000  # images no larger than this (each side) are read at full resolution
 _LOWER_CASE = 0.7  # the smallest letters (lower case, digits) of the smallest text size looked for
 _LARGEST_TEXT_PX = 128  # largest font size looked for (pixels)
@@ -95,13 +100,20 @@ def read_words(
 ) -> list[Word]:
     """Every word Tesseract reads in a greyscale image."""
     config = config or OcrConfig()
-    psm = config.psm if psm is None else psm
     buf = io.BytesIO()
     image.convert("L").save(buf, "PPM")  # PGM: no compression work
+    return _read_bytes(buf.getvalue(), config.psm if psm is None else psm, config, extra)
+
+
+def _read_bytes(
+    data: bytes, psm: int, config: OcrConfig | None = None, extra: tuple[str, ...] = ()
+) -> list[Word]:
+    """Every word Tesseract reads in an encoded image (PGM, or a TIFF of several pages)."""
+    config = config or OcrConfig()
     cmd = [config.command, "stdin", "stdout", "--psm", str(psm), "--dpi", "300", *extra, "tsv"]
     try:
         proc = subprocess.run(
-            cmd, input=buf.getvalue(), capture_output=True, timeout=config.timeout_s, env=_env()
+            cmd, input=data, capture_output=True, timeout=config.timeout_s, env=_env()
         )
     except subprocess.TimeoutExpired as exc:
         raise OcrFailed(f"tesseract timed out after {config.timeout_s:.0f} s") from exc
@@ -287,32 +299,37 @@ def extend_along_line(box: Box, reading: Reading, gap: float = 1.5) -> Box:
     return x0, y, x1 - x0, h
 
 
-def crop_view(display: Display, box: Box, letter_px: int) -> Image.Image:
-    """A padded box of the displayed image as Tesseract reads it best: letters of
-    ``letter_px`` upscaled to ~32 px, a border of background around them."""
+def crop_views(display: Display, box: Box, letter_px: int) -> list[Image.Image]:
+    """A padded box of the displayed image as Tesseract reads it best, four ways: grey,
+    inverted, and thresholded half-way from the median to the brightest and to the darkest
+    value (burned-in text is usually one of those; Otsu's global threshold loses white text on
+    a light gradient); letters upscaled to ~40 px, a border of background around them."""
     x, y, w, h = box
-    pad = max(8, letter_px // 2)
-    crop = display[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad]
-    img = Image.fromarray(crop)
-    factor = 32.0 / max(letter_px, 1)
-    if factor > 1.25:
-        size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
-        img = img.resize(size, Image.Resampling.BICUBIC)
-    fill = int(np.median(np.asarray(img)))
-    return ImageOps.expand(img, border=_BORDER, fill=fill)
+    pad = max(16, letter_px)
+    crop = display[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad].astype(np.int16)
+    med = int(np.median(crop))
+    bright = crop > (med + int(crop.max())) // 2
+    dark = crop < (med + int(crop.min())) // 2
+    factor = 40.0 / max(letter_px, 1)
+    pages = []
+    for arr in (crop, 255 - crop, np.where(bright, 0, 255), np.where(dark, 0, 255)):
+        img = Image.fromarray(arr.astype(np.uint8))
+        if factor > 1.0:
+            size = (max(1, round(img.width * factor)), max(1, round(img.height * factor)))
+            img = img.resize(size, Image.Resampling.BICUBIC)
+        fill = int(np.median(np.asarray(img)))
+        pages.append(ImageOps.expand(img, border=_BORDER, fill=fill))
+    return pages
 
 
 def read_region(
     display: Display, box: Box, letter_px: int, config: OcrConfig | None = None
 ) -> list[Word]:
-    """A closer look at one box holding letters ``letter_px`` high: the words read in its crop
-    as one text line, binarized twice (Otsu, then Sauvola's local threshold for crops whose
-    background is a gradient; Tesseract tries inverted lines itself)."""
-    view = crop_view(display, box, letter_px)
-    return [
-        word
-        for method in ("0", "2")
-        for word in read_words(
-            view, psm=7, config=config, extra=("-c", f"thresholding_method={method}")
-        )
-    ]
+    """A closer look at one box holding letters ``letter_px`` high: the words read in its four
+    crop views (:func:`crop_views`), each as a uniform block of text and as sparse text (one
+    Tesseract process per segmentation, the views as pages of one TIFF). It is at least the
+    reading a person (or an OCR check of the output) would try on that box."""
+    pages = crop_views(display, box, letter_px)
+    buf = io.BytesIO()
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
+    return [word for psm in (6, SPARSE_PSM) for word in _read_bytes(buf.getvalue(), psm, config)]

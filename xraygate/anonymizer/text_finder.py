@@ -10,8 +10,10 @@ long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a characte
 - text when one of them reads confidently: 2+ characters at confidence >= 85, or 5+ at >= 60;
 - noise when none is worth a closer look (5+ characters, or 2+ at confidence >= 30);
 - otherwise a closer look decides: the line's box, cropped from the displayed image, letters
-  scaled to ~32 px, read again as one line (Otsu and Sauvola binarization). Text when that
-  reading gives a token (not allow-listed) of 5+ characters, or 3+ at confidence >= 60.
+  scaled to ~40 px, read again four ways (grey, inverted, thresholded towards the brightest and
+  the darkest value; as a block and as sparse text: what an OCR check of the output would try on
+  that box). Text when that reading gives a token (not allow-listed) of 5+ characters, or 3+ at
+  confidence >= 60.
 
 Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
 A text line's box grows sideways over the strokes that continue it (``DOB`` read, the date after
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from xraygate.anonymizer.ocr import (
+    SPARSE_PSM,
     Box,
     Display,
     OcrConfig,
@@ -38,7 +41,6 @@ from xraygate.anonymizer.ocr import (
 
 # Non-PHI tokens that may stay in an image: laterality and view / position markers.
 DEFAULT_ALLOWED = ("L", "R", "LT", "RT", "PA", "AP", "ERECT", "SUPINE", "PORTABLE")
-SPARSE_PSM = 11  # Tesseract page segmentation: as much text as possible, in no order
 _NOT_ALNUM = re.compile(r"[^0-9A-Z]")
 
 
