@@ -233,7 +233,7 @@ def test_candidate_lines_hold_every_planted_string_and_smooth_images_start_no_te
     assert area < 0.25 * view.size  # most of a clean chest is never read by Tesseract
     ramp = np.tile(np.linspace(0, 255, 800), (600, 1)).astype(np.uint8)
     failing = OcrConfig(command="false")
-    assert prepare(ramp, failing).page is None
+    assert prepare(ramp, failing).pages is None
     assert read_prepared(prepare(ramp, failing), failing).words == []
     burn_in(ds, "QUIMBY, ZEBEDEE", ("QUIMBY", "ZEBEDEE"), corner="tl", size=48)
     with pytest.raises(OcrFailed):  # ... while an image with text does start it

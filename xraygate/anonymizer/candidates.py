@@ -18,6 +18,7 @@ one large blob is the known blind spot (as it is for Tesseract's own layout anal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,16 @@ from scipy.sparse.csgraph import connected_components
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
+
+@dataclass(frozen=True)
+class Line:
+    """A candidate text line: the padded box to read, and the rows its letters fill (words
+    read in the box are clipped to them: the padding holds anatomy, not more of the line)."""
+
+    box: Box
+    rows: tuple[int, int]  # first row, row after the last
+
+
 _LOW = 0.35  # smallest mark (of the smallest letter size) that counts: a lower-case letter
 _HIGH = 1.0  # largest mark: the largest font size (its em: accents, brackets, descenders)
 _THIN = 40.0  # wider than this many heights: a line (collimator edge, border), not letters
@@ -34,7 +45,9 @@ _GAP = 1.0  # marks of one text line stand at most this many heights apart
 _OVERLAP = 0.6  # ... and overlap vertically by this much of the smaller one's height
 _SIMILAR = 1.8  # ... and differ in height by at most this factor
 _STRAIGHT = 1.6  # a line is at most this many of its tallest mark's heights high
-_MIN_MARKS = 3  # marks in a candidate line (names, IDs and dates have more)
+_MIN_MARKS = (
+    2  # marks in a candidate line (a name, an ID or a date has more: its start may be cut off)
+)
 _FUSED = 2.5  # ... or one run of touching letters this many heights wide
 _SOLID = 0.8  # a mark filling more of its box is a blob (bone), unless narrow (I, l, 1)
 _NARROW = 0.45
@@ -42,9 +55,9 @@ _MIN_AREA = 6  # pixels: noise specks never count
 _BLOCK = 512  # marks compared at a time (memory)
 
 
-def text_line_boxes(strokes: np.ndarray[Any, Any], smallest: float, largest: float) -> list[Box]:
-    """Padded boxes (x, y, width, height, in the view's pixels) of the candidate text lines
-    among ``strokes`` (bool), for letters ``smallest`` to ``largest`` pixels high."""
+def text_lines(strokes: np.ndarray[Any, Any], smallest: float, largest: float) -> list[Line]:
+    """The candidate text lines among ``strokes`` (bool), for letters ``smallest`` to
+    ``largest`` pixels high, in the view's pixels."""
     labels, count = ndimage.label(strokes, structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return []
@@ -67,7 +80,7 @@ def text_line_boxes(strokes: np.ndarray[Any, Any], smallest: float, largest: flo
     if idx.size == 0:
         return []
     rows, cols = strokes.shape
-    boxes: list[Box] = []
+    lines: list[Line] = []
     for members in _group(y0[idx], y1[idx], x0[idx], x1[idx]):
         m = idx[members]
         gx0, gx1 = int(x0[m].min()), int(x1[m].max())
@@ -80,8 +93,8 @@ def text_line_boxes(strokes: np.ndarray[Any, Any], smallest: float, largest: flo
         by0, by1 = max(0, gy0 - height), min(rows, gy1 + height)
         gx0, gx1 = _extend(np.asarray(strokes[gy0:gy1].any(axis=0)), gx0, gx1, height)
         bx0, bx1 = max(0, gx0 - 2 * height), min(cols, gx1 + 2 * height)
-        boxes.append((bx0, by0, bx1 - bx0, by1 - by0))
-    return merge(boxes)
+        lines.append(Line((bx0, by0, bx1 - bx0, by1 - by0), (gy0, gy1)))
+    return merge(lines)
 
 
 def _extend(columns: np.ndarray[Any, Any], left: int, right: int, height: int) -> tuple[int, int]:
@@ -110,26 +123,28 @@ def _same_line(a: Box, b: Box) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and rows >= 0.5 * min(a[3], b[3])
 
 
-def merge(boxes: list[Box]) -> list[Box]:
-    """Union boxes of one line that overlap (boxes of different lines may overlap: each is
-    read on its own band)."""
-    out = sorted(boxes)
+def merge(lines: list[Line]) -> list[Line]:
+    """Union the lines whose boxes overlap on one line (boxes of different lines may overlap:
+    each is read on its own band)."""
+    out = sorted(lines, key=lambda line: line.box)
     changed = True
     while changed:
         changed = False
         for i, a in enumerate(out):
             for j in range(i + 1, len(out)):
                 b = out[j]
-                if _same_line(a, b):
-                    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
-                    x1, y1 = max(a[0] + a[2], b[0] + b[2]), max(a[1] + a[3], b[1] + b[3])
-                    out[i] = (x0, y0, x1 - x0, y1 - y0)
+                if _same_line(a.box, b.box):
+                    x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+                    x1 = max(a.box[0] + a.box[2], b.box[0] + b.box[2])
+                    y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
+                    rows = (min(a.rows[0], b.rows[0]), max(a.rows[1], b.rows[1]))
+                    out[i] = Line((x0, y0, x1 - x0, y1 - y0), rows)
                     del out[j]
                     changed = True
                     break
             if changed:
                 break
-    return sorted(out, key=lambda b: (b[1], b[0]))
+    return sorted(out, key=lambda line: (line.box[1], line.box[0]))
 
 
 def _group(
@@ -159,11 +174,3 @@ def _group(
     order = np.argsort(component, kind="stable")
     bounds = np.flatnonzero(np.diff(component[order])) + 1
     return list(np.split(order, bounds))
-
-
-def keep_only(view: np.ndarray[Any, Any], boxes: list[Box]) -> np.ndarray[Any, Any]:
-    """``view`` (bool strokes) with every stroke outside ``boxes`` removed."""
-    inside = np.zeros_like(view, dtype=bool)
-    for x, y, w, h in boxes:
-        inside[y : y + h, x : x + w] = True
-    return np.asarray(view & inside)

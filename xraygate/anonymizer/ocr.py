@@ -8,7 +8,7 @@ burned-in text (drawn sharp, usually in the brightest or darkest value) stands o
 anatomy drops away. The views are made at full resolution when the image is small (no side over
 1000 px), otherwise downscaled so the smallest text size looked for still has ~17 px letters.
 Tesseract does not read them whole (two megapixels of anatomy cost it ~0.2 s a view): the
-candidate text lines of each view (:mod:`.candidates`) are cropped and stacked on one small page
+candidate text lines of each view (:mod:`.candidates`) are cropped, one page each of a TIFF
 (:func:`prepare`), which one Tesseract process reads (:func:`read_prepared`); word boxes come
 back in image pixels. ``tessedit_do_invert=0``: the views are black on white already, Tesseract
 need not re-read every doubtful line inverted.
@@ -30,7 +30,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from xraygate.anonymizer.candidates import text_line_boxes
+from xraygate.anonymizer.candidates import text_lines
 from xraygate.core.errors import ConfigurationError, DeidentificationError
 
 Box = tuple[int, int, int, int]  # x, y, width, height
@@ -40,6 +40,8 @@ TESSERACT = "tesseract"
 _BORDER = 24  # white margin: Tesseract misses text that touches the image edge
 _TARGET_LETTER_PX = 17.0  # font size Tesseract still reads reliably after downscaling
 _MAX_EXTEND = 8  # a text line grows sideways by at most this many line heights
+_CROP_VIEWS = 4  # pages per box in a closer look (crop_views)
+_BLOCK_PSM = 6  # Tesseract page segmentation: one uniform block of text
 SPARSE_PSM = 11  # Tesseract page segmentation: as much text as possible, in no order
 _FULL_SIZE_PX = 1000  # images no larger than this (each side) are read at full resolution
 _LOWER_CASE = 0.7  # the smallest letters (lower case, digits) of the smallest text size looked for
@@ -58,6 +60,7 @@ class Word:
     conf: float  # 0..100 (Tesseract's word confidence)
     box: Box  # in image pixels
     view: str  # which text view it was read in
+    page: int = 1  # which page of a multi-page TIFF it was read on
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,8 @@ def _parse_tsv(text: str) -> list[Word]:
         if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
             continue
         left, top, width, height = (int(c) for c in cols[6:10])
-        words.append(Word(cols[11].strip(), float(cols[10]), (left, top, width, height), ""))
+        box = (left, top, width, height)
+        words.append(Word(cols[11].strip(), float(cols[10]), box, "", int(cols[1])))
     return words
 
 
@@ -175,89 +179,80 @@ class Reading:
 
 @dataclass(frozen=True)
 class Band:
-    """One candidate box of one text view, and where it lies on the page Tesseract reads."""
+    """One candidate text line of one text view: a page of the TIFF Tesseract reads."""
 
     view: str
     box: Box  # in the view's pixels (working scale)
-    top: int  # its first row on the page
+    rows: tuple[int, int]  # the rows its letters fill (view's pixels): words are clipped to them
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """An image made ready to read: its text views' strokes and the page of their candidate
-    text lines (``None``: no candidate, nothing to read)."""
+    """An image made ready to read: its text views' strokes and its candidate text lines as
+    the pages of one TIFF (``None``: no candidate, nothing to read)."""
 
     strokes: dict[str, np.ndarray]
     scale: float
     shape: tuple[int, int]
-    page: Image.Image | None
+    pages: bytes | None
     bands: tuple[Band, ...]
 
 
 def prepare(display: Display, config: OcrConfig | None = None) -> Prepared:
-    """The text views of one displayed image and the page of their candidate text lines
-    (:mod:`.candidates`): each padded line box cropped from its view, stacked one under the
-    other with white space between, so that Tesseract reads a small page, not two megapixels."""
+    """The text views of one displayed image and its candidate text lines (:mod:`.candidates`):
+    each padded line box cropped from its view, with a white border, one page each (a line is
+    read on its own, whatever else the image holds), so that Tesseract reads a few small pages,
+    not two megapixels."""
     config = config or OcrConfig()
     scale = working_scale(display.shape, config)
     strokes = {name: np.asarray(view) == 0 for name, view in text_views(display, scale, config)}
     smallest = _LOWER_CASE * config.min_text_px * scale
     largest = _LARGEST_TEXT_PX * scale
-    crops = [
-        (name, box)
+    bands = [
+        Band(name, line.box, line.rows)
         for name, mask in strokes.items()
-        for box in text_line_boxes(mask, smallest, largest)
+        for line in text_lines(mask, smallest, largest)
     ]
     shape = (int(display.shape[0]), int(display.shape[1]))
-    if not crops:
+    if not bands:
         return Prepared(strokes, scale, shape, None, ())
-    width = max(b[2] for _, b in crops) + 2 * _BORDER
-    bands, top = [], _BORDER
-    for name, box in crops:
-        bands.append(Band(name, box, top))
-        top += box[3] + max(_BORDER, box[3])
-    page = np.full((top, width), 255, dtype=np.uint8)
+    pages = []
     for band in bands:
         x, y, w, h = band.box
-        cut = strokes[band.view][y : y + h, x : x + w]
-        page[band.top : band.top + h, _BORDER : _BORDER + w] = np.where(cut, 0, 255)
-    return Prepared(strokes, scale, shape, Image.fromarray(page), tuple(bands))
+        cut = np.where(strokes[band.view][y : y + h, x : x + w], 0, 255).astype(np.uint8)
+        pages.append(ImageOps.expand(Image.fromarray(cut), border=_BORDER, fill=255))
+    buf = io.BytesIO()
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
+    return Prepared(strokes, scale, shape, buf.getvalue(), tuple(bands))
 
 
 def read_prepared(
     prep: Prepared, config: OcrConfig | None = None, *, psm: int | None = None
 ) -> Reading:
-    """Every word Tesseract reads on a prepared page, boxed in the image's pixels."""
+    """Every word Tesseract reads in a prepared image's candidate lines, boxed in its pixels."""
     config = config or OcrConfig()
-    if prep.page is None:
+    if prep.pages is None:
         return Reading([], prep.strokes, prep.scale)
+    psm = config.psm if psm is None else psm
     height, width = prep.shape
     found = []
-    for word in read_words(prep.page, psm=psm, config=config, extra=_NO_INVERT):
-        band = _band_of(prep.bands, word.box)
-        if band is None:
+    for word in _read_bytes(prep.pages, psm, config, _NO_INVERT):
+        if not 1 <= word.page <= len(prep.bands):
             continue
+        band = prep.bands[word.page - 1]
         bx, by, bw, bh = band.box
         x, y, w, h = word.box
+        slack = (band.rows[1] - band.rows[0]) // 4  # anti-aliasing, accents, descenders
         left = max(x - _BORDER, 0) + bx
-        top = max(y - band.top, 0) + by
+        top = max(y - _BORDER + by, band.rows[0] - slack)
         right = min(x + w - _BORDER, bw) + bx
-        bottom = min(y + h - band.top, bh) + by
+        bottom = min(y + h - _BORDER + by, band.rows[1] + slack, by + bh)
         x0, y0 = max(0, int(left / prep.scale)), max(0, int(top / prep.scale))
         x1 = min(width, int(np.ceil(right / prep.scale)))
         y1 = min(height, int(np.ceil(bottom / prep.scale)))
         if x1 > x0 and y1 > y0:
             found.append(Word(word.text, word.conf, (x0, y0, x1 - x0, y1 - y0), band.view))
     return Reading(found, prep.strokes, prep.scale)
-
-
-def _band_of(bands: tuple[Band, ...], box: Box) -> Band | None:
-    """The band a word read on the page lies in (by its middle row)."""
-    middle = box[1] + box[3] / 2
-    for band in bands:
-        if band.top - _BORDER / 2 <= middle < band.top + band.box[3] + _BORDER / 2:
-            return band
-    return None
 
 
 def find_words(
@@ -322,14 +317,22 @@ def crop_views(display: Display, box: Box, letter_px: int) -> list[Image.Image]:
     return pages
 
 
-def read_region(
-    display: Display, box: Box, letter_px: int, config: OcrConfig | None = None
-) -> list[Word]:
-    """A closer look at one box holding letters ``letter_px`` high: the words read in its four
-    crop views (:func:`crop_views`), each as a uniform block of text and as sparse text (one
-    Tesseract process per segmentation, the views as pages of one TIFF). It is at least the
-    reading a person (or an OCR check of the output) would try on that box."""
-    pages = crop_views(display, box, letter_px)
+def read_regions(
+    display: Display, regions: list[tuple[Box, int]], config: OcrConfig | None = None
+) -> list[list[Word]]:
+    """A closer look at boxes, each holding letters of the given height: the words read in
+    each box's four crop views (:func:`crop_views`), each read as a uniform block of text. All
+    boxes of an image are the pages of one TIFF: one Tesseract process (both polarities are
+    among the views: no inverted re-reads). It is the reading a
+    person (or an OCR check of the output) would try on that box."""
+    if not regions:
+        return []
+    pages = [page for box, letter_px in regions for page in crop_views(display, box, letter_px)]
     buf = io.BytesIO()
     pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
-    return [word for psm in (6, SPARSE_PSM) for word in _read_bytes(buf.getvalue(), psm, config)]
+    found: list[list[Word]] = [[] for _ in regions]
+    for word in _read_bytes(buf.getvalue(), _BLOCK_PSM, config, _NO_INVERT):
+        index = (word.page - 1) // _CROP_VIEWS
+        if 0 <= index < len(found):
+            found[index].append(word)
+    return found

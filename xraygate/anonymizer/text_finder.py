@@ -36,7 +36,7 @@ from xraygate.anonymizer.ocr import (
     extend_along_line,
     prepare,
     read_prepared,
-    read_region,
+    read_regions,
 )
 
 # Non-PHI tokens that may stay in an image: laterality and view / position markers.
@@ -100,11 +100,17 @@ class TextFinder:
         reading = read_prepared(prepared, self.ocr, psm=psm)
         words = [w for w in reading.words if token(w.text)]
         height, width = display.shape[:2]
+        judged = [(line, *self._judge(line, confident, closer_look)) for line in _lines(words)]
+        doubtful = [line for line, verdict, _ in judged if verdict == "doubtful"]
+        regions = [
+            (_union([w.box for w in line]), min(w.box[3] for w in line if len(token(w.text)) >= 2))
+            for line in doubtful
+        ]
+        closer = dict(zip(map(id, doubtful), read_regions(display, regions, self.ocr), strict=True))
         boxes: list[Box] = []
         kept: set[str] = set()
-        for line in _lines(words):
-            verdict, markers = self._judge(display, line, confident, closer_look)
-            if verdict == "text":
+        for line, verdict, markers in judged:
+            if verdict == "text" or (verdict == "doubtful" and self._confirmed(closer[id(line)])):
                 box = extend_along_line(_union([w.box for w in _main_view(line)]), reading)
                 boxes.append(_pad(box, width, height))
             else:
@@ -112,13 +118,10 @@ class TextFinder:
         return Found(tuple(_merge(boxes)), tuple(sorted(kept)))
 
     def _judge(
-        self,
-        display: Display,
-        line: list[Word],
-        confident: Callable[[str, float], bool],
-        closer_look: bool,
+        self, line: list[Word], confident: Callable[[str, float], bool], closer_look: bool
     ) -> tuple[str, list[str]]:
-        """``text`` or ``noise``, and the allow-listed tokens the line holds."""
+        """``text``, ``noise`` or ``doubtful`` (a closer look decides), and the allow-listed
+        tokens the line holds."""
         tokens = [token(w.text) for w in line]
         markers = [t for t in tokens if t in self.allowed]
         others = [
@@ -128,16 +131,16 @@ class TextFinder:
         ]
         if any(confident(t, c) for t, c in others):
             return "text", markers
-        if not closer_look:
-            return "noise", markers
-        if not any(len(t) >= 5 or (len(t) >= 2 and c >= 30) for t, c in others):
-            return "noise", markers
-        letter = min(w.box[3] for w in line if len(token(w.text)) >= 2)
-        box = _union([w.box for w in line])
-        closer = [(token(w.text), w.conf) for w in read_region(display, box, letter, self.ocr)]
-        if any(_confirms(t, c) and not self._marker_like(t) for t, c in closer):
-            return "text", markers
+        if closer_look and any(len(t) >= 5 or (len(t) >= 2 and c >= 30) for t, c in others):
+            return "doubtful", markers
         return "noise", markers
+
+    def _confirmed(self, closer: list[Word]) -> bool:
+        """Whether the closer look at a doubtful line read text in it."""
+        return any(
+            _confirms(token(w.text), w.conf) and not self._marker_like(token(w.text))
+            for w in closer
+        )
 
     def _marker_like(self, tok: str) -> bool:
         """An allowed token, a piece of a long one (``ORTAB`` of ``PORTABLE``), or a long one
