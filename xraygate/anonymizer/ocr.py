@@ -30,6 +30,7 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from xraygate.anonymizer import tesseract_lib
 from xraygate.anonymizer.candidates import text_lines
 from xraygate.core.errors import ConfigurationError, DeidentificationError
 
@@ -127,9 +128,29 @@ def _read_bytes(
     return list(_parse_tsv(proc.stdout.decode("utf-8", errors="replace")))
 
 
+def read_pages(
+    pages: list[Image.Image], psm: int, config: OcrConfig | None = None, *, invert: bool = True
+) -> list[Word]:
+    """Every word Tesseract reads on greyscale pages, each word with its page (from 1): in this
+    process (:mod:`.tesseract_lib`) for the installed ``tesseract``, else (another command)
+    through that command, the pages as one TIFF. ``invert=False``: no inverted re-reading of
+    doubtful lines (the pages hold both polarities already)."""
+    config = config or OcrConfig()
+    if config.command == TESSERACT:
+        arrays = [np.asarray(page.convert("L")) for page in pages]
+        variables = {"tessedit_do_invert": "1" if invert else "0"}
+        try:
+            return _parse_tsv(tesseract_lib.read_tsv(arrays, psm, variables))
+        except DeidentificationError as exc:
+            raise OcrFailed(str(exc)) from exc
+    buf = io.BytesIO()
+    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
+    return _read_bytes(buf.getvalue(), psm, config, () if invert else _NO_INVERT)
+
+
 def _parse_tsv(text: str) -> list[Word]:
     words = []
-    for line in text.splitlines()[1:]:
+    for line in text.splitlines():  # the header row is no word row
         cols = line.split("\t")
         if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
             continue
@@ -194,7 +215,7 @@ class Prepared:
     strokes: dict[str, np.ndarray]
     scale: float
     shape: tuple[int, int]
-    pages: bytes | None
+    pages: tuple[Image.Image, ...] | None
     bands: tuple[Band, ...]
 
 
@@ -221,9 +242,7 @@ def prepare(display: Display, config: OcrConfig | None = None) -> Prepared:
         x, y, w, h = band.box
         cut = np.where(strokes[band.view][y : y + h, x : x + w], 0, 255).astype(np.uint8)
         pages.append(ImageOps.expand(Image.fromarray(cut), border=_BORDER, fill=255))
-    buf = io.BytesIO()
-    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
-    return Prepared(strokes, scale, shape, buf.getvalue(), tuple(bands))
+    return Prepared(strokes, scale, shape, tuple(pages), tuple(bands))
 
 
 def read_prepared(
@@ -236,7 +255,7 @@ def read_prepared(
     psm = config.psm if psm is None else psm
     height, width = prep.shape
     found = []
-    for word in _read_bytes(prep.pages, psm, config, _NO_INVERT):
+    for word in read_pages(list(prep.pages), psm, config, invert=False):
         if not 1 <= word.page <= len(prep.bands):
             continue
         band = prep.bands[word.page - 1]
@@ -328,10 +347,8 @@ def read_regions(
     if not regions:
         return []
     pages = [page for box, letter_px in regions for page in crop_views(display, box, letter_px)]
-    buf = io.BytesIO()
-    pages[0].save(buf, "TIFF", save_all=True, append_images=pages[1:])
     found: list[list[Word]] = [[] for _ in regions]
-    for word in _read_bytes(buf.getvalue(), _BLOCK_PSM, config, _NO_INVERT):
+    for word in read_pages(pages, _BLOCK_PSM, config, invert=False):
         index = (word.page - 1) // _CROP_VIEWS
         if 0 <= index < len(found):
             found[index].append(word)

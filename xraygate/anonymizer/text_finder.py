@@ -11,9 +11,10 @@ long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a characte
 - noise when none is worth a closer look (5+ characters, or 2+ at confidence >= 30);
 - otherwise a closer look decides: the line's box, cropped from the displayed image, letters
   scaled to ~40 px, read again four ways (grey, inverted, thresholded towards the brightest and
-  the darkest value; as a block and as sparse text: what an OCR check of the output would try on
-  that box). Text when that reading gives a token (not allow-listed) of 5+ characters, or 3+ at
-  confidence >= 60.
+  the darkest value; each as a block of text: what an OCR check of the output would try on that
+  box). Text when that reading gives a token (not allow-listed) of 5+ characters written with
+  2+ capitals or 4+ digits, or of 5+ at confidence >= 45, or 3+ at >= 75 (junk in anatomy reads
+  in lower case).
 
 Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
 A text line's box grows sideways over the strokes that continue it (``DOB`` read, the date after
@@ -72,7 +73,7 @@ class TextFinder:
     def verify(self, display: Display, prepared: Prepared | None = None) -> Found:
         """A second, independent and stricter look at an image the first found clean (or clean
         after blanking): sparse-text segmentation (``psm`` 11, no layout analysis, which drops
-        text standing next to anatomy as part of a picture) and a lower bar for text (3+
+        text standing next to anatomy as part of a picture) and a lower bar for text (also 4+
         characters at confidence >= 75)."""
         return self._find(display, prepared, SPARSE_PSM, _strictly_confident, closer_look=False)
 
@@ -138,8 +139,7 @@ class TextFinder:
     def _confirmed(self, closer: list[Word]) -> bool:
         """Whether the closer look at a doubtful line read text in it."""
         return any(
-            _confirms(token(w.text), w.conf) and not self._marker_like(token(w.text))
-            for w in closer
+            _confirms(w.text, w.conf) and not self._marker_like(token(w.text)) for w in closer
         )
 
     def _marker_like(self, tok: str) -> bool:
@@ -167,11 +167,18 @@ def _confident(tok: str, conf: float) -> bool:
 
 
 def _strictly_confident(tok: str, conf: float) -> bool:
-    return _confident(tok, conf) or (len(tok) >= 3 and conf >= 75)
+    return _confident(tok, conf) or (len(tok) >= 4 and conf >= 75)
 
 
-def _confirms(tok: str, conf: float) -> bool:
-    return len(tok) >= 5 or (len(tok) >= 3 and conf >= 60)
+def _confirms(text: str, conf: float) -> bool:
+    """Text in a closer look. Its four views read junk in anatomy too, in lower case at low
+    confidence (``aoeialll`` at 0, ``nasal`` at 28), while burned-in names, IDs and dates come
+    back in capitals or digits even where the confidence is low (``ODETTE`` at 0 next to a
+    collimator edge): 5+ characters with 2+ capitals or 4+ digits, or 5+ at confidence >= 45, or
+    3+ at >= 75."""
+    tok = token(text)
+    shaped = sum(c.isupper() for c in text) >= 2 or sum(c.isdigit() for c in text) >= 4
+    return (len(tok) >= 5 and (shaped or conf >= 45)) or (len(tok) >= 3 and conf >= 75)
 
 
 def _lines(words: list[Word]) -> list[list[Word]]:
