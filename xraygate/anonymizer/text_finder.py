@@ -7,7 +7,8 @@ fall on one line too). A line is then judged as a whole, on its tokens (letters 
 word, upper case) that are neither allow-listed (laterality and view markers) nor a piece of a
 long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a character:
 
-- text when one of them reads confidently: 2+ characters at confidence >= 85, or 5+ at >= 60;
+- text when one of them reads confidently: 2+ characters at confidence >= 85, or 5+ at >= 60,
+  or 5+ written like burned-in text (2+ capitals or 4+ digits) at >= 30;
 - noise when none is worth a closer look (5+ characters, or 2+ at confidence >= 30);
 - otherwise a closer look decides: the line's box, cropped from the displayed image, letters
   scaled to ~40 px, read again four ways (grey, inverted, thresholded towards the brightest and
@@ -132,6 +133,12 @@ class TextFinder:
         ]
         if any(confident(t, c) for t, c in others):
             return "text", markers
+        if closer_look and any(
+            len(token(w.text)) >= 5 and _shaped(w.text) and w.conf >= 30
+            for w in line
+            if not self._marker_like(token(w.text))
+        ):
+            return "text", markers  # a name, an ID or a date, read at low confidence
         if closer_look and any(len(t) >= 5 or (len(t) >= 2 and c >= 30) for t, c in others):
             return "doubtful", markers
         return "noise", markers
@@ -177,8 +184,12 @@ def _confirms(text: str, conf: float) -> bool:
     collimator edge): 5+ characters with 2+ capitals or 4+ digits, or 5+ at confidence >= 45, or
     3+ at >= 75."""
     tok = token(text)
-    shaped = sum(c.isupper() for c in text) >= 2 or sum(c.isdigit() for c in text) >= 4
-    return (len(tok) >= 5 and (shaped or conf >= 45)) or (len(tok) >= 3 and conf >= 75)
+    return (len(tok) >= 5 and (_shaped(text) or conf >= 45)) or (len(tok) >= 3 and conf >= 75)
+
+
+def _shaped(text: str) -> bool:
+    """Written like burned-in text, not like junk read in anatomy: 2+ capitals or 4+ digits."""
+    return sum(c.isupper() for c in text) >= 2 or sum(c.isdigit() for c in text) >= 4
 
 
 def _lines(words: list[Word]) -> list[list[Word]]:
