@@ -3,14 +3,16 @@
 A text view (black strokes on white, see :mod:`.ocr`) of an X-ray is mostly white, with blobs of
 anatomy (rib edges, bone, bowel gas), collimator bars and noise specks. Burned-in text is a row
 of *letter-sized* marks standing next to each other at one height. So the strokes are split into
-connected components (8-connected); a component is letter-like when its height lies between
-``0.35`` and ``2`` times the letter size looked for (smallest text size at the working scale, up
-to the largest), and it is not a long thin line; letter-like components of similar height that
-overlap vertically and stand at most 1.5 heights apart form a *line*. A line of two or more
-marks, or one mark at least 1.5 times as wide as high (letters that touch), is a candidate; its
-box, padded (two heights sideways, one up and down), is what Tesseract reads: every stroke of the
-view inside it is kept, everything else is set to white. A view without a candidate is not read
-at all (most clean chest images: no Tesseract process).
+connected components (8-connected); a component is a letter-like *mark* when its height lies
+between 0.35 x the smallest letters looked for and the largest font size, it is not a long thin
+line (40+ heights wide) and not a solid blob (unless narrow: ``I``, ``1``). Marks of similar
+height (within 1.8x) that overlap vertically (60 % of the smaller) and stand at most one height
+apart form a *line* (transitively), unless it climbs like a staircase (1.6+ mark heights high).
+A line of two or more marks, or one run of touching letters 2.5 heights wide, is a candidate: it
+grows sideways over the strokes that continue it (letters fused with anatomy that the grouping
+lost; gaps of up to 1.5 heights, 10 heights at most each way), and its box, padded (two heights
+sideways, one up and down), is what Tesseract reads, with the rows its letters fill (words read
+in the box are clipped to them). A view without a candidate is not read at all.
 
 This only ever *removes* what cannot be part of a text line; text that merges with anatomy into
 one large blob is the known blind spot (as it is for Tesseract's own layout analysis).
