@@ -39,6 +39,7 @@ from xraygate.anonymizer.ocr import (
     prepare,
     read_prepared,
     read_regions,
+    stroke_crop,
 )
 
 # Non-PHI tokens that may stay in an image: laterality and view / position markers.
@@ -105,8 +106,13 @@ class TextFinder:
         judged = [(line, *self._judge(line, confident, closer_look)) for line in _lines(words)]
         doubtful = [line for line, verdict, _ in judged if verdict == "doubtful"]
         regions = [
-            (_union([w.box for w in line]), min(w.box[3] for w in line if len(token(w.text)) >= 2))
+            (
+                box,
+                min(w.box[3] for w in line if len(token(w.text)) >= 2),
+                stroke_crop(reading, _best(line).view, _union([w.box for w in _main_view(line)])),
+            )
             for line in doubtful
+            for box in [_union([w.box for w in line])]
         ]
         closer = dict(zip(map(id, doubtful), read_regions(display, regions, self.ocr), strict=True))
         boxes: list[Box] = []
@@ -206,8 +212,13 @@ def _lines(words: list[Word]) -> list[list[Word]]:
 def _main_view(line: list[Word]) -> list[Word]:
     """The words of a line read in the view that reads it best: the other view holds the
     halo around the strokes, whose "words" would stretch the box over anatomy."""
-    best = max(line, key=lambda w: len(token(w.text)) * (w.conf + 1))
+    best = _best(line)
     return [w for w in line if w.view == best.view]
+
+
+def _best(line: list[Word]) -> Word:
+    """The line's word that reads best (most characters, most confidence)."""
+    return max(line, key=lambda w: len(token(w.text)) * (w.conf + 1))
 
 
 def _union(boxes: list[Box]) -> Box:
