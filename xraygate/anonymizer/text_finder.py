@@ -75,8 +75,8 @@ class TextFinder:
     def verify(self, display: Display, prepared: Prepared | None = None) -> Found:
         """A second, independent and stricter look at an image the first found clean (or clean
         after blanking): sparse-text segmentation (``psm`` 11, no layout analysis, which drops
-        text standing next to anatomy as part of a picture) and a lower bar for text (also 4+
-        characters at confidence >= 75)."""
+        text standing next to anatomy as part of a picture) and another bar for text (3+
+        characters at confidence >= 85, 4+ at >= 75, 5+ at >= 60)."""
         return self._find(display, prepared, SPARSE_PSM, _strictly_confident, closer_look=False)
 
     def look(self, display: Display) -> Found:
@@ -180,7 +180,9 @@ def _confident(tok: str, conf: float) -> bool:
 
 
 def _strictly_confident(tok: str, conf: float) -> bool:
-    return _confident(tok, conf) or (len(tok) >= 4 and conf >= 75)
+    """The second read's bar: lower for 4+ characters, but 2-character junk (``if`` at 97 in
+    a clean chest's anatomy) never counts; PHI is longer."""
+    return len(tok) >= 3 and (_confident(tok, conf) or (len(tok) >= 4 and conf >= 75))
 
 
 def _confirms(text: str, conf: float) -> bool:
