@@ -195,9 +195,13 @@ def test_missing_tesseract_library_is_an_error_not_a_pass(monkeypatch: pytest.Mo
     try:
         with pytest.raises(OcrFailed, match="cannot be loaded"):
             read_pages([Image.new("L", (64, 32), 255)], 3)
+        tesseract_version.cache_clear()
+        with pytest.raises(ConfigurationError, match="cannot be loaded"):
+            tesseract_version()  # the service's start-up check
     finally:
         monkeypatch.undo()
         tesseract_lib._lib.cache_clear()
+        tesseract_version.cache_clear()
 
 
 def test_small_image_is_read_at_full_resolution() -> None:

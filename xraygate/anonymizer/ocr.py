@@ -75,7 +75,8 @@ class OcrConfig:
 
 @cache
 def tesseract_version(command: str = TESSERACT) -> str:
-    """The installed Tesseract's version; ConfigurationError when it is missing."""
+    """The installed Tesseract's version; ConfigurationError when it (or, for the default
+    command, its library) is missing."""
     path = shutil.which(command)
     if path is None:
         raise ConfigurationError(
@@ -87,6 +88,11 @@ def tesseract_version(command: str = TESSERACT) -> str:
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise ConfigurationError(f"{command} --version failed: {type(exc).__name__}") from exc
+    if command == TESSERACT:  # the pixel step reads in-process: its library must load too
+        try:
+            tesseract_lib.load()
+        except DeidentificationError as exc:
+            raise ConfigurationError(str(exc)) from exc
     first = (out.stdout or out.stderr).decode(errors="replace").splitlines()
     return first[0] if first else "tesseract"
 

@@ -60,6 +60,11 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+def load() -> None:
+    """Load the library (EngineUnavailable when it cannot be): a start-up check."""
+    _lib()
+
+
 class _Engine:
     """One TessBaseAPI, English, its debug output discarded."""
 
