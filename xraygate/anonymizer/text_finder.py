@@ -8,13 +8,13 @@ word, upper case) that are neither allow-listed (laterality and view markers) no
 long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a character:
 
 - text when one of them reads confidently: 2+ characters at confidence >= 85, or 5+ at >= 60,
-  or 5+ written like burned-in text (2+ capitals or 4+ digits) at >= 30;
+  or 5+ written like burned-in text (2+ capitals or 6+ digits) at >= 30;
 - noise when none is worth a closer look (5+ characters, or 2+ at confidence >= 30);
 - otherwise a closer look decides: the line's box, cropped from the displayed image, letters
   scaled to ~40 px, read again four ways (grey, inverted, thresholded towards the brightest and
   the darkest value; each as a block of text: what an OCR check of the output would try on that
   box). Text when that reading gives a token (not allow-listed) of 5+ characters written with
-  2+ capitals or 4+ digits, or of 5+ at confidence >= 45, or 3+ at >= 75 (junk in anatomy reads
+  2+ capitals or 6+ digits, or of 5+ at confidence >= 45, or 3+ at >= 75 (junk in anatomy reads
   in lower case).
 
 Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
@@ -189,15 +189,16 @@ def _confirms(text: str, conf: float) -> bool:
     """Text in a closer look. Its four views read junk in anatomy too, in lower case at low
     confidence (``aoeialll`` at 0, ``nasal`` at 28), while burned-in names, IDs and dates come
     back in capitals or digits even where the confidence is low (``ODETTE`` at 0 next to a
-    collimator edge): 5+ characters with 2+ capitals or 4+ digits, or 5+ at confidence >= 45, or
+    collimator edge): 5+ characters with 2+ capitals or 6+ digits, or 5+ at confidence >= 45, or
     3+ at >= 75."""
     tok = token(text)
     return (len(tok) >= 5 and (_shaped(text) or conf >= 45)) or (len(tok) >= 3 and conf >= 75)
 
 
 def _shaped(text: str) -> bool:
-    """Written like burned-in text, not like junk read in anatomy: 2+ capitals or 4+ digits."""
-    return sum(c.isupper() for c in text) >= 2 or sum(c.isdigit() for c in text) >= 4
+    """Written like burned-in text, not like junk read in anatomy: 2+ capitals, or 6+ digits
+    (IDs and dates have 6 or more; ``35.108`` was junk)."""
+    return sum(c.isupper() for c in text) >= 2 or sum(c.isdigit() for c in text) >= 6
 
 
 def _lines(words: list[Word]) -> list[list[Word]]:
