@@ -220,6 +220,7 @@ def test_small_image_is_read_at_full_resolution() -> None:
         1004,  # 80 px low-contrast date on RG1M2: only the tight stroke-view crop reads it
         2032,  # 64 px low-contrast name on RG3: read once, in capitals, at confidence 35
         3021,  # 32 px name under RG1M2's collimator edge: only thresholded crops read it
+        5005,  # 40 px ID on RG1 inside a taller line's box: read on a page of its own
     ],
 )
 def test_corpus_images_that_leaked_are_not_exported_readable(
@@ -228,7 +229,7 @@ def test_corpus_images_that_leaked_are_not_exported_readable(
     """Full-size images of bench/pixel_phi.py that were exported with a planted string still
     readable: two MR2 of seed 1000 (before the full-resolution read and the second read), an
     RG3 of seed 3000 (before Tesseract read candidate text lines instead of whole views), and
-    three that candidate-line reads leaked before the closer look became the judge's reading."""
+    four that candidate-line reads leaked before the closer look became the judge's reading."""
     sample = text_sample(seed)
     outcome = run_sample(sample, checked.deidentify_bytes)
     assert outcome.before, outcome  # OCR reads the planted text in the input

@@ -125,9 +125,16 @@ def _same_line(a: Box, b: Box) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and rows >= 0.5 * min(a[3], b[3])
 
 
+def _similar(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Lines of similar letter height (a small line inside a big one's box stays a page of
+    its own: in the big one's page its words drown among the big one's marks)."""
+    ha, hb = a[1] - a[0], b[1] - b[0]
+    return max(ha, hb) <= _SIMILAR * max(min(ha, hb), 1)
+
+
 def merge(lines: list[Line]) -> list[Line]:
-    """Union the lines whose boxes overlap on one line (boxes of different lines may overlap:
-    each is read on its own band)."""
+    """Union the lines of similar height whose boxes overlap on one line (boxes of different
+    lines may overlap: each is read on its own page)."""
     out = sorted(lines, key=lambda line: line.box)
     changed = True
     while changed:
@@ -135,7 +142,7 @@ def merge(lines: list[Line]) -> list[Line]:
         for i, a in enumerate(out):
             for j in range(i + 1, len(out)):
                 b = out[j]
-                if _same_line(a.box, b.box):
+                if _same_line(a.box, b.box) and _similar(a.rows, b.rows):
                     x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
                     x1 = max(a.box[0] + a.box[2], b.box[0] + b.box[2])
                     y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
