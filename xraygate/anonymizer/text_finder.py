@@ -13,9 +13,9 @@ long allow-listed token (``ORTAB`` of ``PORTABLE``) or one misread by a characte
 - otherwise a closer look decides: the line's box, cropped from the displayed image, letters
   scaled to ~40 px, read again four ways (grey, inverted, thresholded towards the brightest and
   the darkest value; each as a block of text: what an OCR check of the output would try on that
-  box). Text when that reading gives a token (not allow-listed) of 5+ characters written with
+  box). Text when that reading gives a token (not allow-listed) of 6+ characters written with
   2+ capitals or 6+ digits, or of 5+ at confidence >= 45, or 3+ at >= 75 (junk in anatomy reads
-  in lower case).
+  mostly in lower case).
 
 Allow-listed tokens are reported as kept (they stay in the image unless their line is text).
 A text line's box grows sideways over the strokes that continue it (``DOB`` read, the date after
@@ -189,10 +189,14 @@ def _confirms(text: str, conf: float) -> bool:
     """Text in a closer look. Its four views read junk in anatomy too, in lower case at low
     confidence (``aoeialll`` at 0, ``nasal`` at 28), while burned-in names, IDs and dates come
     back in capitals or digits even where the confidence is low (``ODETTE`` at 0 next to a
-    collimator edge): 5+ characters with 2+ capitals or 6+ digits, or 5+ at confidence >= 45, or
-    3+ at >= 75."""
+    collimator edge; ``ENCES`` at 25 was junk): 6+ characters with 2+ capitals or 6+ digits,
+    or 5+ at confidence >= 45, or 3+ at >= 75."""
     tok = token(text)
-    return (len(tok) >= 5 and (_shaped(text) or conf >= 45)) or (len(tok) >= 3 and conf >= 75)
+    return (
+        (len(tok) >= 6 and _shaped(text))
+        or (len(tok) >= 5 and conf >= 45)
+        or (len(tok) >= 3 and conf >= 75)
+    )
 
 
 def _shaped(text: str) -> bool:
