@@ -152,8 +152,14 @@ class TextFinder:
     def _confirmed(self, closer: list[Word]) -> bool:
         """Whether the closer look at a doubtful line read text in it."""
         return any(
-            _confirms(w.text, w.conf) and not self._marker_like(token(w.text)) for w in closer
+            _confirms(w.text, w.conf, self._near_marker(token(w.text)))
+            and not self._marker_like(token(w.text))
+            for w in closer
         )
+
+    def _near_marker(self, tok: str) -> bool:
+        """Within two edits of a piece of a long allowed token (a poor read of ``PORTABLE``)."""
+        return any(len(a) >= 5 and _within(tok, a) <= 2 for a in self.allowed)
 
     def _marker_like(self, tok: str) -> bool:
         """An allowed token, a piece of a long one (``ORTAB`` of ``PORTABLE``), or a long one
@@ -162,6 +168,17 @@ class TextFinder:
             len(a) >= 5 and len(tok) >= 2 and (tok in a or _distance(tok, a) <= 1)
             for a in self.allowed
         )
+
+
+def _within(needle: str, hay: str) -> int:
+    """Edits to make ``needle`` a piece of ``hay`` (Sellers' approximate substring match)."""
+    prev = [0] * (len(hay) + 1)
+    for i, cn in enumerate(needle, 1):
+        cur = [i] + [0] * len(hay)
+        for j, ch in enumerate(hay, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (cn != ch))
+        prev = cur
+    return min(prev)
 
 
 def _distance(a: str, b: str) -> int:
@@ -185,15 +202,16 @@ def _strictly_confident(tok: str, conf: float) -> bool:
     return len(tok) >= 3 and (_confident(tok, conf) or (len(tok) >= 4 and conf >= 75))
 
 
-def _confirms(text: str, conf: float) -> bool:
+def _confirms(text: str, conf: float, near_marker: bool = False) -> bool:
     """Text in a closer look. Its four views read junk in anatomy too, in lower case at low
     confidence (``aoeialll`` at 0, ``nasal`` at 28), while burned-in names, IDs and dates come
     back in capitals or digits even where the confidence is low (``ODETTE`` at 0 next to a
-    collimator edge; ``ENCES`` at 25 was junk): 6+ characters with 2+ capitals or 6+ digits,
-    or 5+ at confidence >= 45, or 3+ at >= 75."""
+    collimator edge; ``ENCES`` at 25 was junk): 6+ characters with 2+ capitals or 6+ digits
+    (unless within two edits of a piece of a long marker: ``RIABDLE`` of ``PORTABLE``), or 5+
+    at confidence >= 45, or 3+ at >= 75."""
     tok = token(text)
     return (
-        (len(tok) >= 6 and _shaped(text))
+        (len(tok) >= 6 and _shaped(text) and not near_marker)
         or (len(tok) >= 5 and conf >= 45)
         or (len(tok) >= 3 and conf >= 75)
     )
