@@ -6,6 +6,7 @@ bench/pixel_phi.py evaluates in full."""
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,10 +29,14 @@ from tests.anonymizer.pixel_corpus import (
     run_sample,
     text_sample,
 )
+from xraygate.anonymizer import tesseract_lib
 from xraygate.anonymizer.engine import DeidConfig, Deidentifier
 from xraygate.anonymizer.ocr import (
     OcrConfig,
     OcrFailed,
+    prepare,
+    read_pages,
+    read_prepared,
     read_words,
     tesseract_version,
     working_scale,
@@ -167,6 +172,38 @@ def test_missing_or_failing_tesseract_is_an_error_not_a_pass() -> None:
         read_words(img, config=OcrConfig(command="/nonexistent/tesseract"))
 
 
+def test_in_process_engine_reads_what_the_command_reads() -> None:
+    """The detector reads with libtesseract in-process; the command (``tesseract``, also what
+    the corpus judge uses) reads the same pages to the same words, boxes and pages."""
+    ds = chest_cr(SIDE)
+    burn_in(ds, "FAIRWEATHER, ODETTE", ("FAIRWEATHER", "ODETTE"), corner="bl", size=40)
+    prep = prepare(display(ds, ds.pixel_array))
+    assert prep.pages is not None and len(prep.pages) >= 2
+    command = OcrConfig(command=shutil.which("tesseract") or "tesseract")
+    for psm in (3, 11):
+        inside = read_prepared(prep, OcrConfig(), psm=psm).words
+        outside = read_prepared(prep, command, psm=psm).words
+        assert [(w.text, w.box, w.view) for w in inside] == [
+            (w.text, w.box, w.view) for w in outside
+        ]
+        assert any("FAIRWEATHER" in w.text for w in inside)
+
+
+def test_missing_tesseract_library_is_an_error_not_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tesseract_lib, "LIBRARY", "libno-such-tesseract.so.5")
+    tesseract_lib._lib.cache_clear()
+    try:
+        with pytest.raises(OcrFailed, match="cannot be loaded"):
+            read_pages([Image.new("L", (64, 32), 255)], 3)
+        tesseract_version.cache_clear()
+        with pytest.raises(ConfigurationError, match="cannot be loaded"):
+            tesseract_version()  # the service's start-up check
+    finally:
+        monkeypatch.undo()
+        tesseract_lib._lib.cache_clear()
+        tesseract_version.cache_clear()
+
+
 def test_small_image_is_read_at_full_resolution() -> None:
     config = OcrConfig()
     assert working_scale((960, 960), config) == 1.0  # a cropped 1 MP MR: never downscaled
@@ -178,15 +215,22 @@ def test_small_image_is_read_at_full_resolution() -> None:
     [
         1030,  # 24 px date, medium contrast, under a name on a gradient: lost when downscaled
         1052,  # low-contrast 51 px date beside anatomy: automatic page layout reads no word
+        3033,  # 28 px bold ID at extreme contrast on RG3: neither whole-view read found it
+        # ... and what candidate-line reads missed on their way:
+        1004,  # 80 px low-contrast date on RG1M2: only the tight stroke-view crop reads it
+        2032,  # 64 px low-contrast name on RG3: read once, in capitals, at confidence 35
+        3021,  # 32 px name under RG1M2's collimator edge: only thresholded crops read it
+        5005,  # 40 px ID on RG1 inside a taller line's box: read on a page of its own
     ],
 )
 def test_corpus_images_that_leaked_are_not_exported_readable(
     checked: CheckedDeidentifier, seed: int
 ) -> None:
-    """Two full-size MR2 images of bench/pixel_phi.py seed 1000 that were exported with a
-    planted string still readable before the full-resolution read and the second read."""
+    """Full-size images of bench/pixel_phi.py that were exported with a planted string still
+    readable: two MR2 of seed 1000 (before the full-resolution read and the second read), an
+    RG3 of seed 3000 (before Tesseract read candidate text lines instead of whole views), and
+    four that candidate-line reads leaked before the closer look became the judge's reading."""
     sample = text_sample(seed)
-    assert sample.name.endswith("MR2")
     outcome = run_sample(sample, checked.deidentify_bytes)
     assert outcome.before, outcome  # OCR reads the planted text in the input
     assert outcome.after == [], outcome
@@ -201,3 +245,34 @@ def test_second_read_finds_text_the_layout_read_misses() -> None:
     found = TextFinder().verify(view)
     (planted,) = sample.planted
     assert covered(planted.box, [(0, *b) for b in found.boxes]) >= 0.9, found
+
+
+def _band_regions(display_: np.ndarray, config: OcrConfig) -> list[tuple[int, ...]]:
+    prep = prepare(display_, config)
+    s = prep.scale
+    return [
+        (0, int(b.box[0] / s), int(b.box[1] / s), int(b.box[2] / s) + 1, int(b.box[3] / s) + 1)
+        for b in prep.bands
+    ]
+
+
+def test_candidate_lines_hold_every_planted_string_and_smooth_images_start_no_tesseract() -> None:
+    """What Tesseract reads is the candidate text lines only: every planted string of a corpus
+    slice (all bases, sizes, contrasts) lies inside them, so no text is lost to the cheap look;
+    a smooth image has none, and is not read at all (a failing Tesseract command is never
+    started)."""
+    config = OcrConfig()
+    for seed in range(7100, 7112):
+        sample = text_sample(seed, max_side=SIDE)
+        ds = dcmread(io.BytesIO(to_bytes(sample.ds)))
+        regions = _band_regions(display(ds, ds.pixel_array), config)
+        for p in sample.planted:
+            assert covered(p.box, regions) >= 0.98, (sample.name, p, regions)
+    ds = chest_cr(SIDE)
+    ramp = np.tile(np.linspace(0, 255, 800), (600, 1)).astype(np.uint8)
+    failing = OcrConfig(command="false")
+    assert prepare(ramp, failing).pages is None
+    assert read_prepared(prepare(ramp, failing), failing).words == []
+    burn_in(ds, "QUIMBY, ZEBEDEE", ("QUIMBY", "ZEBEDEE"), corner="tl", size=48)
+    with pytest.raises(OcrFailed):  # ... while an image with text does start it
+        read_prepared(prepare(display(ds, ds.pixel_array), failing), failing)

@@ -45,6 +45,8 @@ from xraygate.core.errors import BurnedInText
 
 MASK_CODE = ("113047", "Pixel by pixel mask")  # CID 7203 Image Derivation
 THUMBNAIL_PX = 160
+_TABLE_MAX = 1 << 20  # integer frames spanning up to this many values are shown through a table
+Pct = tuple[float, float]
 
 
 class PixelMode(StrEnum):
@@ -128,14 +130,8 @@ class PixelPhi:
         )
 
     def _look(self, view: Display) -> Found:
-        """Text in one displayed frame: the finder's read, and when that finds nothing, its
-        stricter second read (a different page segmentation), so that an image leaves clean
-        only when both readers see no text in it."""
-        found = self.finder.find(view)
-        if found:
-            return found
-        second = self.finder.verify(view)
-        return Found(second.boxes, tuple(sorted({*found.kept, *second.kept})))
+        """Text in one displayed frame (:meth:`TextFinder.look`: both reads)."""
+        return self.finder.look(view)
 
     def _held(
         self,
@@ -192,18 +188,68 @@ def display(ds: Dataset, frame: np.ndarray[Any, Any]) -> Display:
         data = apply_color_lut(frame, ds).astype(np.float64).mean(axis=-1)
     elif frame.ndim == 3:  # RGB (pydicom decodes YBR to RGB)
         data = frame.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    elif frame.dtype.kind in "iu" and frame.size and _span(frame) <= _TABLE_MAX:
+        return _display_by_table(ds, frame, photometric)
     else:
-        data = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
-        if "WindowCenter" in ds or "VOILUTSequence" in ds:
-            try:
-                data = np.asarray(apply_voi_lut(data, ds), dtype=np.float64)
-                return _to_display(data, (0.0, 100.0), photometric)
-            except (ValueError, TypeError, IndexError, KeyError):
-                pass  # a broken VOI: the percentile range below
+        data, pct = _levels(ds, frame)
+        return _to_display(data, pct, photometric)
     return _to_display(data, (0.5, 99.5), photometric)
 
 
-def _to_display(data: np.ndarray[Any, Any], pct: tuple[float, float], photometric: str) -> Display:
+def _levels(ds: Dataset, values: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], Pct]:
+    """Stored values through the modality and VOI LUT (or window) of the header, and the
+    percentile range of the result that is shown: all of it when the header windows it, else
+    0.5-99.5 %."""
+    data = np.asarray(apply_modality_lut(values, ds), dtype=np.float64)
+    if "WindowCenter" in ds or "VOILUTSequence" in ds:
+        try:
+            return np.asarray(apply_voi_lut(data, ds), dtype=np.float64), (0.0, 100.0)
+        except (ValueError, TypeError, IndexError, KeyError):
+            pass  # a broken VOI: the percentile range below
+    return data, (0.5, 99.5)
+
+
+def _span(frame: np.ndarray[Any, Any]) -> int:
+    return int(frame.max()) - int(frame.min()) + 1
+
+
+def _display_by_table(ds: Dataset, frame: np.ndarray[Any, Any], photometric: str) -> Display:
+    """:func:`display` for an integer frame, through a table of its value range: the LUTs run
+    on each stored value once, not on each pixel (a 2k x 2k CR: 5x faster), with the same
+    result."""
+    low = int(frame.min())
+    index = (frame.astype(np.int64) - low) if frame.dtype.kind == "i" else frame - low
+    counts = np.bincount(index.ravel(), minlength=_span(frame))
+    values = np.arange(low, low + len(counts), dtype=np.int64).astype(frame.dtype)
+    mapped, pct = _levels(ds, values)
+    present = counts > 0
+    lo, hi = _weighted_percentiles(mapped[present], counts[present], pct)
+    level = np.clip((mapped - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    if photometric == "MONOCHROME1":
+        level = 1.0 - level
+    table = (level * 255.0 + 0.5).astype(np.uint8)
+    return np.asarray(table[index])
+
+
+def _weighted_percentiles(
+    values: np.ndarray[Any, Any], counts: np.ndarray[Any, Any], pct: Pct
+) -> tuple[float, float]:
+    """``np.percentile`` (linear) of the data holding each value ``counts`` times."""
+    order = np.argsort(values, kind="stable")
+    ordered, cumulative = values[order], np.cumsum(counts[order])
+    n = int(cumulative[-1])
+    out = []
+    for q in pct:
+        position = q / 100.0 * (n - 1)
+        below = int(np.floor(position))
+        t = position - below
+        a = float(ordered[np.searchsorted(cumulative, below, side="right")])
+        b = float(ordered[np.searchsorted(cumulative, min(below + 1, n - 1), side="right")])
+        out.append(b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t)
+    return out[0], out[1]
+
+
+def _to_display(data: np.ndarray[Any, Any], pct: Pct, photometric: str) -> Display:
     lo, hi = (float(v) for v in np.percentile(data, pct))
     level = np.clip((data - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
     if photometric == "MONOCHROME1":
