@@ -16,13 +16,15 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from xraygate.core import db, startup
 from xraygate.core.config import Settings
-from xraygate.core.errors import ConfigurationError
+from xraygate.core.errors import ConfigurationError, DatabaseError
 from xraygate.core.jobs import JobKind
 from xraygate.core.logging import configure_logging
 from xraygate.core.models import Instance, Patient, Series, Study
@@ -54,6 +56,28 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
     return handlers
 
 
+def open_queue(settings: Settings, sleep: Callable[[float], None] = time.sleep) -> JobQueue:
+    """The queue on a migrated database, waiting up to ``startup_database_wait_seconds`` for a
+    database that cannot be reached yet (a refused or dropped connection); any other database
+    error, or one lasting longer, is raised."""
+    deadline = time.monotonic() + max(0.0, settings.startup_database_wait_seconds)
+    pause = 1.0
+    while True:
+        try:
+            return JobQueue.from_settings(settings, migrate=True)
+        except DatabaseError as exc:
+            if not isinstance(exc.__cause__, OperationalError):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise DatabaseError(
+                    f"database unreachable for {settings.startup_database_wait_seconds:.0f} s "
+                    f"(XRAYGATE_DATABASE_URL, XRAYGATE_STARTUP_DATABASE_WAIT_SECONDS)"
+                ) from exc
+            log.warning("database not reachable yet; retrying in %.0f s", pause)
+            sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+
 def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     """Run the chosen parts until SIGINT/SIGTERM; refuses to start with an unsafe secret."""
     configure_logging(settings)
@@ -61,7 +85,7 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack to stderr
     check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    queue = JobQueue.from_settings(settings, migrate=True)
+    queue = open_queue(settings)
     store = store_from_settings(settings)
     stop = threading.Event()
 

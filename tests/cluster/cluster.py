@@ -109,6 +109,17 @@ class Pod:
         log.close()
         self.starts += 1
 
+    def last_error(self) -> str:
+        """The last error line of the pod's log (what made it exit), shortened."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-40:]
+        except OSError:
+            return ""
+        for line in reversed(lines):
+            if "Error" in line or "error" in line or "refused" in line:
+                return line.strip()[-160:]
+        return ""
+
     def start_ready(self, timeout: float = 240.0) -> None:
         """Start and wait until ready, restarting (with back-off) if it crashes meanwhile."""
         deadline = time.monotonic() + timeout
@@ -117,7 +128,11 @@ class Pod:
         while not self.ready():
             assert self.proc is not None
             if self.proc.poll() is not None:
-                self.crashes.append(f"{self.name}: exit {self.proc.returncode} while starting")
+                why = self.last_error()
+                self.crashes.append(
+                    f"{self.name}: exit {self.proc.returncode} while starting"
+                    + (f" ({why})" if why else "")
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self.start()

@@ -26,7 +26,7 @@ def test_short_cluster_run_under_faults() -> None:
         modalities=4,
         faults="short",
         ehr_outage=20.0,
-        config=ClusterConfig(exports=False),
+        config=ClusterConfig(),  # every study is exported too (pixel-PHI OCR in the workers)
     )
     verdict = Run(options).execute()
     print(verdict.render())

@@ -30,6 +30,8 @@ def run_service(*, scp: bool, workers: bool, http: bool) -> None:
         service.run(get_settings(), scp=scp, workers=workers, http=http)
     except ConfigurationError as exc:
         raise fail(str(exc)) from exc
+    except XraygateError as exc:  # e.g. the database stayed unreachable: one line, no traceback
+        raise fail(str(exc).splitlines()[0]) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -127,6 +127,11 @@ class Settings(OidcSettings):
         "A peer sending a longer PDU is aborted before the PDU is read.",
     )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
+    startup_database_wait_seconds: float = Field(
+        60.0,
+        description="At start-up, keep trying an unreachable database this long (a pod that "
+        "starts before PostgreSQL, or during an outage) before exiting with an error.",
+    )
     shutdown_grace_seconds: float = Field(
         30.0,
         description="On SIGTERM: seconds open associations and running jobs get to finish; then "
