@@ -16,7 +16,7 @@ from sqlalchemy import text
 from tests.cluster.faultproxy import FaultProxy
 from xraygate.core import db
 from xraygate.core.config import Settings
-from xraygate.service import open_queue
+from xraygate.service import open_object_store, open_queue
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_a_process_waits_for_a_database_that_comes_up(pg_url: str, tmp_path: Pat
         settings = Settings(  # type: ignore[call-arg]
             data_dir=tmp_path,
             database_url=_through(pg_url, proxy.port),
-            startup_database_wait_seconds=600,
+            startup_wait_seconds=600,
         )
         pauses: list[float] = []
 
@@ -61,7 +61,7 @@ def test_a_database_that_stays_away_is_one_line_and_exit_2(tmp_path: Path) -> No
     env |= {
         "XRAYGATE_DATA_DIR": str(tmp_path),
         "XRAYGATE_DATABASE_URL": "postgresql+psycopg://xraygate@127.0.0.1:9/none",  # discard port
-        "XRAYGATE_STARTUP_DATABASE_WAIT_SECONDS": "2",
+        "XRAYGATE_STARTUP_WAIT_SECONDS": "2",
     }
     done = subprocess.run(
         [sys.executable, "-m", "xraygate", "worker"],
@@ -75,3 +75,31 @@ def test_a_database_that_stays_away_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert "database not reachable yet; retrying" in done.stderr
     assert "error: database unreachable for 2 s" in done.stderr
     assert "XRAYGATE_DATABASE_URL" in done.stderr
+
+
+def test_a_process_waits_for_an_s3_endpoint_that_comes_up(s3_endpoint: str, tmp_path: Path) -> None:
+    upstream = urlsplit(s3_endpoint)
+    proxy = FaultProxy((upstream.hostname or "127.0.0.1", upstream.port or 80), "s3").start()
+    try:
+        proxy.outage("reset")
+        settings = Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path,
+            storage_url="s3://xg-startup-wait/objects",
+            s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+            s3_access_key_id="test",
+            s3_secret_access_key="test",
+            startup_wait_seconds=600,
+        )
+        pauses: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            pauses.append(seconds)
+            if len(pauses) == 2:
+                proxy.heal()
+
+        store = open_object_store(settings, sleep=sleep)
+        assert pauses == [1.0, 2.0]
+        store.put_bytes("probe", b"up")
+        assert store.get_bytes("probe") == b"up"
+    finally:
+        proxy.stop()

@@ -18,13 +18,20 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from xraygate.core import db, startup
 from xraygate.core.config import Settings
-from xraygate.core.errors import ConfigurationError, DatabaseError
+from xraygate.core.errors import (
+    ConfigurationError,
+    DatabaseError,
+    StorageError,
+    StorageFull,
+    XraygateError,
+)
 from xraygate.core.jobs import JobKind
 from xraygate.core.logging import configure_logging
 from xraygate.core.models import Instance, Patient, Series, Study
@@ -35,6 +42,8 @@ from xraygate.core.storage import ObjectStore, store_from_settings
 from xraygate.core.worker import Handler, Worker
 
 log = logging.getLogger("xraygate.service")
+
+_T = TypeVar("_T")
 
 
 def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dict[str, Handler]:
@@ -57,23 +66,64 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
 
 
 def open_queue(settings: Settings, sleep: Callable[[float], None] = time.sleep) -> JobQueue:
-    """The queue on a migrated database, waiting up to ``startup_database_wait_seconds`` for a
-    database that cannot be reached yet (a refused or dropped connection); any other database
-    error, or one lasting longer, is raised."""
-    deadline = time.monotonic() + max(0.0, settings.startup_database_wait_seconds)
+    """The queue on a migrated database, once the database can be reached (see
+    :func:`_when_reachable`); any other database error is raised at once."""
+
+    def unreachable(exc: XraygateError) -> bool:
+        return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, OperationalError)
+
+    return _when_reachable(
+        settings,
+        lambda: JobQueue.from_settings(settings, migrate=True),
+        unreachable,
+        "database (XRAYGATE_DATABASE_URL",
+        sleep,
+    )
+
+
+def open_object_store(
+    settings: Settings, sleep: Callable[[float], None] = time.sleep
+) -> ObjectStore:
+    """The object store, once its endpoint can be reached (an S3 endpoint down at start-up)."""
+
+    def unreachable(exc: XraygateError) -> bool:
+        return isinstance(exc, StorageError) and not isinstance(exc, StorageFull)
+
+    return _when_reachable(
+        settings,
+        lambda: store_from_settings(settings),
+        unreachable,
+        "object store (XRAYGATE_STORAGE_URL, XRAYGATE_S3_ENDPOINT_URL",
+        sleep,
+    )
+
+
+def _when_reachable(
+    settings: Settings,
+    open_it: Callable[[], _T],
+    unreachable: Callable[[XraygateError], bool],
+    what: str,
+    sleep: Callable[[float], None],
+) -> _T:
+    """``open_it()``, retried with a growing pause for up to ``startup_wait_seconds``
+    while it fails as ``unreachable`` (a pod started before its back end, or during an outage);
+    then one error naming the settings."""
+    wait = max(0.0, settings.startup_wait_seconds)
+    deadline = time.monotonic() + wait
     pause = 1.0
     while True:
         try:
-            return JobQueue.from_settings(settings, migrate=True)
-        except DatabaseError as exc:
-            if not isinstance(exc.__cause__, OperationalError):
+            return open_it()
+        except XraygateError as exc:
+            if not unreachable(exc):
                 raise
+            name = what.split(" (", 1)[0]
             if time.monotonic() + pause > deadline:
-                raise DatabaseError(
-                    f"database unreachable for {settings.startup_database_wait_seconds:.0f} s "
-                    f"(XRAYGATE_DATABASE_URL, XRAYGATE_STARTUP_DATABASE_WAIT_SECONDS)"
+                raise type(exc)(
+                    f"{name} unreachable for {wait:.0f} s "
+                    f"({what.split(' (', 1)[1]}, XRAYGATE_STARTUP_WAIT_SECONDS)"
                 ) from exc
-            log.warning("database not reachable yet; retrying in %.0f s", pause)
+            log.warning("%s not reachable yet; retrying in %.0f s", name, pause)
             sleep(pause)
             pause = min(pause * 2, 10.0)
 
@@ -86,7 +136,7 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
     check_secrets(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     queue = open_queue(settings)
-    store = store_from_settings(settings)
+    store = open_object_store(settings)
     stop = threading.Event()
 
     scp_server = None

@@ -127,10 +127,11 @@ class Settings(OidcSettings):
         "A peer sending a longer PDU is aborted before the PDU is read.",
     )
     network_timeout: float = Field(60.0, description="Drop idle DICOM peers after seconds.")
-    startup_database_wait_seconds: float = Field(
+    startup_wait_seconds: float = Field(
         60.0,
-        description="At start-up, keep trying an unreachable database this long (a pod that "
-        "starts before PostgreSQL, or during an outage) before exiting with an error.",
+        description="At start-up, keep trying an unreachable database or object store this long "
+        "(a pod that starts before PostgreSQL or S3, or during an outage) before exiting with an "
+        "error.",
     )
     shutdown_grace_seconds: float = Field(
         30.0,
