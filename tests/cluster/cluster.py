@@ -96,8 +96,11 @@ class Pod:
     starts: int = 0
     crashes: list[str] = field(default_factory=list)  # "exit 1 while starting", ...
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False  # the cluster is stopping: never (re)started again
 
     def start(self) -> None:
+        if self.closed:
+            return
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xraygate", self.role],
@@ -125,7 +128,7 @@ class Pod:
         deadline = time.monotonic() + timeout
         backoff = 1.0
         self.start()
-        while not self.ready():
+        while not self.ready() and not self.closed:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 why = self.last_error()
@@ -331,6 +334,8 @@ class Cluster:
                     pod.lock.release()
 
     def stop(self) -> None:
+        for pod in self.pods:  # first, so that no supervisor or fault thread restarts one
+            pod.closed = True
         for pod in self.pods:
             pod.kill()
         if self._haproxy is not None:
