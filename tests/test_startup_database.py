@@ -103,3 +103,16 @@ def test_a_process_waits_for_an_s3_endpoint_that_comes_up(s3_endpoint: str, tmp_
         assert store.get_bytes("probe") == b"up"
     finally:
         proxy.stop()
+
+
+def test_the_start_up_block_survives_a_database_that_does_not_answer(tmp_path: Path) -> None:
+    """The block is information: a database gone between the start and the block (the cluster
+    saw an SCP die there during a PostgreSQL outage) makes its model line say so, no more."""
+    from sqlalchemy import create_engine
+
+    from xraygate.core import startup
+
+    settings = Settings(data_dir=tmp_path)  # type: ignore[call-arg]
+    gone = create_engine("postgresql+psycopg://xraygate@127.0.0.1:9/none")
+    text_block = startup.block(settings, engine=gone, scp_port=11112, http=False, workers=True)
+    assert "model            unknown (the database did not answer at start-up)" in text_block

@@ -69,13 +69,10 @@ def open_queue(settings: Settings, sleep: Callable[[float], None] = time.sleep) 
     """The queue on a migrated database, once the database can be reached (see
     :func:`_when_reachable`); any other database error is raised at once."""
 
-    def unreachable(exc: XraygateError) -> bool:
-        return isinstance(exc, DatabaseError) and isinstance(exc.__cause__, OperationalError)
-
     return _when_reachable(
         settings,
         lambda: JobQueue.from_settings(settings, migrate=True),
-        unreachable,
+        _database_unreachable,
         "database (XRAYGATE_DATABASE_URL",
         sleep,
     )
@@ -86,7 +83,7 @@ def open_object_store(
 ) -> ObjectStore:
     """The object store, once its endpoint can be reached (an S3 endpoint down at start-up)."""
 
-    def unreachable(exc: XraygateError) -> bool:
+    def unreachable(exc: Exception) -> bool:
         return isinstance(exc, StorageError) and not isinstance(exc, StorageFull)
 
     return _when_reachable(
@@ -98,10 +95,17 @@ def open_object_store(
     )
 
 
+def _database_unreachable(exc: Exception) -> bool:
+    """A refused or dropped database connection (raw, or wrapped as our DatabaseError)."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DatabaseError) and isinstance(exc.__cause__, OperationalError)
+    )
+
+
 def _when_reachable(
     settings: Settings,
     open_it: Callable[[], _T],
-    unreachable: Callable[[XraygateError], bool],
+    unreachable: Callable[[Exception], bool],
     what: str,
     sleep: Callable[[float], None],
 ) -> _T:
@@ -114,12 +118,13 @@ def _when_reachable(
     while True:
         try:
             return open_it()
-        except XraygateError as exc:
+        except (XraygateError, OperationalError) as exc:
             if not unreachable(exc):
                 raise
             name = what.split(" (", 1)[0]
             if time.monotonic() + pause > deadline:
-                raise type(exc)(
+                error = StorageError if isinstance(exc, StorageError) else DatabaseError
+                raise error(
                     f"{name} unreachable for {wait:.0f} s "
                     f"({what.split(' (', 1)[1]}, XRAYGATE_STARTUP_WAIT_SECONDS)"
                 ) from exc
@@ -157,8 +162,14 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
             scp_server.port,
             count,
         )
-    if workers:
-        handlers = job_handlers(settings, store, queue)
+    if workers:  # the handlers register the bundled model: the database again
+        handlers = _when_reachable(
+            settings,
+            lambda: job_handlers(settings, store, queue),
+            _database_unreachable,
+            "database (XRAYGATE_DATABASE_URL",
+            time.sleep,
+        )
         for _ in range(max(1, settings.workers)):
             worker = Worker(queue, handlers)
             thread = threading.Thread(

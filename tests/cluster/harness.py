@@ -8,7 +8,9 @@ drawn delay, as a pod would be.
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -127,6 +129,12 @@ class Run:
                 for fault in self.faults:
                     print(f"  fault planned: {fault.describe()}", flush=True)
                 verdict = self._drive(cluster, studies, startup)
+                if not verdict.ok:  # the processes' logs outlive the run's directory
+                    kept = (
+                        Path(tempfile.gettempdir()) / f"xg-cluster-logs-seed{o.seed}-{os.getpid()}"
+                    )
+                    shutil.copytree(root / "cluster" / "logs", kept, dirs_exist_ok=True)
+                    print(f"cluster logs kept in {kept}", flush=True)
             except BaseException:
                 print(f"cluster logs kept in {root}/cluster/logs", flush=True)
                 raise

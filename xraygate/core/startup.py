@@ -10,11 +10,13 @@ import warnings
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from xraygate import __version__
 from xraygate.core import delivery_state
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session
+from xraygate.core.errors import XraygateError
 from xraygate.core.models.results import emitting_version
 
 log = logging.getLogger("xraygate.service")
@@ -57,8 +59,11 @@ def store_kind(settings: Settings) -> str:
 def _model_line(settings: Settings, engine: Engine | None) -> str:
     if engine is None:
         return "(no database)"
-    with read_session(engine) as session:
-        version = emitting_version(session, settings.model_policy)
+    try:
+        with read_session(engine) as session:
+            version = emitting_version(session, settings.model_policy)
+    except (XraygateError, SQLAlchemyError):  # the block is information: never a reason to die
+        return "unknown (the database did not answer at start-up)"
     if version is None:
         return "none active: results wait (xraygate model list / model activate NAME:VERSION)"
     demo = " - DEMONSTRATION model, not for clinical use" if version.manifest.get("demo") else ""
