@@ -102,7 +102,14 @@ def text_lines(strokes: np.ndarray[Any, Any], smallest: float, largest: float) -
 def _extend(columns: np.ndarray[Any, Any], left: int, right: int, height: int) -> tuple[int, int]:
     """Grow a line sideways over the strokes that continue it (letters fused with anatomy that
     the grouping lost), across gaps of at most 1.5 heights, by at most 10 heights each way."""
-    step, reach = max(1, int(1.5 * height)), 10 * height
+    return grow_span(columns, left, right, max(1, int(1.5 * height)), 10 * height)
+
+
+def grow_span(
+    columns: np.ndarray[Any, Any], left: int, right: int, step: int, reach: int
+) -> tuple[int, int]:
+    """``[left, right)`` grown over the set entries of ``columns`` that continue it, jumping
+    gaps shorter than ``step``, by at most ``reach`` each way."""
     last = min(len(columns), right + reach)
     while right < last:
         ahead = np.flatnonzero(columns[right : min(last, right + step)])

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from xraygate.anonymizer import tesseract_lib
-from xraygate.anonymizer.candidates import text_lines
+from xraygate.anonymizer.candidates import grow_span, text_lines
 from xraygate.core.errors import ConfigurationError, DeidentificationError
 
 Box = tuple[int, int, int, int]  # x, y, width, height
@@ -303,18 +303,7 @@ def extend_along_line(box: Box, reading: Reading, gap: float = 1.5) -> Box:
     step = max(1, int(gap * h * s))
     reach = int(_MAX_EXTEND * h * s)
     left, right = int(x * s), min(len(columns), int(np.ceil((x + w) * s)))
-    first, last = max(0, left - reach), min(len(columns), right + reach)
-    while right < last:
-        ahead = np.flatnonzero(columns[right : min(last, right + step)])
-        if ahead.size == 0:
-            break
-        right += int(ahead[-1]) + 1
-    while left > first:
-        start = max(first, left - step)
-        behind = np.flatnonzero(columns[start:left])
-        if behind.size == 0 or start + int(behind[0]) == left:
-            break
-        left = start + int(behind[0])
+    left, right = grow_span(columns, left, right, step, reach)
     x0, x1 = min(x, int(left / s)), max(x + w, int(np.ceil(right / s)))
     return x0, y, x1 - x0, h
 
