@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 from typing import TypeVar
 
@@ -65,36 +66,6 @@ def job_handlers(settings: Settings, store: ObjectStore, queue: JobQueue) -> dic
     return handlers
 
 
-def open_queue(settings: Settings, sleep: Callable[[float], None] = time.sleep) -> JobQueue:
-    """The queue on a migrated database, once the database can be reached (see
-    :func:`_when_reachable`); any other database error is raised at once."""
-
-    return _when_reachable(
-        settings,
-        lambda: JobQueue.from_settings(settings, migrate=True),
-        _database_unreachable,
-        "database (XRAYGATE_DATABASE_URL",
-        sleep,
-    )
-
-
-def open_object_store(
-    settings: Settings, sleep: Callable[[float], None] = time.sleep
-) -> ObjectStore:
-    """The object store, once its endpoint can be reached (an S3 endpoint down at start-up)."""
-
-    def unreachable(exc: Exception) -> bool:
-        return isinstance(exc, StorageError) and not isinstance(exc, StorageFull)
-
-    return _when_reachable(
-        settings,
-        lambda: store_from_settings(settings),
-        unreachable,
-        "object store (XRAYGATE_STORAGE_URL, XRAYGATE_S3_ENDPOINT_URL",
-        sleep,
-    )
-
-
 def _database_unreachable(exc: Exception) -> bool:
     """A refused or dropped database connection (raw, or wrapped as our DatabaseError)."""
     return isinstance(exc, OperationalError) or (
@@ -102,15 +73,52 @@ def _database_unreachable(exc: Exception) -> bool:
     )
 
 
+def _store_unreachable(exc: Exception) -> bool:
+    return isinstance(exc, StorageError) and not isinstance(exc, StorageFull)
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """A back end a process may start before: how its absence shows, what to say."""
+
+    name: str
+    settings: str  # the settings that point at it
+    unreachable: Callable[[Exception], bool]
+    error: type[XraygateError]
+
+
+_DATABASE = _Backend("database", "XRAYGATE_DATABASE_URL", _database_unreachable, DatabaseError)
+_OBJECT_STORE = _Backend(
+    "object store",
+    "XRAYGATE_STORAGE_URL, XRAYGATE_S3_ENDPOINT_URL",
+    _store_unreachable,
+    StorageError,
+)
+
+
+def open_queue(settings: Settings, sleep: Callable[[float], None] = time.sleep) -> JobQueue:
+    """The queue on a migrated database, once the database can be reached (see
+    :func:`_when_reachable`); any other database error is raised at once."""
+    return _when_reachable(
+        settings, lambda: JobQueue.from_settings(settings, migrate=True), _DATABASE, sleep
+    )
+
+
+def open_object_store(
+    settings: Settings, sleep: Callable[[float], None] = time.sleep
+) -> ObjectStore:
+    """The object store, once its endpoint can be reached (an S3 endpoint down at start-up)."""
+    return _when_reachable(settings, lambda: store_from_settings(settings), _OBJECT_STORE, sleep)
+
+
 def _when_reachable(
     settings: Settings,
     open_it: Callable[[], _T],
-    unreachable: Callable[[Exception], bool],
-    what: str,
+    backend: _Backend,
     sleep: Callable[[float], None],
 ) -> _T:
     """``open_it()``, retried with a growing pause for up to ``startup_wait_seconds``
-    while it fails as ``unreachable`` (a pod started before its back end, or during an outage);
+    while ``backend`` is unreachable (a pod started before its back end, or during an outage);
     then one error naming the settings."""
     wait = max(0.0, settings.startup_wait_seconds)
     deadline = time.monotonic() + wait
@@ -119,16 +127,14 @@ def _when_reachable(
         try:
             return open_it()
         except (XraygateError, OperationalError) as exc:
-            if not unreachable(exc):
+            if not backend.unreachable(exc):
                 raise
-            name = what.split(" (", 1)[0]
             if time.monotonic() + pause > deadline:
-                error = StorageError if isinstance(exc, StorageError) else DatabaseError
-                raise error(
-                    f"{name} unreachable for {wait:.0f} s "
-                    f"({what.split(' (', 1)[1]}, XRAYGATE_STARTUP_WAIT_SECONDS)"
+                raise backend.error(
+                    f"{backend.name} unreachable for {wait:.0f} s "
+                    f"({backend.settings}, XRAYGATE_STARTUP_WAIT_SECONDS)"
                 ) from exc
-            log.warning("%s not reachable yet; retrying in %.0f s", name, pause)
+            log.warning("%s not reachable yet; retrying in %.0f s", backend.name, pause)
             sleep(pause)
             pause = min(pause * 2, 10.0)
 
@@ -164,11 +170,7 @@ def run(settings: Settings, *, scp: bool, workers: bool, http: bool) -> None:
         )
     if workers:  # the handlers register the bundled model: the database again
         handlers = _when_reachable(
-            settings,
-            lambda: job_handlers(settings, store, queue),
-            _database_unreachable,
-            "database (XRAYGATE_DATABASE_URL",
-            time.sleep,
+            settings, lambda: job_handlers(settings, store, queue), _DATABASE, time.sleep
         )
         for _ in range(max(1, settings.workers)):
             worker = Worker(queue, handlers)
