@@ -4,6 +4,7 @@ inference worker write them in production)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine, select
@@ -156,6 +157,30 @@ def make_result(
         s.flush()
         assert result.id is not None
         return Made(result.id, study_uid, uids, key)
+
+
+def add_late_image(engine: Engine, made: Made, after: timedelta = timedelta(seconds=1)) -> str:
+    """One more image of the made study, in its first series, received ``after`` from now (after
+    the study was reported); its SOP Instance UID."""
+    uid = str(generate_uid())
+    with write_session(engine) as s:
+        known = s.scalars(
+            select(Instance).where(col(Instance.sop_instance_uid) == made.instance_uids[0])
+        ).one()
+        s.add(
+            Instance(
+                sop_instance_uid=uid,
+                series_pk=known.series_pk,
+                study_pk=known.study_pk,
+                sop_class_uid=known.sop_class_uid,
+                transfer_syntax_uid=known.transfer_syntax_uid,
+                object_key="objects/late",
+                size=1,
+                sha256="1" * 64,
+                received_at=utcnow() + after,
+            )
+        )
+    return uid
 
 
 def rescore(engine: Engine, result_id: int, *, score: float, category: str) -> int:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlmodel import col
 
 from tests.fhir.conftest import make_env
-from tests.results_factory import Made, enqueue_emit, make_result, rescore
+from tests.results_factory import Made, add_late_image, enqueue_emit, make_result, rescore
 from xraygate.core.config import Settings
 from xraygate.core.db import read_session, write_session
 from xraygate.core.jobs import InferPayload
@@ -78,22 +78,7 @@ def test_emit_is_deferred_until_the_study_is_quiet(sqlite_settings: Settings) ->
     assert LATE_IMAGES_NOTE not in report["conclusion"], "both images came before the report"
 
     # a third image after the report: a new revision, reported and flagged as revised
-    with write_session(engine) as s:
-        uid = made.instance_uids[0]
-        first = s.scalars(select(Instance).where(col(Instance.sop_instance_uid) == uid)).one()
-        s.add(
-            Instance(
-                sop_instance_uid=f"{made.instance_uids[0]}.3",
-                series_pk=first.series_pk,
-                study_pk=first.study_pk,
-                sop_class_uid=first.sop_class_uid,
-                transfer_syntax_uid=first.transfer_syntax_uid,
-                object_key="objects/late",
-                size=1,
-                sha256="1" * 64,
-                received_at=utcnow() + timedelta(seconds=1),
-            )
-        )
+    add_late_image(engine, made)
     rescore(engine, made.result_id, score=0.95, category="high")
     now[0] = utcnow() + timedelta(seconds=12)
     enqueue_emit(engine, env.queue, "emit-fhir", made)
