@@ -196,6 +196,10 @@ def test_association_limits_per_calling_ae_and_address(
         running.server.shutdown()
 
 
+def _rejections(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+
+
 def test_called_ae_title_is_required_by_default(
     scp: RunningScp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -205,7 +209,11 @@ def test_called_ae_title_is_required_by_default(
     ae.requested_contexts = [build_context(Verification)]
     assoc = ae.associate("127.0.0.1", scp.port, ae_title="SOMEONE_ELSE")
     assert assoc.is_rejected
-    [message] = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    # pynetdicom's EVT_REJECTED (which logs) fires after the reject is on the wire
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _rejections(caplog):
+        time.sleep(0.01)
+    [message] = _rejections(caplog)
     assert "called AE title not recognised" in message
     assert "'MODALITY1'" in message and "'SOMEONE_ELSE'" in message and "127.0.0.1" in message
     assert associate(scp.port, [build_context(Verification)]).is_established

@@ -145,6 +145,11 @@ class Settings(OidcSettings):
         "(SO_REUSEPORT), the database and the store; 0 = one per CPU core. Only the first "
         "process's metrics are on /metrics.",
     )
+    scp_fast_path: bool = Field(
+        True,
+        description="Serve C-STORE requests in the association's receiving thread with the "
+        "SCP's own DIMSE code (dicom_scp/fastpath.py); false: every message through pynetdicom.",
+    )
     ingest_journal: bool = Field(
         True,
         description="Acknowledge a C-STORE once the object and a journal record are fsynced; "

@@ -19,6 +19,7 @@ Adapters translate library errors with ``raise ... from exc``.
     │   ├── ImageTooLarge         it declares more pixel samples than XRAYGATE_MAX_IMAGE_PIXELS
     │   └── InvalidUID            a UID is not the PS3.5 9.1 syntax (never becomes a key/path)
     ├── AssociationRefused        a DICOM peer rejected, aborted or did not answer an association
+    ├── DimseCodecError           a command set or P-DATA PDU that does not decode (SCP fast path)
     ├── InferenceError            preprocessing or the model failed
     │   ├── NotApplicable         the image is not one the model may read
     │   └── ModelRegistryError    a model version is missing, invalid or does not match its sha256
@@ -109,6 +110,10 @@ class InvalidUID(DicomLimitError):
 
 class AssociationRefused(XraygateError):
     """A DICOM peer rejected, aborted or did not answer our association request."""
+
+
+class DimseCodecError(XraygateError):
+    """A DIMSE command set or P-DATA-TF PDU that does not decode (dicom_scp/dimse_codec.py)."""
 
 
 class InferenceError(XraygateError):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from pynetdicom.sop_class import register_uid, uid_to_service_class
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from xraygate.core import metrics
+from xraygate.dicom_scp.fastpath import FastStore, ProtocolViolation, StoreCallback
 from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class GuardedDUL(DULServiceProvider):
     """pynetdicom's DUL provider, refusing a PDU whose header declares too long a body."""
 
     _refused_pdu = False
+    _fast: FastStore | None = None  # set when the SCP serves C-STOREs on its fast path
 
     def _read_pdu_data(self) -> None:
         sock = cast(Any, self.socket)
@@ -95,8 +98,27 @@ class GuardedDUL(DULServiceProvider):
         if len(body) != length:
             self.event_queue.put("Evt17")
             return
+        fast = self._fast if pdu_type == _P_DATA_TF else None
+        if fast is not None and self.state_machine.current_state == "Sta6":
+            self._feed_fast(fast, body)  # Sta6: established, not releasing
+            return
+        self._pass_on(head + body)
+
+    def _feed_fast(self, fast: FastStore, body: bytes) -> None:
+        """A P-DATA-TF PDU to the C-STORE fast path; what it hands back, to pynetdicom."""
         try:
-            pdu, event = self._decode_pdu(bytearray(head + body))
+            handed_back = fast.feed(body)
+        except ProtocolViolation as exc:
+            log.warning("association aborted: %s (from %s)", exc, peer(self.assoc))
+            self.event_queue.put("Evt19")  # invalid PDU: the state machine sends A-ABORT
+            return
+        for raw in handed_back:
+            self._pass_on(raw)
+
+    def _pass_on(self, raw: bytes) -> None:
+        """A whole PDU to pynetdicom's decoder and state machine."""
+        try:
+            pdu, event = self._decode_pdu(bytearray(raw))
         except Exception as exc:  # a malformed PDU: A-ABORT, as pynetdicom does
             log.warning("undecodable PDU from %s: %s", peer(self.assoc), type(exc).__name__)
             self.event_queue.put("Evt19")
@@ -191,7 +213,8 @@ class GuardedAssociation(Association):
 
 
 class GuardedRequestHandler(RequestHandler):
-    """Creates :class:`GuardedAssociation` acceptors with a :class:`GuardedDUL`."""
+    """Creates :class:`GuardedAssociation` acceptors with a :class:`GuardedDUL` (and the
+    C-STORE fast path when the server has a ``fast_store`` callback)."""
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()
@@ -199,7 +222,17 @@ class GuardedRequestHandler(RequestHandler):
         # timers and socket already wired, so only their class changes.
         assoc.__class__ = GuardedAssociation
         assoc.dul.__class__ = GuardedDUL
+        on_store: StoreCallback | None = getattr(self.server, "fast_store", None)
+        if on_store is not None:
+            cast(GuardedDUL, assoc.dul)._fast = FastStore(assoc, on_store, tempfile.gettempdir())
         return assoc
+
+
+def close_fast_path(event: Any) -> None:
+    """EVT_CONN_CLOSE: delete a data set the fast path was still receiving (never answered)."""
+    fast = getattr(event.assoc.dul, "_fast", None)
+    if isinstance(fast, FastStore):
+        fast.close()
 
 
 class GuardedServer(ThreadedAssociationServer):
@@ -248,8 +281,8 @@ class AssociationLimiter:
                 self._counted[id(assoc)] = (aet, address)
         if over is not None:
             metrics.ASSOCIATIONS.labels(outcome="rejected").inc()
+            log_rejection(event, over)  # first: the peer may act on the reject at once
             assoc.acse.send_reject(0x02, 0x03, 0x02)  # transient, local limit exceeded
-            log_rejection(event, over)
             assoc.kill()
 
     def _over_limit(self, aet: str, address: str) -> str | None:

@@ -41,11 +41,14 @@ from xraygate.core.errors import ConfigurationError
 from xraygate.core.ingest import Ingestor, Received, Status
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import ObjectStore
-from xraygate.dicom_scp import netio
+from xraygate.dicom_scp import netio, wakeups
+from xraygate.dicom_scp.fastpath import StoreCallback, StoreRequest
 from xraygate.dicom_scp.guard import (
     AssociationLimiter,
     GuardedRequestHandler,
     GuardedServer,
+    calling_aet,
+    close_fast_path,
     register_retired_storage,
 )
 
@@ -68,36 +71,55 @@ TRANSFER_SYNTAXES = [
 ]
 
 
-def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None = None) -> Dataset:
-    """EVT_C_STORE: hand the spooled file to the ingestor and answer its status."""
+def answer_store(
+    ingestor: Ingestor, closing: threading.Event | None, received: Received
+) -> tuple[int, str]:
+    """The status (and error comment) for one received data set: ingested, or refused while
+    a stopping SCP's grace period is over."""
     if closing is not None and closing.is_set():
-        return refuse_closing()
+        metrics.INSTANCES_REFUSED.labels(status=f"0x{Status.OUT_OF_RESOURCES:04X}").inc()
+        return int(Status.OUT_OF_RESOURCES), "SCP shutting down: send again"
+    outcome = ingestor.ingest(received)
+    return int(outcome.status), outcome.comment
+
+
+def handle_store(event: Any, ingestor: Ingestor, closing: threading.Event | None = None) -> Dataset:
+    """EVT_C_STORE (pynetdicom's path): hand the spooled file to the ingestor."""
     request = event.request
     digest = netio.spool_digest(request)
     received = Received(
         path=event.dataset_path,
-        calling_aet=str(event.assoc.requestor.ae_title).strip(),
+        calling_aet=calling_aet(event.assoc),
         sop_class_uid=str(request.AffectedSOPClassUID or ""),
         sop_instance_uid=str(request.AffectedSOPInstanceUID or ""),
         transfer_syntax_uid=str(event.context.transfer_syntax or ""),
         size=digest[0] if digest else None,
         sha256=digest[1] if digest else None,
     )
-    outcome = ingestor.ingest(received)
+    status, comment = answer_store(ingestor, closing, received)
     response = Dataset()
-    response.Status = int(outcome.status)
-    if outcome.comment:
-        response.ErrorComment = outcome.comment[:64]
+    response.Status = status
+    if comment:
+        response.ErrorComment = comment[:64]
     return response
 
 
-def refuse_closing() -> Dataset:
-    """The answer to C-STOREs that arrive once a stopping SCP's grace period is over."""
-    metrics.INSTANCES_REFUSED.labels(status=f"0x{Status.OUT_OF_RESOURCES:04X}").inc()
-    response = Dataset()
-    response.Status = int(Status.OUT_OF_RESOURCES)
-    response.ErrorComment = "SCP shutting down: send again"
-    return response
+def fast_store(ingestor: Ingestor, closing: threading.Event | None) -> StoreCallback:
+    """The fast path's ingest callback (see :mod:`.fastpath`): the same answer as above."""
+
+    def on_store(request: StoreRequest, assoc: Any) -> tuple[int, str]:
+        received = Received(
+            path=request.path,
+            calling_aet=calling_aet(assoc),
+            sop_class_uid=request.sop_class_uid,
+            sop_instance_uid=request.sop_instance_uid,
+            transfer_syntax_uid=request.transfer_syntax_uid,
+            size=request.size,
+            sha256=request.sha256,
+        )
+        return answer_store(ingestor, closing, received)
+
+    return on_store
 
 
 def handle_echo(_event: Any) -> int:
@@ -268,6 +290,7 @@ def start_scp(
     tempfile.tempdir = str(spool.resolve())
     _config.STORE_RECV_CHUNKED_DATASET = True
     netio.install()  # larger socket reads; the spool hashed as it is written
+    wakeups.install()  # pynetdicom's polling threads woken when there is work
     ingestor = Ingestor(settings, store, queue)
     closing = threading.Event()
     handlers: list[Any] = [
@@ -276,6 +299,7 @@ def start_scp(
         (evt.EVT_CONN_OPEN, handle_conn_open),
         (evt.EVT_CONN_OPEN, _active(1)),
         (evt.EVT_CONN_CLOSE, _active(-1)),
+        (evt.EVT_CONN_CLOSE, close_fast_path),
         (evt.EVT_ACCEPTED, _count("accepted")),
         (evt.EVT_REJECTED, _count("rejected")),
         (evt.EVT_ABORTED, _count("aborted")),
@@ -295,6 +319,8 @@ def start_scp(
         request_handler=GuardedRequestHandler,
     )
     cast(_Server, server).max_pending = settings.dicom_max_pending_connections
+    if settings.scp_fast_path:
+        server.fast_store = fast_store(ingestor, closing)  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself

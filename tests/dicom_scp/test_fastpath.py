@@ -1,0 +1,182 @@
+"""Issue 13: the C-STORE fast path over real associations on loopback: it serves the stores,
+leaves everything else to pynetdicom, stores the same bytes as pynetdicom's path, and never
+keeps a data set it did not acknowledge."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pynetdicom import AE, build_context
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from tests.dicom_scp.conftest import RunningScp, new_ct, sample, start
+from xraygate.core.config import Settings
+from xraygate.dicom_scp import dimse_codec as codec
+from xraygate.dicom_scp.fastpath import FastStore
+from xraygate.dicom_scp.status import Status
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SOP instance UIDs the fast path answered (a spy on FastStore._answer)."""
+    seen: list[str] = []
+    original = FastStore._answer
+
+    def spy(self: FastStore) -> None:
+        assert self._request is not None
+        seen.append(self._request.sop_instance_uid)
+        original(self)
+
+    monkeypatch.setattr(FastStore, "_answer", spy)
+    return seen
+
+
+def _associate(port: int) -> Any:
+    ae = AE(ae_title="MODALITY1")
+    ae.requested_contexts = [
+        build_context(CTImageStorage, ExplicitVRLittleEndian),
+        build_context(Verification),
+    ]
+    assoc = ae.associate("127.0.0.1", port, ae_title="XRAYGATE")
+    assert assoc.is_established
+    return assoc
+
+
+def test_stores_take_the_fast_path_and_echoes_go_to_pynetdicom(
+    scp: RunningScp, answered: list[str], tmp_path: Path
+) -> None:
+    assoc = _associate(scp.port)
+    sent = []
+    for _ in range(4):
+        ds = new_ct()
+        assert int(assoc.send_c_store(ds).Status) == Status.SUCCESS
+        assert int(assoc.send_c_echo().Status) == 0
+        path = tmp_path / f"{ds.SOPInstanceUID}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        sent.append(path)
+    assoc.release()
+    assert answered == [p.stem for p in sent]  # every store on the fast path, in order
+    for path in sent:
+        scp.assert_stored(path)
+
+
+def test_fast_path_off_leaves_every_message_to_pynetdicom(
+    settings: Settings, answered: list[str]
+) -> None:
+    settings.scp_fast_path = False
+    running = start(settings)
+    try:
+        assoc = _associate(running.port)
+        assert int(assoc.send_c_store(new_ct()).Status) == Status.SUCCESS
+        assoc.release()
+        assert answered == []
+        assert len(running.instances()) == 1
+    finally:
+        running.server.shutdown()
+
+
+def test_both_paths_store_the_same_bytes(settings: Settings, answered: list[str]) -> None:
+    """The object (file meta + data set as received) is identical whichever path took it, so
+    a resend after switching paths is the same version, not a new one."""
+    path = sample("CT_small.dcm")
+    digests = []
+    for fast in (False, True):
+        settings.scp_fast_path = fast
+        running = start(settings)
+        try:
+            assoc = _associate(running.port)
+            assert int(assoc.send_c_store(path).Status) == Status.SUCCESS
+            assoc.release()
+            [row] = running.instances()
+            digests.append((row.sha256, row.object_key))
+        finally:
+            running.server.shutdown()
+    assert len(answered) == 1
+    assert digests[0] == digests[1]
+
+
+def _spooled(settings: Settings) -> list[Path]:
+    return sorted(settings.tmp_dir.glob("tmp*.dcm"))
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def half_sent(scp: RunningScp) -> Iterator[tuple[Any, int]]:
+    """An association on which a C-STORE-RQ and the first fragment of its data set were sent
+    (raw P-DATA-TF PDUs on the association's socket) and spooled by the SCP."""
+    assoc = _associate(scp.port)
+    context = assoc.accepted_contexts[0].context_id
+    command = _store_rq(message_id=1, instance=new_ct().SOPInstanceUID)
+    for pdu in codec.command_pdus(context, command, 0):
+        assoc.dul.socket.send(pdu)
+    assoc.dul.socket.send(codec.pdata_pdu([(context, 0x00, b"\x08\x00\x16\x00" * 64)]))
+    assert _wait(lambda: len(_spooled(scp.settings)) == 1), "the fragment was not spooled"
+    yield assoc, context
+    if assoc.is_established:
+        assoc.abort()
+
+
+def _store_rq(message_id: int, instance: str) -> bytes:
+    from io import BytesIO
+
+    from pynetdicom.dimse_messages import C_STORE_RQ
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    primitive = C_STORE()
+    primitive.MessageID = message_id
+    primitive.AffectedSOPClassUID = CTImageStorage
+    primitive.AffectedSOPInstanceUID = instance
+    primitive.Priority = 2
+    primitive.DataSet = BytesIO(b"\x08\x00\x16\x00")
+    message = C_STORE_RQ()
+    message.primitive_to_message(primitive)
+    data = encode(message.command_set, True, True)
+    assert data is not None
+    return data
+
+
+def test_command_inside_a_data_set_aborts_and_nothing_is_kept(
+    scp: RunningScp, half_sent: tuple[Any, int]
+) -> None:
+    assoc, context = half_sent
+    assoc.dul.socket.send(codec.pdata_pdu([(context, 0x01, b"\x00\x00\x00\x01")]))
+    assert _wait(lambda: assoc.is_aborted), "the SCP did not abort the association"
+    assert _wait(lambda: _spooled(scp.settings) == []), "a never-acknowledged spool file stayed"
+    assert scp.instances() == []
+    assert int(_associate(scp.port).send_c_store(new_ct()).Status) == Status.SUCCESS
+
+
+def test_malformed_pdv_aborts_and_nothing_is_kept(
+    scp: RunningScp, half_sent: tuple[Any, int]
+) -> None:
+    assoc, _context = half_sent
+    body = b"\x00\x00\x00\x40\x01\x00" + b"\x00" * 8  # an item longer than its PDU
+    assoc.dul.socket.send(codec.PDU_HEADER.pack(0x04, 0, len(body)) + body)
+    assert _wait(lambda: assoc.is_aborted), "the SCP did not abort the association"
+    assert _wait(lambda: _spooled(scp.settings) == [])
+    assert scp.instances() == []
+
+
+def test_peer_gone_mid_data_set_leaves_no_spool_file(
+    scp: RunningScp, half_sent: tuple[Any, int]
+) -> None:
+    assoc, _context = half_sent
+    assoc.abort()
+    assert _wait(lambda: _spooled(scp.settings) == []), "a never-acknowledged spool file stayed"
+    assert scp.instances() == []
