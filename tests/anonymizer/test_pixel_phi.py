@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless
+from scipy import ndimage
 
 from tests.anonymizer.corpus import to_bytes
 from tests.anonymizer.pixel_corpus import (
@@ -24,6 +25,7 @@ from tests.anonymizer.pixel_corpus import (
     clean_sample,
     covered,
     figures,
+    font_path,
     fuzzy_in,
     readable,
     run_sample,
@@ -39,6 +41,7 @@ from xraygate.anonymizer.ocr import (
     read_prepared,
     read_words,
     tesseract_version,
+    text_views,
     working_scale,
 )
 from xraygate.anonymizer.pixel_phi import (
@@ -221,6 +224,7 @@ def test_small_image_is_read_at_full_resolution() -> None:
         2032,  # 64 px low-contrast name on RG3: read once, in capitals, at confidence 35
         3021,  # 32 px name under RG1M2's collimator edge: only thresholded crops read it
         5005,  # 40 px ID on RG1 inside a taller line's box: read on a page of its own
+        6019,  # 32 px low-contrast ID on RG1 touched by a diagonal edge: stroke views joined them
     ],
 )
 def test_corpus_images_that_leaked_are_not_exported_readable(
@@ -276,3 +280,41 @@ def test_candidate_lines_hold_every_planted_string_and_smooth_images_start_no_te
     burn_in(ds, "QUIMBY, ZEBEDEE", ("QUIMBY", "ZEBEDEE"), corner="tl", size=48)
     with pytest.raises(OcrFailed):  # ... while an image with text does start it
         read_prepared(prepare(display(ds, ds.pixel_array), failing), failing)
+
+
+def _letters_on_an_edge() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 900 px display: a grey gradient, a brighter half-plane beyond a diagonal edge (a
+    collimator blade), and a low-contrast bold ID whose last letters run into the edge. Returns
+    the image, the letters' pixels, and the edge's pixels away from the letters."""
+    side = 900
+    yy, xx = np.mgrid[0:side, 0:side]
+    image = 70 + 30 * yy / side
+    beyond = xx + yy > 1000  # the edge: the line x + y = 1000
+    image = np.where(beyond, image + 60, image)
+    letters = Image.new("L", (side, side), 0)
+    font = ImageFont.truetype(str(font_path("DejaVuSans-Bold.ttf")), 40)
+    ImageDraw.Draw(letters).text((420, 520), "MRN 124031", fill=255, font=font)
+    ink = np.asarray(letters) > 128
+    image = np.where(ink, image + 45, image)
+    display_ = np.clip(image, 0, 255).astype(np.uint8)
+    near_letters = ndimage.binary_dilation(ink, iterations=30)
+    edge = (np.abs(xx + yy - 1000) <= 2) & ~near_letters
+    return display_, ink, edge
+
+
+def test_text_views_leave_edges_out_and_keep_letters_across_them() -> None:
+    """A stroke must stand out from a grey opening wider than any stroke, not only from the
+    blurred image: the bright side of an edge is no stroke, the letters that touch it stay, and
+    so the candidate line holds the whole ID (seed 6000's image 19 leaked when the edge and the
+    letters made one component)."""
+    display_, ink, edge = _letters_on_an_edge()
+    config = OcrConfig()
+    assert working_scale(display_.shape, config) == 1.0
+    bright = dict(text_views(display_, 1.0, config))["bright"]
+    strokes = np.asarray(bright) == 0
+    assert strokes[edge].mean() < 0.02, strokes[edge].mean()
+    assert strokes[ink].mean() > 0.9, strokes[ink].mean()
+    rows, cols = np.nonzero(ink)
+    planted = (cols.min(), rows.min(), cols.max() - cols.min() + 1, rows.max() - rows.min() + 1)
+    regions = _band_regions(display_, config)
+    assert covered(planted, regions) >= 0.95, regions

@@ -29,6 +29,7 @@ from functools import cache
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
+from scipy import ndimage
 
 from xraygate.anonymizer import tesseract_lib
 from xraygate.anonymizer.candidates import grow_span, text_lines
@@ -47,6 +48,8 @@ SPARSE_PSM = 11  # Tesseract page segmentation: as much text as possible, in no 
 _FULL_SIZE_PX = 1000  # images no larger than this (each side) are read at full resolution
 _LOWER_CASE = 0.7  # the smallest letters (lower case, digits) of the smallest text size looked for
 _LARGEST_TEXT_PX = 128  # largest font size looked for (pixels)
+_BOLD_STROKE = 0.2  # a bold stroke's width, as a share of the font size
+_STROKE_ROOM = 0.8  # the edge test's square, as a share of the smallest font size
 # our views are black on white already: Tesseract need not re-read each line inverted
 _NO_INVERT = ("-c", "tessedit_do_invert=0")
 
@@ -178,21 +181,45 @@ def working_scale(shape: tuple[int, ...], config: OcrConfig) -> float:
 
 def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[str, Image.Image]]:
     """The black-on-white views Tesseract reads: strokes brighter (``bright``) and darker
-    (``dark``) than their surroundings by at least ``config.contrast`` levels."""
+    (``dark``) than their surroundings by at least ``config.contrast`` levels.
+
+    "Surroundings" twice over: a stroke stands out from the box-blurred image (smooth anatomy
+    drops away) *and* from the grey opening (bright) or closing (dark) of the image by a square
+    wider than the boldest stroke looked for (:func:`edge_square`). The second test keeps every
+    letter stroke (the square does not fit in it, so the opening takes it away) but not the
+    bright side of an edge (a collimator blade, a film border, an implant): a half-plane is wider
+    than any square, the opening keeps it, and so it is no stroke. Without it, a diagonal edge
+    that touches a line of text joined the letters into one component that
+    :mod:`.candidates` rejected as no text (bench/pixel_phi.py seed 6000, image 19)."""
     img = Image.fromarray(display)
     if scale < 1.0:
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         img = img.resize(size, Image.Resampling.BOX)
     radius = max(4, round(_TARGET_LETTER_PX * 1.5))
     smooth = img.filter(ImageFilter.BoxBlur(radius)).filter(ImageFilter.BoxBlur(radius))
-    diff = np.asarray(img, dtype=np.int16) - np.asarray(smooth, dtype=np.int16)
+    pixels = np.asarray(img)
+    diff = pixels.astype(np.int16) - np.asarray(smooth, dtype=np.int16)
+    square = (edge_square(scale, config),) * 2
+    opened = ndimage.grey_opening(pixels, size=square, mode="nearest").astype(np.int16)
+    closed = ndimage.grey_closing(pixels, size=square, mode="nearest").astype(np.int16)
+    signed = pixels.astype(np.int16)
     return [
         (name, Image.fromarray(np.where(strokes, 0, 255).astype(np.uint8)))
         for name, strokes in (
-            ("bright", diff >= config.contrast),
-            ("dark", -diff >= config.contrast),
+            ("bright", (diff >= config.contrast) & (signed - opened >= config.contrast)),
+            ("dark", (-diff >= config.contrast) & (closed - signed >= config.contrast)),
         )
     ]
+
+
+def edge_square(scale: float, config: OcrConfig) -> int:
+    """Side (odd, pixels of the working scale) of the square that the edge test of
+    :func:`text_views` opens and closes with: wider than the strokes of the smallest text looked
+    for with room to spare (0.8 of its size) and than the boldest stroke of the largest text
+    (a fifth of its size): 19 px for a downscaled chest CR, 27 px at full resolution."""
+    smallest = _STROKE_ROOM * config.min_text_px * scale
+    boldest = _BOLD_STROKE * _LARGEST_TEXT_PX * scale
+    return round(max(smallest, boldest, 3.0)) | 1
 
 
 @dataclass(frozen=True)
