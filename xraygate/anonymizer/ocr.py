@@ -48,7 +48,6 @@ SPARSE_PSM = 11  # Tesseract page segmentation: as much text as possible, in no 
 _FULL_SIZE_PX = 1000  # images no larger than this (each side) are read at full resolution
 _LOWER_CASE = 0.7  # the smallest letters (lower case, digits) of the smallest text size looked for
 _LARGEST_TEXT_PX = 128  # largest font size looked for (pixels)
-_BOLD_STROKE = 0.2  # a bold stroke's width, as a share of the font size
 _STROKE_ROOM = 0.8  # the edge test's square, as a share of the smallest font size
 # our views are black on white already: Tesseract need not re-read each line inverted
 _NO_INVERT = ("-c", "tessedit_do_invert=0")
@@ -185,11 +184,11 @@ def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[
 
     "Surroundings" twice over: a stroke stands out from the box-blurred image (smooth anatomy
     drops away) *and* from the grey opening (bright) or closing (dark) of the image by a square
-    wider than the boldest stroke looked for (:func:`edge_square`). The second test keeps every
-    letter stroke (the square does not fit in it, so the opening takes it away) but not the
-    bright side of an edge (a collimator blade, a film border, an implant): a half-plane is wider
-    than any square, the opening keeps it, and so it is no stroke. Without it, a diagonal edge
-    that touches a line of text joined the letters into one component that
+    wider than a bold stroke of the text looked for (:func:`edge_square`). The second test
+    keeps every letter stroke (the square does not fit in it, so the opening takes it away)
+    but not the bright side of an edge (a collimator blade, a film border, an implant): a
+    half-plane is wider than any square, the opening keeps it, and so it is no stroke. Without
+    it, a diagonal edge that touches a line of text joined the letters into one component that
     :mod:`.candidates` rejected as no text (bench/pixel_phi.py seed 6000, image 19)."""
     img = Image.fromarray(display)
     if scale < 1.0:
@@ -214,12 +213,13 @@ def text_views(display: Display, scale: float, config: OcrConfig) -> list[tuple[
 
 def edge_square(scale: float, config: OcrConfig) -> int:
     """Side (odd, pixels of the working scale) of the square that the edge test of
-    :func:`text_views` opens and closes with: wider than the strokes of the smallest text looked
-    for with room to spare (0.8 of its size) and than the boldest stroke of the largest text
-    (a fifth of its size): 19 px for a downscaled chest CR, 27 px at full resolution."""
-    smallest = _STROKE_ROOM * config.min_text_px * scale
-    boldest = _BOLD_STROKE * _LARGEST_TEXT_PX * scale
-    return round(max(smallest, boldest, 3.0)) | 1
+    :func:`text_views` opens and closes with: 0.8 of the smallest font size looked for, 19 px
+    at full resolution and 15 px for a downscaled chest CR. Bold stems are ~0.2 of the font
+    size (DejaVu Sans Bold; Liberation ~0.15), so text up to four times the smallest size keeps
+    whole strokes; larger bold text keeps their outlines, still a candidate line. A wider
+    square (27 px) let sharp MR anatomy through as strokes: 3 of 20 clean MR2 images of
+    bench/pixel_phi.py seeds 3000 and 5000 were blanked, none with 19 px."""
+    return max(3, round(_STROKE_ROOM * config.min_text_px * scale)) | 1
 
 
 @dataclass(frozen=True)
