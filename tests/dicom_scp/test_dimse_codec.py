@@ -6,7 +6,7 @@ import io
 
 import pytest
 from pydicom import dcmread
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ, C_STORE_RSP
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dsutils import create_file_meta, decode, encode, encode_file_meta
@@ -34,7 +34,10 @@ def _store_rq(message_id: int = 7, instance: str = "1.2.3.4") -> bytes:
     return _command_set(C_STORE_RQ(), primitive)
 
 
-@pytest.mark.parametrize("instance", ["1.2.3.4", "1.2.3.45", generate_uid()])
+LONG_UID = "1.2.826.0.1.3680043.8.498.12345678901234567890123456789012345"  # 61 characters
+
+
+@pytest.mark.parametrize("instance", ["1.2.3.4", "1.2.3.45", LONG_UID])
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, JPEG2000Lossless])
 def test_file_meta_is_byte_for_byte_what_pynetdicom_writes(instance: str, syntax: str) -> None:
     """The stored object is the same whichever path received it (same sha256, same key)."""
