@@ -4,12 +4,15 @@ keeps a data set it did not acknowledge."""
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 from pynetdicom import AE, build_context
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
@@ -17,10 +20,12 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from tests.dicom_scp.conftest import RunningScp, new_ct, sample, start
 from xraygate.core.config import Settings
 from xraygate.dicom_scp import dimse_codec as codec
-from xraygate.dicom_scp.fastpath import FastStore
+from xraygate.dicom_scp.fastpath import FastStore, _Spool
 from xraygate.dicom_scp.status import Status
 
 pytestmark = pytest.mark.integration
+
+CR = "1.2.840.10008.5.1.4.1.1.1"
 
 
 @pytest.fixture
@@ -180,3 +185,46 @@ def test_peer_gone_mid_data_set_leaves_no_spool_file(
     assoc.abort()
     assert _wait(lambda: _spooled(scp.settings) == []), "a never-acknowledged spool file stayed"
     assert scp.instances() == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "failing_write"),
+    [
+        (errno.ENOSPC, Status.OUT_OF_RESOURCES_STORAGE_FULL, 3),  # mid data set (7 MB CR)
+        (errno.EIO, Status.OUT_OF_RESOURCES, 1),  # creating the spool file (its meta)
+    ],
+)
+def test_a_spool_that_fails_mid_data_set_is_refused_not_aborted(
+    scp: RunningScp,
+    monkeypatch: pytest.MonkeyPatch,
+    error: int,
+    status: Status,
+    failing_write: int,
+) -> None:
+    """A full (or failing) local disk while a data set arrives: the rest of it is received,
+    the answer is a "send again" status, the partial file is gone and the association goes on."""
+    original = _Spool.write
+    calls = {"n": 0}
+
+    def failing(self: _Spool, data: bytes | memoryview) -> None:
+        calls["n"] += 1
+        if calls["n"] == failing_write:
+            raise OSError(error, os.strerror(error))
+        original(self, data)
+
+    monkeypatch.setattr(_Spool, "write", failing)
+    ae = AE(ae_title="MODALITY1")
+    ae.add_requested_context(CR, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title="XRAYGATE")
+    assert assoc.is_established
+    cr = dcmread(sample("RG1_UNCR.dcm"))
+    answer = assoc.send_c_store(cr)
+    assert calls["n"] == failing_write, "nothing is written after the failure"
+    assert int(answer.Status) == status
+    assert "send again" in str(answer.ErrorComment)
+    assert _spooled(scp.settings) == []
+    assert scp.instances() == []
+    monkeypatch.setattr(_Spool, "write", original)
+    assert int(assoc.send_c_store(cr).Status) == Status.SUCCESS
+    assoc.release()
+    assert [i.sop_instance_uid for i in scp.instances()] == [cr.SOPInstanceUID]

@@ -25,6 +25,8 @@ P-DATA-TF PDU to :meth:`FastStore.feed` first:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -39,6 +41,7 @@ from pynetdicom.sop_class import uid_to_service_class
 
 from xraygate.core.errors import XraygateError
 from xraygate.dicom_scp import dimse_codec as codec
+from xraygate.dicom_scp.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,11 @@ class _Spool:
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
         self.sha = hashlib.sha256()
         self.size = 0
-        self.write(meta)
+        try:
+            self.write(meta)
+        except OSError:
+            self.discard()  # created but unusable: not left behind
+            raise
 
     def write(self, data: bytes | memoryview) -> None:
         self.file.write(data)
@@ -84,7 +91,7 @@ class _Spool:
         return self.size, self.sha.hexdigest()
 
     def discard(self) -> None:
-        if not self.file.closed:
+        with contextlib.suppress(OSError):  # buffered bytes that do not fit: dropped anyway
             self.file.close()
         self.path.unlink(missing_ok=True)
 
@@ -114,6 +121,7 @@ class FastStore:
         self._context_id = -1
         self._request: codec.Command | None = None  # the fast C-STORE being received
         self._spool: _Spool | None = None
+        self._refusal: Status | None = None  # the spool failed: the answer, once all arrived
         self._slow = False  # a message handed to pynetdicom is still arriving
 
     # -- the DUL's entry point ------------------------------------------------------------
@@ -150,8 +158,7 @@ class FastStore:
         if self._request is not None:  # receiving a fast C-STORE's data set
             if is_command or context_id != self._context_id:
                 raise codec.CodecError("command or context change inside a data set")
-            assert self._spool is not None
-            self._spool.write(fragment)
+            self._spool_write(fragment)
             if last:
                 self._answer()
             return True
@@ -194,16 +201,48 @@ class FastStore:
         meta = codec.file_meta(
             command.sop_class_uid, command.sop_instance_uid, self._transfer_syntax
         )
-        self._spool = _Spool(self.spool_dir, meta)
         self._request = command
         self._items = []
+        self._refusal = None
+        try:
+            self._spool = _Spool(self.spool_dir, meta)
+        except OSError as exc:
+            self._spool_failed(exc)
+
+    def _spool_write(self, fragment: memoryview) -> None:
+        if self._spool is None:  # the spool failed: the rest of the data set is dropped
+            return
+        try:
+            self._spool.write(fragment)
+        except OSError as exc:
+            self._spool.discard()
+            self._spool = None
+            self._spool_failed(exc)
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """The local disk refused the data set: it is received to its end and answered with
+        a "send again" status instead of aborting the association (pynetdicom's path aborts)."""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        self._refusal = Status.OUT_OF_RESOURCES_STORAGE_FULL if full else Status.OUT_OF_RESOURCES
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        log.warning("C-STORE refused: cannot spool the data set (%s)", name)
 
     def _answer(self) -> None:
         """The data set is complete: ingest it and send the C-STORE-RSP."""
         command, spool = self._request, self._spool
-        assert command is not None and spool is not None
+        assert command is not None
         self._request = self._spool = None
-        size, sha = spool.finish()
+        if spool is None:  # not spooled (see _spool_failed)
+            refusal = self._refusal or Status.OUT_OF_RESOURCES
+            self._respond(command, int(refusal), "cannot spool the data set: send again")
+            return
+        try:
+            size, sha = spool.finish()
+        except OSError as exc:  # the last buffered bytes did not fit either
+            spool.discard()
+            self._spool_failed(exc)
+            self._respond(command, int(self._refusal or 0xA700), "cannot spool the data set")
+            return
         request = StoreRequest(
             path=spool.path,
             sop_class_uid=command.sop_class_uid,
@@ -216,9 +255,12 @@ class FastStore:
             status, comment = self.on_store(request, self.assoc)
         except Exception as exc:  # the ingest callback never raises; if it did: refuse
             log.error("C-STORE fast path failed: %s", type(exc).__name__)
-            status, comment = 0xC211, "internal error"
+            status, comment = int(Status.PROCESSING_FAILURE), "internal error"
         finally:
             spool.path.unlink(missing_ok=True)  # a stored object was moved away already
+        self._respond(command, status, comment)
+
+    def _respond(self, command: codec.Command, status: int, comment: str) -> None:
         response = codec.store_response(
             command.message_id, command.sop_class_uid, command.sop_instance_uid, status, comment
         )
