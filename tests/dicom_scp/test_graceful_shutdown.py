@@ -79,6 +79,12 @@ def _scu() -> AE:
     return ae
 
 
+#: Refusals the client takes before it gives up on the association: the SCP aborts an
+#: association still open ``closing_seconds`` (5 s) after the grace period, and 40 refused
+#: instances at a loaded machine's pace (~0.14 s each) took longer than that.
+_REFUSALS_SEEN = 5
+
+
 @pytest.mark.parametrize(
     ("grace", "expect_refusals"),
     [(1.0, True), (30.0, False)],
@@ -105,6 +111,8 @@ def test_sigterm_during_a_50_instance_association(
             status = assoc.send_c_store(ds)
             assert "Status" in status, f"instance {i}: no response (association lost)"
             statuses[str(ds.SOPInstanceUID)] = int(status.Status)
+            if sum(s != Status.SUCCESS for s in statuses.values()) >= _REFUSALS_SEEN:
+                break  # as a modality does: it sends the rest again later
             time.sleep(0.06)  # a modality's pace: the grace period ends mid-association
         assoc.release()
         assert proc.wait(timeout=grace + 15) == 0
@@ -114,7 +122,7 @@ def test_sigterm_during_a_50_instance_association(
             proc.wait()
     acked = {uid for uid, s in statuses.items() if s == Status.SUCCESS}
     refused = {uid: s for uid, s in statuses.items() if s != Status.SUCCESS}
-    assert len(statuses) == 50
+    assert len(statuses) == 50 or len(statuses) - len(acked) == _REFUSALS_SEEN
     assert all(Status(s).retryable and s >> 8 == 0xA7 for s in refused.values()), refused
     assert bool(refused) == expect_refusals, (len(acked), len(refused))
     assert len(acked) >= 11
