@@ -22,7 +22,9 @@ from tests.dicom_scp.conftest import RunningScp, new_ct, sample
 from xraygate.core import db
 from xraygate.core.config import Settings
 from xraygate.core.dimse_scu import keep_responses
+from xraygate.core.ingest import Ingestor
 from xraygate.core.models import Instance, Job, Study
+from xraygate.core.queue import JobQueue
 from xraygate.core.storage import store_from_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -145,6 +147,11 @@ def test_sigkill_mid_association_leaves_index_and_store_consistent(
     assert proc.returncode == -signal.SIGKILL
     assert 10 <= len(acknowledged) < sent <= 400, "the kill landed mid-association"
     store = store_from_settings(settings)
+    # The restart: an acknowledged object may still have been in the ingest journal only (the
+    # indexer commits after the answer); the next start replays what the killed process left.
+    restarted = Ingestor(settings, store, JobQueue.from_settings(settings))
+    assert restarted.flush(60), "the journal was not replayed"
+    restarted.close()
     engine = db.get_engine(settings.resolved_database_url)
     with db.read_session(engine) as session:
         rows = session.exec(select(Instance)).all()
