@@ -113,3 +113,28 @@ def test_unreachable_s3_endpoint_is_a_storage_error() -> None:
             access_key_id="x",
             secret_access_key="y",
         )
+
+
+def test_local_put_bytes_without_sync_replaces_whole_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest's write of an object received in memory (its flush is the journal's group
+    commit): written under a temp name and renamed; a failing write leaves nothing."""
+    store = LocalStore(tmp_path / "objects")
+    digest = (3, "f" * 64)
+    assert store.put_bytes("a/b.dcm", b"abc", digest=digest, sync=False, sync_dir=False).sha256 == (
+        "f" * 64
+    )
+    assert (
+        store.put_bytes("a/b.dcm", b"abc", sync=False).sha256 == hashlib.sha256(b"abc").hexdigest()
+    )
+    assert store.get_bytes("a/b.dcm") == b"abc"
+    assert sorted(p.name for p in (tmp_path / "objects" / "a").iterdir()) == ["b.dcm"]
+
+    def full(*_a: object, **_k: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.write", full)
+    with pytest.raises(StorageFull):
+        store.put_bytes("a/c.dcm", b"xyz", sync=False)
+    assert sorted(p.name for p in (tmp_path / "objects" / "a").iterdir()) == ["b.dcm"]

@@ -19,6 +19,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from tests.dicom_scp.conftest import RunningScp, new_ct, sample, start
 from xraygate.core.config import Settings
+from xraygate.core.storage import LocalStore
 from xraygate.dicom_scp import dimse_codec as codec
 from xraygate.dicom_scp.fastpath import FastStore, _Spool
 from xraygate.dicom_scp.status import Status
@@ -101,11 +102,17 @@ def test_fast_path_off_leaves_every_message_to_pynetdicom(
         running.server.shutdown()
 
 
-def test_both_paths_store_the_same_bytes(settings: Settings, answered: list[str]) -> None:
-    """The object (file meta + data set as received) is identical whichever path took it, so
-    a resend after switching paths is the same version, not a new one."""
+@pytest.mark.parametrize("memory", [0, 20_000, 4 * 2**20], ids=["file", "spilled", "memory"])
+def test_both_paths_store_the_same_bytes(
+    settings: Settings, answered: list[str], memory: int
+) -> None:
+    """The object (file meta + data set as received) is identical whichever path took it, and
+    whether the fast path received it into a spool file, into memory, or into memory first
+    and then a file (a limit smaller than the data set), so a resend after switching paths is
+    the same version, not a new one. Nothing is left beside the stored object."""
     path = sample("CT_small.dcm")
     digests = []
+    settings.scp_spool_memory_bytes = memory
     for fast in (False, True):
         settings.scp_fast_path = fast
         running = start(settings)
@@ -115,10 +122,30 @@ def test_both_paths_store_the_same_bytes(settings: Settings, answered: list[str]
             assoc.release()
             [row] = running.instances()
             digests.append((row.sha256, row.object_key))
+            assert running.store.get_bytes(row.object_key) == _part10(path)
+            assert isinstance(running.store, LocalStore)
+            assert [p.name for p in running.store.root.rglob(".incoming-*")] == []
+            assert _spooled(settings) == []
         finally:
             running.server.shutdown()
     assert len(answered) == 1
     assert digests[0] == digests[1]
+
+
+def _part10(path: Path) -> bytes:
+    """What an SCP stores for ``path`` sent in its own transfer syntax: file meta as pynetdicom
+    writes it, then the data set's bytes unchanged."""
+    from pynetdicom.dsutils import create_file_meta, encode_file_meta
+
+    ds = dcmread(path)
+    meta = create_file_meta(
+        sop_class_uid=ds.SOPClassUID,
+        sop_instance_uid=ds.SOPInstanceUID,
+        transfer_syntax=ds.file_meta.TransferSyntaxUID,
+    )
+    raw = path.read_bytes()
+    offset = 132 + 12 + int.from_bytes(raw[140:144], "little")
+    return b"\x00" * 128 + b"DICM" + bytes(encode_file_meta(meta)) + raw[offset:]
 
 
 def _spooled(settings: Settings) -> list[Path]:
@@ -135,9 +162,20 @@ def _wait(condition: Callable[[], bool], seconds: float = 10) -> bool:
 
 
 @pytest.fixture
-def half_sent(scp: RunningScp) -> Iterator[tuple[Any, int]]:
+def file_scp(settings: Settings) -> Iterator[RunningScp]:
+    """An SCP whose fast path spools every data set to a file (no memory buffer), so that
+    the tests below can watch the spool files."""
+    settings.scp_spool_memory_bytes = 0
+    running = start(settings)
+    yield running
+    running.server.shutdown()
+
+
+@pytest.fixture
+def half_sent(file_scp: RunningScp) -> Iterator[tuple[Any, int]]:
     """An association on which a C-STORE-RQ and the first fragment of its data set were sent
     (raw P-DATA-TF PDUs on the association's socket) and spooled by the SCP."""
+    scp = file_scp
     assoc = _associate(scp.port)
     context = assoc.accepted_contexts[0].context_id
     command = _store_rq(message_id=1, instance=new_ct().SOPInstanceUID)
@@ -171,8 +209,9 @@ def _store_rq(message_id: int, instance: str) -> bytes:
 
 
 def test_command_inside_a_data_set_aborts_and_nothing_is_kept(
-    scp: RunningScp, half_sent: tuple[Any, int]
+    file_scp: RunningScp, half_sent: tuple[Any, int]
 ) -> None:
+    scp = file_scp
     assoc, context = half_sent
     assoc.dul.socket.send(codec.pdata_pdu([(context, 0x01, b"\x00\x00\x00\x01")]))
     assert _wait(lambda: assoc.is_aborted), "the SCP did not abort the association"
@@ -182,8 +221,9 @@ def test_command_inside_a_data_set_aborts_and_nothing_is_kept(
 
 
 def test_malformed_pdv_aborts_and_nothing_is_kept(
-    scp: RunningScp, half_sent: tuple[Any, int]
+    file_scp: RunningScp, half_sent: tuple[Any, int]
 ) -> None:
+    scp = file_scp
     assoc, _context = half_sent
     body = b"\x00\x00\x00\x40\x01\x00" + b"\x00" * 8  # an item longer than its PDU
     assoc.dul.socket.send(codec.PDU_HEADER.pack(0x04, 0, len(body)) + body)
@@ -193,8 +233,9 @@ def test_malformed_pdv_aborts_and_nothing_is_kept(
 
 
 def test_peer_gone_mid_data_set_leaves_no_spool_file(
-    scp: RunningScp, half_sent: tuple[Any, int]
+    file_scp: RunningScp, half_sent: tuple[Any, int]
 ) -> None:
+    scp = file_scp
     assoc, _context = half_sent
     assoc.abort()
     assert _wait(lambda: _spooled(scp.settings) == []), "a never-acknowledged spool file stayed"
@@ -209,7 +250,7 @@ def test_peer_gone_mid_data_set_leaves_no_spool_file(
     ],
 )
 def test_a_spool_that_fails_mid_data_set_is_refused_not_aborted(
-    scp: RunningScp,
+    file_scp: RunningScp,
     monkeypatch: pytest.MonkeyPatch,
     error: int,
     status: Status,
@@ -217,6 +258,7 @@ def test_a_spool_that_fails_mid_data_set_is_refused_not_aborted(
 ) -> None:
     """A full (or failing) local disk while a data set arrives: the rest of it is received,
     the answer is a "send again" status, the partial file is gone and the association goes on."""
+    scp = file_scp
     original = _Spool.write
     calls = {"n": 0}
 
@@ -242,3 +284,41 @@ def test_a_spool_that_fails_mid_data_set_is_refused_not_aborted(
     assert int(assoc.send_c_store(cr).Status) == Status.SUCCESS
     assoc.release()
     assert [i.sop_instance_uid for i in scp.instances()] == [cr.SOPInstanceUID]
+
+
+def test_spool_keeps_a_small_data_set_in_memory_and_spills_a_larger_one(tmp_path: Path) -> None:
+    import hashlib
+
+    small = _Spool(str(tmp_path), b"M" * 10, memory_limit=100)
+    small.write(b"x" * 90)  # 100 bytes: still in memory
+    assert small.finish() == (100, hashlib.sha256(b"M" * 10 + b"x" * 90).hexdigest())
+    assert small.data == b"M" * 10 + b"x" * 90 and small.path is None
+    assert list(tmp_path.iterdir()) == []
+
+    large = _Spool(str(tmp_path), b"M" * 10, memory_limit=100)
+    large.write(b"a" * 50)
+    large.write(b"b" * 50)  # past the limit: what came before goes to the file first
+    large.write(b"c" * 5)
+    whole = b"M" * 10 + b"a" * 50 + b"b" * 50 + b"c" * 5
+    assert large.finish() == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert large.data is None and large.path is not None
+    assert large.path.read_bytes() == whole
+    large.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_deflated_data_set_is_never_parsed_from_memory() -> None:
+    """The fast path spools deflated data sets to a file (the ingest inflates them from one);
+    one handed to the ingest in memory anyway is refused, not mis-parsed."""
+    from io import BytesIO
+
+    from xraygate.core.errors import IngestError
+    from xraygate.core.ingest.header import read_header_bytes
+
+    buffer = BytesIO()
+    ds = dcmread(sample("CT_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+    ds.save_as(buffer, enforce_file_format=True)
+    with pytest.raises(IngestError) as refused:
+        read_header_bytes(buffer.getvalue())
+    assert refused.value.status == Status.PROCESSING_FAILURE

@@ -150,6 +150,13 @@ class Settings(OidcSettings):
         description="Serve C-STORE requests in the association's receiving thread with the "
         "SCP's own DIMSE code (dicom_scp/fastpath.py); false: every message through pynetdicom.",
     )
+    scp_spool_memory_bytes: int = Field(
+        4 * 2**20,
+        ge=0,
+        description="Fast path: a data set up to this size (bytes, File Meta included) is "
+        "received in memory and written once, into the object store; a larger one is spooled "
+        "to a file under the data dir as it arrives. Per association; 0 = always a file.",
+    )
     ingest_journal: bool = Field(
         True,
         description="Acknowledge a C-STORE once the object and a journal record are fsynced; "

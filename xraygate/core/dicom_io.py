@@ -123,7 +123,12 @@ def delimiter_near_end(path: Path, size: int) -> bool:
     """The file's last 64 KiB hold a Sequence Delimitation Item (encapsulated data ended)."""
     with path.open("rb") as fh:
         fh.seek(max(0, size - _TAIL_SCAN))
-        return SEQUENCE_DELIMITATION_ITEM in fh.read()
+        return delimiter_in_tail(fh.read())
+
+
+def delimiter_in_tail(data: bytes) -> bool:
+    """:func:`delimiter_near_end` for an object in memory."""
+    return SEQUENCE_DELIMITATION_ITEM in data[-_TAIL_SCAN:]
 
 
 def _bytes_at(data: bytes) -> ReadAt:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,20 +162,42 @@ class LocalStore:
             raise _os_error(exc, key) from exc
         return StoredObject(key, size, sha)
 
-    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+    def put_bytes(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        digest: tuple[int, str] | None = None,
+        sync_dir: bool = True,
+        sync: bool = True,
+    ) -> StoredObject:
+        """``digest``, ``sync_dir`` and ``sync`` as for :meth:`put_file`. The object is
+        written to a temp name of this thread beside its key (never seen by :meth:`list`) and
+        renamed."""
         dest = self._path(key)
+        staged = dest.with_name(f".incoming-{os.getpid()}-{threading.get_ident()}-{dest.name}")
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".incoming-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            Path(tmp).replace(dest)
-            self._fsync_dir(dest.parent)
+            created = _make_dirs(dest.parent)
+            if sync:
+                for parent in {d.parent for d in created}:
+                    self._fsync_dir(parent)
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            staged.replace(dest)
+            if sync and sync_dir:
+                self._fsync_dir(dest.parent)
         except OSError as exc:
+            staged.unlink(missing_ok=True)
             raise _os_error(exc, key) from exc
-        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
+        size, sha = digest or (len(data), hashlib.sha256(data).hexdigest())
+        return StoredObject(key, size, sha)
 
     def get_bytes(self, key: str) -> bytes:
         try:

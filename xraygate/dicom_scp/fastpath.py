@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
@@ -50,12 +51,13 @@ log = logging.getLogger(__name__)
 class StoreRequest:
     """A completely received C-STORE: what the ingest callback needs."""
 
-    path: Path
+    path: Path | None  # the spool file, or None: the data set is ``data``
     sop_class_uid: str
     sop_instance_uid: str
     transfer_syntax_uid: str
     size: int
     sha256: str
+    data: bytes | None = None  # File Meta + data set, when received in memory
 
 
 #: The ingest callback: (request, the association) -> (status, error comment).
@@ -67,33 +69,60 @@ class ProtocolViolation(XraygateError):
 
 
 class _Spool:
-    """The file a data set is received into, hashed as it is written."""
+    """Where a data set is received, hashed as it is written: memory while it is at most
+    ``memory_limit`` bytes (File Meta included), then a spool file in ``directory`` (a small
+    instance is never written twice: the ingest stores it from memory)."""
 
-    def __init__(self, directory: str | None, meta: bytes) -> None:
-        fd, name = tempfile.mkstemp(suffix=".dcm", dir=directory)
-        self.path = Path(name)
-        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+    def __init__(self, directory: str | None, meta: bytes, memory_limit: int) -> None:
+        self.directory = directory
+        self.memory_limit = memory_limit
+        self.buffer: bytearray | None = bytearray()
+        self.path: Path | None = None
+        self.file: BinaryIO | None = None
         self.sha = hashlib.sha256()
         self.size = 0
+        self.write(meta)
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.buffer is not None and self.size + len(data) > self.memory_limit:
+            self._spill()
+        if self.file is not None:
+            self.file.write(data)
+        else:
+            assert self.buffer is not None
+            self.buffer += data
+        self.sha.update(data)
+        self.size += len(data)
+
+    def _spill(self) -> None:
+        """Move what was received so far to a spool file; later fragments go there."""
+        fd, name = tempfile.mkstemp(suffix=".dcm", dir=self.directory)
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "wb", buffering=1 << 20)
+        buffered, self.buffer = self.buffer, None
         try:
-            self.write(meta)
+            self.file.write(buffered or b"")
         except OSError:
             self.discard()  # created but unusable: not left behind
             raise
 
-    def write(self, data: bytes | memoryview) -> None:
-        self.file.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-
     def finish(self) -> tuple[int, str]:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         return self.size, self.sha.hexdigest()
 
+    @property
+    def data(self) -> bytes | None:
+        """The data set received in memory (None: it is in the spool file)."""
+        return bytes(self.buffer) if self.buffer is not None else None
+
     def discard(self) -> None:
-        with contextlib.suppress(OSError):  # buffered bytes that do not fit: dropped anyway
-            self.file.close()
-        self.path.unlink(missing_ok=True)
+        self.buffer = None
+        if self.file is not None:
+            with contextlib.suppress(OSError):  # buffered bytes that do not fit: dropped anyway
+                self.file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 _storage_classes: dict[str, bool] = {}
@@ -110,10 +139,17 @@ def is_storage_class(uid: str) -> bool:
 class FastStore:
     """The fast path of one association (used only from its DUL thread, see module doc)."""
 
-    def __init__(self, assoc: Any, on_store: StoreCallback, spool_dir: str | None) -> None:
+    def __init__(
+        self,
+        assoc: Any,
+        on_store: StoreCallback,
+        spool_dir: str | None,
+        memory_limit: int = 0,
+    ) -> None:
         self.assoc = assoc
         self.on_store = on_store
         self.spool_dir = spool_dir
+        self.memory_limit = memory_limit
         self.enabled = True
         self._command = bytearray()  # the current message's command fragments so far
         self._items: list[tuple[int, int, bytes]] = []  # ... and their PDVs, to hand on
@@ -204,8 +240,12 @@ class FastStore:
         self._request = command
         self._items = []
         self._refusal = None
+        # A deflated data set is inflated from a file by the ingest: never kept in memory.
+        in_memory = (
+            0 if self._transfer_syntax == DeflatedExplicitVRLittleEndian else self.memory_limit
+        )
         try:
-            self._spool = _Spool(self.spool_dir, meta)
+            self._spool = _Spool(self.spool_dir, meta, in_memory)
         except OSError as exc:
             self._spool_failed(exc)
 
@@ -233,18 +273,20 @@ class FastStore:
         assert command is not None
         self._request = self._spool = None
         if spool is None:  # not spooled (see _spool_failed)
-            refusal = self._refusal or Status.OUT_OF_RESOURCES
-            self._respond(command, int(refusal), "cannot spool the data set: send again")
+            assert self._refusal is not None  # set by _spool_failed
+            self._respond(command, int(self._refusal), "cannot spool the data set: send again")
             return
         try:
             size, sha = spool.finish()
         except OSError as exc:  # the last buffered bytes did not fit either
             spool.discard()
             self._spool_failed(exc)
-            self._respond(command, int(self._refusal or 0xA700), "cannot spool the data set")
+            assert self._refusal is not None
+            self._respond(command, int(self._refusal), "cannot spool the data set: send again")
             return
         request = StoreRequest(
             path=spool.path,
+            data=spool.data,
             sop_class_uid=command.sop_class_uid,
             sop_instance_uid=command.sop_instance_uid,
             transfer_syntax_uid=self._transfer_syntax,
@@ -257,7 +299,7 @@ class FastStore:
             log.error("C-STORE fast path failed: %s", type(exc).__name__)
             status, comment = int(Status.PROCESSING_FAILURE), "internal error"
         finally:
-            spool.path.unlink(missing_ok=True)  # a stored object was moved away already
+            spool.discard()  # a stored spool file was moved away already
         self._respond(command, status, comment)
 
     def _respond(self, command: codec.Command, status: int, comment: str) -> None:

@@ -224,7 +224,9 @@ class GuardedRequestHandler(RequestHandler):
         assoc.dul.__class__ = GuardedDUL
         on_store: StoreCallback | None = getattr(self.server, "fast_store", None)
         if on_store is not None:
-            cast(GuardedDUL, assoc.dul)._fast = FastStore(assoc, on_store, tempfile.gettempdir())
+            memory = int(getattr(self.server, "fast_spool_memory", 0))
+            fast = FastStore(assoc, on_store, tempfile.gettempdir(), memory)
+            cast(GuardedDUL, assoc.dul)._fast = fast
         return assoc
 
 

@@ -110,6 +110,7 @@ def fast_store(ingestor: Ingestor, closing: threading.Event | None) -> StoreCall
     def on_store(request: StoreRequest, assoc: Any) -> tuple[int, str]:
         received = Received(
             path=request.path,
+            data=request.data,
             calling_aet=calling_aet(assoc),
             sop_class_uid=request.sop_class_uid,
             sop_instance_uid=request.sop_instance_uid,
@@ -321,6 +322,7 @@ def start_scp(
     cast(_Server, server).max_pending = settings.dicom_max_pending_connections
     if settings.scp_fast_path:
         server.fast_store = fast_store(ingestor, closing)  # type: ignore[attr-defined]
+        server.fast_spool_memory = settings.scp_spool_memory_bytes  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, name="dicom-scp-accept", daemon=True)
     thread.start()
     ae._servers.append(server)  # so that server.shutdown() can unregister itself

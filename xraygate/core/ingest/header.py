@@ -5,8 +5,11 @@ commits)."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,12 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from xraygate.core.dicom_io import delimiter_near_end, read_deflated_header, truncation
+from xraygate.core.dicom_io import (
+    delimiter_in_tail,
+    delimiter_near_end,
+    read_deflated_header,
+    truncation,
+)
 from xraygate.core.dicom_limits import check_image_size, check_uid, max_inflated_bytes
 from xraygate.core.errors import DicomLimitError, IngestError
 from xraygate.core.ingest.status import Status
@@ -27,8 +35,10 @@ from xraygate.core.models import utcnow
 class Received:
     """A data set a receiver spooled to disk, with what its request said about it.
 
-    ``sha256`` and ``size`` are the spool file's digest when the receiver hashed the bytes
-    while writing them (one pass); left None, the ingestor reads the file to hash it.
+    ``data``: the whole object (File Meta + data set) when the receiver kept it in memory;
+    then ``path`` is None and the object is written once, into the store.
+    ``sha256`` and ``size`` are the object's digest when the receiver hashed the bytes
+    while receiving them (one pass); left None, the ingestor hashes them.
     """
 
     path: Path | None
@@ -38,6 +48,7 @@ class Received:
     transfer_syntax_uid: str = ""
     sha256: str | None = None
     size: int | None = None
+    data: bytes | None = None
 
 
 @dataclass
@@ -83,7 +94,7 @@ def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
     """Parse the data set once, bulk values deferred (never read), and refuse a truncated one.
     A deflated data set is inflated as a stream (at most what ``max_image_pixels`` allows) and
     checked against its inflated size."""
-    try:
+    with _parse_errors():
         syntax = read_file_meta_info(path).get("TransferSyntaxUID")
         if syntax == DeflatedExplicitVRLittleEndian:
             ds, size = read_deflated_header(path, max_inflated_bytes(max_image_pixels))
@@ -91,8 +102,36 @@ def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
             ds, size = dcmread(path, defer_size=4096), path.stat().st_size
         if syntax is not None and syntax.is_encapsulated and not delimiter_near_end(path, size):
             raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
-        if truncation(ds, size, partial_header=False, deferred=True):
-            raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+        _check_whole(ds, size)
+    return ds
+
+
+def read_header_bytes(data: bytes) -> Dataset:
+    """:func:`read_header` for an object received in memory (never a deflated one: those are
+    spooled to a file, see ``dicom_scp/fastpath.py``)."""
+    with _parse_errors():
+        ds = dcmread(BytesIO(data), defer_size=4096)
+        syntax = ds.file_meta.get("TransferSyntaxUID")
+        if syntax == DeflatedExplicitVRLittleEndian:
+            raise IngestError(Status.PROCESSING_FAILURE, "a deflated data set must be spooled")
+        if syntax is not None and syntax.is_encapsulated and not delimiter_in_tail(data):
+            raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
+        _check_whole(ds, len(data))
+    return ds
+
+
+def _check_whole(ds: Dataset, size: int) -> None:
+    if truncation(ds, size, partial_header=False, deferred=True):
+        raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+    if len(ds) == 0:
+        raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
+
+
+@contextmanager
+def _parse_errors() -> Iterator[None]:
+    """pydicom's (and the inflater's) errors on a hostile data set, as refusing statuses."""
+    try:
+        yield
     except IngestError:
         raise
     except DicomLimitError as exc:
@@ -102,9 +141,6 @@ def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
         raise IngestError(Status.CANNOT_UNDERSTAND, comment) from exc
     except zlib.error as exc:
         raise IngestError(Status.CANNOT_UNDERSTAND, "deflated data set is corrupt") from exc
-    if len(ds) == 0:
-        raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
-    return ds
 
 
 def text(ds: Dataset, keyword: str, limit: int = 64) -> str:

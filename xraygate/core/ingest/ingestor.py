@@ -15,11 +15,14 @@ Receivers (the DICOM SCP, DICOMweb STOW-RS) call :meth:`Ingestor.ingest` with a
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import shutil
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydicom import Dataset
 
 from xraygate.core import metrics
 from xraygate.core.config import Settings
@@ -106,41 +109,66 @@ class Ingestor:
         return IngestResult(status, comment=comment)
 
     def _ingest(self, received: Received) -> None:
-        path = received.path
-        if path is None or not path.is_file():
-            raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
         self._check_space()
         self._check_index()
-        limit = self.settings.max_image_pixels
-        ds = header.read_header(path, limit)
-        header.validate(ds, received, limit)
-        if received.sha256 is not None and received.size == path.stat().st_size:
-            size, sha = received.size, received.sha256  # hashed while it was received
-        else:
-            size, sha = file_digest(path)
+        ds, size, sha = self._parse(received)
         key = header.object_key(ds, sha)
-        # A local store's rename is made durable by the journal's group commit (one directory
-        # fsync for every object of a series received meanwhile) instead of per object; with
-        # syncfs the object's bytes too (one flush per group, see core/ingest/journal.py).
-        sync_dirs: tuple[Path, ...] = ()
-        try:
-            if isinstance(self.store, LocalStore) and self.journal is not None:
-                whole = not self.journal.syncfs
-                self.store.put_file(
-                    key, path, move=True, digest=(size, sha), sync_dir=False, sync=whole
-                )
-                sync_dirs = (self.store.directory_of(key),)
-            else:
-                self.store.put_file(key, path, move=True, digest=(size, sha))
-        except StorageFull as exc:
-            raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "object store is full") from exc
-        except StorageError as exc:
-            raise IngestError(Status.OUT_OF_RESOURCES, "object store unavailable") from exc
+        sync_dirs = self._store(key, received, (size, sha))
         record = header.index_record(ds, received, key, size, sha)
         self._index(record, sync_dirs)
         metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
         metrics.BYTES_RECEIVED.inc(size)
         log.info("[%s] instance stored (%d bytes)", correlation_id(record.study_uid), size)
+
+    def _parse(self, received: Received) -> tuple[Dataset, int, str]:
+        """The checked header and the object's size and sha256 (hashed while it was received
+        when the receiver did so)."""
+        limit = self.settings.max_image_pixels
+        data, path = received.data, received.path
+        if data is not None:
+            ds = header.read_header_bytes(data)
+            header.validate(ds, received, limit)
+            if received.sha256 is not None and received.size == len(data):
+                return ds, received.size, received.sha256
+            return ds, len(data), hashlib.sha256(data).hexdigest()
+        if path is None or not path.is_file():
+            raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
+        ds = header.read_header(path, limit)
+        header.validate(ds, received, limit)
+        if received.sha256 is not None and received.size == path.stat().st_size:
+            return ds, received.size, received.sha256
+        return ds, *file_digest(path)
+
+    def _store(self, key: str, received: Received, digest: tuple[int, str]) -> tuple[Path, ...]:
+        """Put the object in the store; the directories the journal's group commit must make
+        durable with its record. A local store's rename is made durable by that commit (one
+        directory fsync for every object of a series received meanwhile) instead of per object;
+        with syncfs the object's bytes too (one flush per group, see core/ingest/journal.py)."""
+        local = isinstance(self.store, LocalStore) and self.journal is not None
+        try:
+            if local:
+                assert isinstance(self.store, LocalStore) and self.journal is not None
+                whole = not self.journal.syncfs
+                if received.data is not None:
+                    self.store.put_bytes(
+                        key, received.data, digest=digest, sync_dir=False, sync=whole
+                    )
+                else:
+                    assert received.path is not None
+                    self.store.put_file(
+                        key, received.path, move=True, digest=digest, sync_dir=False, sync=whole
+                    )
+                return (self.store.directory_of(key),)
+            if received.data is not None:
+                self.store.put_bytes(key, received.data)
+            else:
+                assert received.path is not None
+                self.store.put_file(key, received.path, move=True, digest=digest)
+        except StorageFull as exc:
+            raise IngestError(Status.OUT_OF_RESOURCES_STORAGE_FULL, "object store is full") from exc
+        except StorageError as exc:
+            raise IngestError(Status.OUT_OF_RESOURCES, "object store unavailable") from exc
+        return ()
 
     def _index(self, record: header.IndexRecord, sync_dirs: tuple[Path, ...]) -> None:
         if self.journal is None or self.thread is None:
