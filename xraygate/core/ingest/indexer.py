@@ -1,9 +1,11 @@
 """Committing index records: patient/study/series/instance rows and ``infer`` jobs, in batches.
 
 :class:`BatchIndexer` writes a batch in one transaction with SQLAlchemy Core statements (no ORM
-objects): each table gets one multi-row ``INSERT .. ON CONFLICT DO NOTHING``, and the primary
+objects): each table gets one ``INSERT .. ON CONFLICT DO NOTHING``, and the primary
 keys of patients, studies and series already seen are cached (only after their transaction
-committed), so a series of 500 instances upserts its parents once. Indexing is idempotent: a
+committed), so a series of 500 instances upserts its parents once. The statements are
+executed with a list of rows (SQLAlchemy's "insertmanyvalues": multi-row VALUES under the hood,
+one compiled statement whatever the batch size). Indexing is idempotent: a
 record indexed twice adds nothing; a record with new content for a known SOP Instance UID
 repoints the instance and enqueues its new ``infer`` job (keyed by content hash).
 
@@ -119,11 +121,10 @@ class BatchIndexer:
         instances = _table(Instance)
         stmt = (
             self._insert(instances)
-            .values(list(rows.values()))
             .on_conflict_do_nothing(index_elements=["sop_instance_uid"])
             .returning(instances.c.sop_instance_uid)
         )
-        inserted = {str(row[0]) for row in conn.execute(stmt)}
+        inserted = {str(row[0]) for row in conn.execute(stmt, list(rows.values()))}
         changed = [r for r in batch if r.sop_instance_uid in inserted]
         known = [uid for uid in rows if uid not in inserted]
         if known:
@@ -163,9 +164,8 @@ class BatchIndexer:
                 missing.setdefault(value[unique], value)
         if missing:
             conn.execute(
-                self._insert(table)
-                .values(list(missing.values()))
-                .on_conflict_do_nothing(index_elements=[unique])
+                self._insert(table).on_conflict_do_nothing(index_elements=[unique]),
+                list(missing.values()),
             )
             column = table.c[unique]
             found = conn.execute(select(column, table.c.id).where(column.in_(list(missing))))
