@@ -176,6 +176,12 @@ class Settings(OidcSettings):
     ingest_batch_size: int = Field(
         256, description="Most journaled objects the indexer commits in one transaction."
     )
+    ingest_batch_linger_seconds: float = Field(
+        0.05,
+        ge=0,
+        description="The indexer waits up to this long for a batch to fill before it commits "
+        "(fewer flushes beside the receivers' own; indexing, not the C-STORE answer, waits).",
+    )
     ingest_backlog_limit: int = Field(
         10000,
         description="Refuse C-STOREs (0xA702) while more journaled objects than this wait for "

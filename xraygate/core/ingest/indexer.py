@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from xraygate.core.db import is_sqlite, write_lock
-from xraygate.core.errors import DatabaseError
+from xraygate.core.errors import DatabaseError, StorageError
 from xraygate.core.ingest.header import IndexRecord
 from xraygate.core.ingest.journal import Entry
 from xraygate.core.jobs import InferPayload
@@ -186,6 +186,11 @@ class IndexerThread:
 
     While the database fails, batches are retried with a growing pause and :attr:`failing`
     is set: receivers then refuse new objects with 0xA702 instead of piling up a backlog.
+
+    A batch waits up to ``linger`` seconds to fill (not while someone flushes): with one busy
+    association a commit per instance would add a flush beside each of the receiver's own.
+    ``publish`` (the ingestor's) puts the objects journaled with a batch's records into the
+    store before the batch is indexed; a StorageError is retried like a database error.
     """
 
     def __init__(
@@ -196,8 +201,13 @@ class IndexerThread:
         batch_size: int = 256,
         retry_seconds: float = 0.2,
         retry_max_seconds: float = 5.0,
+        linger: float = 0.0,
+        publish: Callable[[list[Entry]], None] | None = None,
     ) -> None:
         self.indexer = indexer
+        self.linger = linger
+        self.publish = publish
+        self._flushers = 0  # threads in flush(): no lingering for them
         self.on_done = on_done
         self.batch_size = batch_size
         self.retry_seconds = retry_seconds
@@ -209,6 +219,7 @@ class IndexerThread:
         self._stopping = False
         self._submitted = 0
         self._finished = 0
+        self._blob_bytes = 0  # objects journaled with pending records, not yet in the store
         self._thread = threading.Thread(target=self._run, name="ingest-indexer", daemon=True)
 
     def start(self) -> None:
@@ -218,6 +229,7 @@ class IndexerThread:
         with self._cond:
             self._pending.extend(entries)
             self._submitted += len(entries)
+            self._blob_bytes += _blob_bytes(entries)
             self._cond.notify_all()
 
     @property
@@ -225,17 +237,28 @@ class IndexerThread:
         with self._cond:
             return self._submitted - self._finished
 
+    @property
+    def blob_bytes(self) -> int:
+        """Bytes of objects held in memory until the indexer puts them in the store."""
+        with self._cond:
+            return self._blob_bytes
+
     def flush(self, timeout: float) -> bool:
         """Wait until everything submitted so far was committed (False on timeout)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._submitted
-            while self._finished < target:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._cond.wait(left)
-            return True
+            self._flushers += 1
+            self._cond.notify_all()
+            try:
+                while self._finished < target:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(left)
+                return True
+            finally:
+                self._flushers -= 1
 
     def stop(self, timeout: float) -> bool:
         """Commit what is pending (for up to ``timeout`` seconds), then end the thread."""
@@ -253,6 +276,12 @@ class IndexerThread:
                 if self._stopping:
                     return None
                 self._cond.wait(1.0)
+            linger_until = time.monotonic() + self.linger
+            while len(self._pending) < self.batch_size and not (self._stopping or self._flushers):
+                left = linger_until - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             batch = self._pending[: self.batch_size]
             del self._pending[: self.batch_size]
             return batch
@@ -276,6 +305,15 @@ class IndexerThread:
             self.failing = False
 
     def _commit(self, batch: list[Entry]) -> None:
+        if self.publish is not None:
+            held = _blob_bytes(batch)
+            try:
+                self.publish(batch)  # the objects journaled with their records, into the store
+            except StorageError as exc:
+                raise _Retry(batch, exc) from exc
+            finally:
+                with self._cond:
+                    self._blob_bytes -= held - _blob_bytes(batch)
         try:
             self.indexer.index(e.record for e in batch)
         except DatabaseError as exc:
@@ -301,10 +339,14 @@ class IndexerThread:
             self._cond.notify_all()
 
 
+def _blob_bytes(entries: list[Entry]) -> int:
+    return sum(len(e.blob) for e in entries if e.blob is not None)
+
+
 class _Retry(Exception):
     """The database failed: ``remaining`` go back to the front of the queue."""
 
-    def __init__(self, remaining: list[Entry], cause: DatabaseError) -> None:
+    def __init__(self, remaining: list[Entry], cause: DatabaseError | StorageError) -> None:
         super().__init__(str(cause))
         self.remaining = remaining
         self.cause = cause

@@ -30,13 +30,18 @@ from xraygate.core.errors import DatabaseError, IngestError, StorageError, Stora
 from xraygate.core.ingest import header
 from xraygate.core.ingest.header import Received
 from xraygate.core.ingest.indexer import BatchIndexer, IndexerThread
-from xraygate.core.ingest.journal import Journal
+from xraygate.core.ingest.journal import Entry, Journal
 from xraygate.core.ingest.status import Status
 from xraygate.core.logging import correlation_id
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import LocalStore, ObjectStore, file_digest
 
 log = logging.getLogger(__name__)
+
+
+#: Most bytes of objects journaled with their records and held in memory until the indexer
+#: has put them in the store (per process).
+MAX_JOURNALED_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,11 @@ class Ingestor:
         if settings.ingest_journal if journal is None else journal:
             self.journal = Journal(settings.journal_dir, syncfs=settings.ingest_sync == "syncfs")
             self.thread = IndexerThread(
-                self.indexer, self.journal.done, batch_size=settings.ingest_batch_size
+                self.indexer,
+                self.journal.done,
+                batch_size=settings.ingest_batch_size,
+                linger=settings.ingest_batch_linger_seconds,
+                publish=self._publish,
             )
             self.thread.submit(self.journal.recover())
             self.thread.start()
@@ -113,9 +122,11 @@ class Ingestor:
         self._check_index()
         ds, size, sha = self._parse(received)
         key = header.object_key(ds, sha)
-        sync_dirs = self._store(key, received, (size, sha))
         record = header.index_record(ds, received, key, size, sha)
-        self._index(record, sync_dirs)
+        if self._journals_objects(received):
+            self._index(record, (), received.data)  # the indexer stores it (see _publish)
+        else:
+            self._index(record, self._store(key, received, (size, sha)))
         metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
         metrics.BYTES_RECEIVED.inc(size)
         log.info("[%s] instance stored (%d bytes)", correlation_id(record.study_uid), size)
@@ -138,6 +149,38 @@ class Ingestor:
         if received.sha256 is not None and received.size == path.stat().st_size:
             return ds, received.size, received.sha256
         return ds, *file_digest(path)
+
+    def _journals_objects(self, received: Received) -> bool:
+        """An object received in memory, for a local store, is made durable in the journal
+        with its record (one append and one ``fdatasync`` per group commit, instead of a
+        file created and renamed in the store and a ``syncfs``); the indexer thread writes
+        it into the store before it indexes it (:meth:`_publish`)."""
+        if received.data is None or self.thread is None or not isinstance(self.store, LocalStore):
+            return False
+        # While the indexer is behind, objects go to the store at once: memory stays bounded.
+        return self.thread.blob_bytes + len(received.data) <= MAX_JOURNALED_BYTES
+
+    def _publish(self, entries: list[Entry]) -> None:
+        """Before a batch is indexed: put the objects journaled with its records into the
+        store and make them durable (one flush for the batch). Raises StorageError."""
+        journaled = [e for e in entries if e.blob is not None]
+        if not journaled:
+            return
+        assert isinstance(self.store, LocalStore) and self.journal is not None
+        whole = not self.journal.syncfs
+        directories: set[Path] = set()
+        for entry in journaled:
+            assert entry.blob is not None
+            key = str(entry.record.instance["object_key"])
+            digest = (int(entry.record.instance["size"]), entry.record.sha256)
+            self.store.put_bytes(key, entry.blob, digest=digest, sync_dir=False, sync=whole)
+            directories.add(self.store.directory_of(key))
+        try:
+            self.journal.make_durable(directories)
+        except OSError as exc:
+            raise StorageError(f"cannot flush the object store: {exc.strerror}") from exc
+        for entry in journaled:
+            entry.blob = None  # in the store now: the memory goes
 
     def _store(self, key: str, received: Received, digest: tuple[int, str]) -> tuple[Path, ...]:
         """Put the object in the store; the directories the journal's group commit must make
@@ -170,7 +213,9 @@ class Ingestor:
             raise IngestError(Status.OUT_OF_RESOURCES, "object store unavailable") from exc
         return ()
 
-    def _index(self, record: header.IndexRecord, sync_dirs: tuple[Path, ...]) -> None:
+    def _index(
+        self, record: header.IndexRecord, sync_dirs: tuple[Path, ...], blob: bytes | None = None
+    ) -> None:
         if self.journal is None or self.thread is None:
             try:
                 self.indexer.index([record])
@@ -180,7 +225,7 @@ class Ingestor:
                 ) from exc
             return
         try:
-            entry = self.journal.append(record, sync_dirs)
+            entry = self.journal.append(record, sync_dirs, blob)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 full = Status.OUT_OF_RESOURCES_STORAGE_FULL

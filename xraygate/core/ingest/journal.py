@@ -49,12 +49,14 @@ class Segment:
     sealed: bool = False  # no more appends: deleted once nothing is pending
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Entry:
-    """A journaled record and where it was written."""
+    """A journaled record and where it was written; ``blob``: the object itself, journaled
+    with its record, until the indexer has put it in the store (then None)."""
 
     segment: Segment
     record: IndexRecord
+    blob: bytes | None = None
 
 
 class Journal:
@@ -83,30 +85,39 @@ class Journal:
         self._dirty_dirs: set[Path] = set()  # to fsync with the next group commit
 
     # -- appending ------------------------------------------------------------------------
-    def append(self, record: IndexRecord, sync_dirs: tuple[Path, ...] = ()) -> Entry:
+    def append(
+        self, record: IndexRecord, sync_dirs: tuple[Path, ...] = (), blob: bytes | None = None
+    ) -> Entry:
         """Write ``record`` and return once it is durable (raises OSError when it is not).
 
         ``sync_dirs``: directories whose entries (an object's rename) must be durable with the
-        record; the group commit fsyncs each once for every append it covers."""
+        record; the group commit fsyncs each once for every append it covers.
+        ``blob``: the object's bytes, written right after the record's line (its length in the
+        line), for an object not yet in the store (see :class:`Entry`)."""
         with self._lock:
             self._dirty_dirs.update(sync_dirs)
             segment = self._writable()
             self._seq += 1
             record.seq = self._seq
-            line = json.dumps(record.to_json(), separators=(",", ":")) + "\n"
+            head = record.to_json()
+            if blob is not None:
+                head["blob"] = len(blob)
+            parts = [(json.dumps(head, separators=(",", ":")) + "\n").encode()]
+            if blob is not None:
+                parts += [blob, b"\n"]
             try:
-                _write_all(segment.fd, line.encode())
+                written = _writev_all(segment.fd, parts)
             except OSError:
                 segment.sealed = True  # a partial line may be there: never append after it
                 self._active = None
                 raise
-            segment.size += len(line)
+            segment.size += written
             segment.pending.add(record.seq)
             self._written += 1
             ticket = self._written
         if self.sync:
             self._sync_through(ticket)
-        return Entry(segment, record)
+        return Entry(segment, record, blob)
 
     def _writable(self) -> Segment:
         active = self._active
@@ -119,7 +130,7 @@ class Journal:
         path = self.directory / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if self.sync and not self.syncfs:  # else the group commit's syncfs covers the entry
+        if self.sync:  # the segment's own entry (a group commit may be one fdatasync only)
             _fsync_dir(self.directory)
         self._active = Segment(path, fd)
         self._segments[path] = self._active
@@ -134,19 +145,28 @@ class Journal:
                 target, active = self._written, self._active
                 dirs, self._dirty_dirs = self._dirty_dirs, set()
             try:
-                if self.syncfs:
-                    for directory in _one_per_filesystem({self.directory, *dirs}):
-                        _syncfs(directory)
-                else:
-                    for directory in sorted(dirs):
-                        _fsync_dir(directory)
+                flushed = False  # whether the journal's appends were flushed too
+                if dirs:  # a syncfs of the journal's filesystem covers its appends
+                    flushed = self.make_durable(dirs | ({self.directory} if self.syncfs else set()))
             except OSError:
                 with self._lock:
                     self._dirty_dirs.update(dirs)  # the next group commit tries them again
                 raise
-            if active is not None and not self.syncfs:
+            if active is not None and not flushed:
                 self._fsync(active.fd)
             self._synced = max(self._synced, target)
+
+    def make_durable(self, directories: set[Path]) -> bool:
+        """Make the entries of ``directories`` durable (renames into them): with syncfs, one
+        ``syncfs`` per filesystem, which flushes the files' bytes too (True); else one fsync
+        per directory, the files having been fsynced by whoever wrote them (False)."""
+        if self.syncfs:
+            for directory in _one_per_filesystem(directories):
+                _syncfs(directory)
+            return True
+        for directory in sorted(directories):
+            _fsync_dir(directory)
+        return False
 
     def _fsync(self, fd: int) -> None:
         if self.sync:
@@ -212,16 +232,16 @@ class Journal:
         if not path.exists():  # its owner finished it between our glob and our lock
             os.close(fd)
             return None
-        records = read_segment(path)
-        segment = Segment(path, fd, size=path.stat().st_size, sealed=True)
-        segment.pending = {r.seq for r in records}
+        records, end = read_records(path)
+        if end < path.stat().st_size:
+            os.ftruncate(fd, end)  # a torn last record: later ``done`` lines follow whole ones
+        segment = Segment(path, fd, size=end, sealed=True)
+        segment.pending = {r.seq for r, _blob in records}
         self._segments[path] = segment
         if not records:
             self._drop_if_finished(segment)
             return []
-        if records and not path.read_bytes().endswith(b"\n"):
-            _write_all(fd, b"\n")  # end a torn last line so later ``done`` lines parse
-        return [Entry(segment, record) for record in records]
+        return [Entry(segment, record, blob) for record, blob in records]
 
     def close(self) -> None:
         """Seal the active segment; delete it when everything in it was indexed."""
@@ -235,19 +255,40 @@ class Journal:
 
 def read_segment(path: Path) -> list[IndexRecord]:
     """The records in a segment that have no ``done`` line, in the order written."""
-    records: dict[int, IndexRecord] = {}
+    return [record for record, _blob in read_records(path)[0]]
+
+
+def read_records(path: Path) -> tuple[list[tuple[IndexRecord, bytes | None]], int]:
+    """The records without a ``done`` line, with their objects (if journaled), in the order
+    written; and where the whole records end. Each record is a JSON line, followed by its
+    object's bytes and a newline when the line says ``"blob": <length>``. A torn last record
+    (the process died while writing it) was never acknowledged and is left out."""
+    raw = path.read_bytes()
+    records: dict[int, tuple[IndexRecord, bytes | None]] = {}
     done: set[int] = set()
-    for line in path.read_bytes().splitlines():
+    pos = end = 0
+    while (newline := raw.find(b"\n", pos)) >= 0:
         try:
-            data = json.loads(line)
+            data = json.loads(raw[pos:newline])
+        except ValueError:
+            break  # torn: appends stop at a failed write, so nothing whole follows
+        pos = newline + 1
+        blob: bytes | None = None
+        if isinstance(data, dict) and "blob" in data:
+            length = int(data["blob"])
+            if raw[pos + length : pos + length + 1] != b"\n":
+                break  # its object was not written whole
+            blob, pos = raw[pos : pos + length], pos + length + 1
+        end = pos
+        try:
             if "done" in data:
                 done.update(int(seq) for seq in data["done"])
             else:
                 record = IndexRecord.from_json(data)
-                records[record.seq] = record
+                records[record.seq] = (record, blob)
         except (ValueError, KeyError, TypeError):
-            continue  # a torn line: its object was never acknowledged
-    return [records[seq] for seq in sorted(records) if seq not in done]
+            continue  # not a record of ours: skipped
+    return [records[seq] for seq in sorted(records) if seq not in done], end
 
 
 def _written_at(path: Path) -> int:
@@ -261,6 +302,15 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _writev_all(fd: int, parts: list[bytes]) -> int:
+    """Write ``parts`` in order (one ``writev`` unless it comes back short); the byte count."""
+    total = sum(len(p) for p in parts)
+    written = os.writev(fd, parts)
+    if written < total:
+        _write_all(fd, b"".join(parts)[written:])
+    return total
 
 
 def _fsync_dir(directory: Path) -> None:
