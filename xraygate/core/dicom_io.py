@@ -69,6 +69,11 @@ def truncation(
     (right for deflated files too, where positions are those of the inflated stream), and
     elements pydicom holds no value for (empty ones) are converted on the way and take no part
     in the check (the anonymizer)."""
+    if deferred and not partial_header:  # the SCP's check, once per instance: kept lean
+        for raw in ds.values():  # as stored: a deferred value stays unread
+            if isinstance(raw, RawDataElement) and incomplete(raw, size, deferred=True):
+                return f"element {raw.tag} is incomplete"
+        return None
     end = 0
     for tag in list(ds.keys()):
         raw = ds.get_item(tag, keep_deferred=deferred)
