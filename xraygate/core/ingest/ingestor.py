@@ -129,7 +129,8 @@ class Ingestor:
             self._index(record, self._store(key, received, (size, sha)))
         metrics.INSTANCES_RECEIVED.labels(sop_class=received.sop_class_uid).inc()
         metrics.BYTES_RECEIVED.inc(size)
-        log.info("[%s] instance stored (%d bytes)", correlation_id(record.study_uid), size)
+        if log.isEnabledFor(logging.INFO):  # the id is a hash: not made for nothing
+            log.info("[%s] instance stored (%d bytes)", correlation_id(record.study_uid), size)
 
     def _parse(self, received: Received) -> tuple[Dataset, int, str]:
         """The checked header and the object's size and sha256 (hashed while it was received
