@@ -14,7 +14,10 @@ client process per association, all at once.
   ``xraygate-1p`` is the same with one receiving process (scaling, at 4 associations).
 
 Dirty pages are flushed (``os.sync``) before every measurement so one run's write-back does not
-slow the next. Ratios are against storescp and Orthanc in the same run.
+slow the next. Ratios are against storescp and Orthanc in the same run. A last line per corpus
+gives the disk's own pace for a receiver that makes each object durable before it answers:
+every instance written to its own file and ``fdatasync``'d, one thread per association (what
+storescp, which does not flush, is spared).
 
     .venv/bin/python bench/ingest.py            # 200 x RG1 CR (7 MB), 2000 x small CT, 3 repeats
     .venv/bin/python bench/ingest.py --quick    # 50 x CR, 400 x CT, 1 repeat
@@ -394,10 +397,46 @@ def main() -> None:
                         ours = server.startswith("xraygate")
                         runs[server].append(measure(client, folders, work, start, called, ours))
                 report(name, associations, len(paths), megabytes, runs)
+                ceiling = statistics.median(
+                    flushed_writes(folders, root / f"flushed-{i}") for i in range(repeats)
+                )
+                line = (
+                    f"{'':<16} {'':>5} disk: write + fdatasync of each instance, "
+                    f"{associations} thread(s): {len(paths) / ceiling:.1f} inst/s"
+                )
+                if runs.get("xraygate"):
+                    ours = statistics.median(r.seconds for r in runs["xraygate"])
+                    line += f"; xraygate at {ceiling / ours:.2f}x of that"
+                print(line, flush=True)
         print(
             "inst/s: to the last acknowledgement. Targets: xraygate >= 1.0x Orthanc everywhere, "
             ">= 0.8x storescp on CR at 4 associations, >= 0.5x storescp on CT at 1."
         )
+
+
+def flushed_writes(folders: list[Path], work: Path) -> float:
+    """Seconds to write every instance of the corpus to its own file and ``fdatasync`` it, one
+    thread per association folder, in the directory the servers write to: the disk's pace
+    for any receiver that makes each object durable before it answers (storescp does not)."""
+    os.sync()
+    work.mkdir(parents=True)
+
+    def write(folder: Path) -> None:
+        for path in sorted(folder.iterdir()):
+            data = path.read_bytes()
+            fd = os.open(work / f"{folder.name}-{path.name}", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, data)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(folders)) as pool:
+        list(pool.map(write, folders))
+    seconds = time.perf_counter() - start
+    shutil.rmtree(work)
+    return seconds
 
 
 def report(

@@ -151,7 +151,7 @@ class Settings(OidcSettings):
         "SCP's own DIMSE code (dicom_scp/fastpath.py); false: every message through pynetdicom.",
     )
     scp_spool_memory_bytes: int = Field(
-        4 * 2**20,
+        2**20,
         ge=0,
         description="Fast path: a data set up to this size (bytes, File Meta included) is "
         "received in memory and written once, into the object store; a larger one is spooled "
