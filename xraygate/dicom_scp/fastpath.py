@@ -9,16 +9,17 @@ established (``Sta6``), :class:`GuardedDUL <xraygate.dicom_scp.guard.GuardedDUL>
 P-DATA-TF PDU to :meth:`FastStore.feed` first:
 
 - a C-STORE-RQ with a data set, in an accepted presentation context whose abstract syntax is
-  its (storage) SOP class: the data set fragments go straight to a spool file (File Meta
-  Information first, hashed as written); on the last fragment the ingest callback answers a
-  status and the C-STORE-RSP goes out on the socket;
+  its (storage) SOP class: the data set fragments are kept (File Meta Information first,
+  hashed as received) in memory up to ``XRAYGATE_SCP_SPOOL_MEMORY_BYTES``, beyond that (or
+  when deflated) in a spool file; on the last fragment the ingest callback answers a status
+  and the C-STORE-RSP goes out on the socket;
 - anything else (another command, a SOP class outside its context, an undecodable command set):
   the PDVs of that message, and what follows in its PDU, are handed back to pynetdicom as a
   P-DATA-TF PDU, exactly as received; pynetdicom (and the guards) answer it as before;
 - a malformed PDV, or a protocol violation inside a fast message (a command fragment before
   the data set's last fragment, another context): :class:`ProtocolViolation`, the DUL aborts
-  the association (as pynetdicom does for an undecodable PDU), the spool file is deleted
-  (never acknowledged: the sender resends).
+  the association (as pynetdicom does for an undecodable PDU), the data set received so far
+  is dropped (never acknowledged: the sender resends).
 
 ``XRAYGATE_SCP_FAST_PATH=false`` leaves every message to pynetdicom.
 """
