@@ -341,7 +341,16 @@ def test_an_object_received_in_memory_is_journaled_with_its_record(
     for held in ingestor.journal._segments.values():
         os.close(held.fd)  # as if the process had died: its locks go
     [segment] = configured.journal_dir.glob("*.journal")
-    assert len(read_segment(segment)) == 2
+    journaled = read_segment(segment)
+    assert len(journaled) == 2
+    # the dead process was writing the first object into the store when it was killed
+    key = Path(str(journaled[0].instance["object_key"]))
+    folder = store.root / key.parent
+    folder.mkdir(parents=True)
+    stale, fresh = folder / f".incoming-1-2-{key.name}", folder / f".incoming-3-4-{key.name}"
+    for staged in (stale, fresh):
+        staged.write_bytes(b"partial")
+    os.utime(stale, (1.0, 1.0))
 
     restarted = Ingestor(configured, store, queue)  # replays the journal
     try:
@@ -353,3 +362,5 @@ def test_an_object_received_in_memory_is_journaled_with_its_record(
     assert [store.get_bytes(row.object_key) for row in rows] == objects
     assert [row.sha256 for row in rows] == [hashlib.sha256(o).hexdigest() for o in objects]
     assert list(configured.journal_dir.glob("*.journal")) == []
+    assert not stale.exists(), "a dead writer's temp file was left behind"
+    assert fresh.exists(), "a temp file being written (by a live process) was removed"

@@ -8,11 +8,13 @@ store writes a temp file, fsyncs it and renames it into place; S3 PUTs are atomi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +200,19 @@ class LocalStore:
             raise _os_error(exc, key) from exc
         size, sha = digest or (len(data), hashlib.sha256(data).hexdigest())
         return StoredObject(key, size, sha)
+
+    def remove_staged(self, key: str, idle_seconds: float) -> int:
+        """Delete temp files of ``key`` left by a process killed while writing it (idle for
+        longer than ``idle_seconds``: one being written now is kept); how many."""
+        dest = self._path(key)
+        cutoff = time.time() - idle_seconds
+        removed = 0
+        for staged in dest.parent.glob(f".incoming-*-{dest.name}"):
+            with contextlib.suppress(FileNotFoundError):
+                if staged.stat().st_mtime < cutoff:
+                    staged.unlink()
+                    removed += 1
+        return removed
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 #: Most bytes of objects journaled with their records and held in memory until the indexer
 #: has put them in the store (per process).
 MAX_JOURNALED_BYTES = 256 * 2**20
+#: A temp file of an object not written to for this long belongs to a process that is gone.
+STAGED_IDLE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ class Ingestor:
             assert entry.blob is not None
             key = str(entry.record.instance["object_key"])
             digest = (int(entry.record.instance["size"]), entry.record.sha256)
+            if entry.recovered:  # its writer may have died mid-write: no temp file left over
+                self.store.remove_staged(key, STAGED_IDLE_SECONDS)
             self.store.put_bytes(key, entry.blob, digest=digest, sync_dir=False, sync=whole)
             directories.add(self.store.directory_of(key))
         try:

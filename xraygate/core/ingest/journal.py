@@ -57,6 +57,7 @@ class Entry:
     segment: Segment
     record: IndexRecord
     blob: bytes | None = None
+    recovered: bool = False  # taken over from a process that is gone
 
 
 class Journal:
@@ -241,7 +242,7 @@ class Journal:
         if not records:
             self._drop_if_finished(segment)
             return []
-        return [Entry(segment, record, blob) for record, blob in records]
+        return [Entry(segment, record, blob, recovered=True) for record, blob in records]
 
     def close(self) -> None:
         """Seal the active segment; delete it when everything in it was indexed."""
