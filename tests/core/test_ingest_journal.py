@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -240,6 +241,20 @@ def _count_flushes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
+def _received(ds: Any, path: Path | None = None, data: bytes | None = None) -> Any:
+    """What a receiver hands the ingest for ``ds`` spooled at ``path`` or held as ``data``."""
+    from xraygate.core.ingest.header import Received
+
+    return Received(
+        path=path,
+        data=data,
+        sop_class_uid=str(ds.SOPClassUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        calling_aet="MOD",
+    )
+
+
 @pytest.mark.parametrize("mode", ["syncfs", "fsync"])
 def test_an_ingested_object_is_flushed_once_with_syncfs(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
@@ -248,7 +263,6 @@ def test_an_ingested_object_is_flushed_once_with_syncfs(
     with ``fsync`` the object file, its new directories, the directory and the journal each."""
     from pydicom import examples
 
-    from xraygate.core.ingest.header import Received
     from xraygate.core.ingest.ingestor import Ingestor
     from xraygate.core.ingest.journal import syncfs_available
     from xraygate.core.storage import LocalStore
@@ -266,14 +280,7 @@ def test_an_ingested_object_is_flushed_once_with_syncfs(
             spool.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(spool, enforce_file_format=True)
             counts = _count_flushes(monkeypatch)
-            received = Received(
-                path=spool,
-                sop_class_uid=str(ds.SOPClassUID),
-                sop_instance_uid=str(ds.SOPInstanceUID),
-                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-                calling_aet="MOD",
-            )
-            assert ingestor.ingest(received).status == 0
+            assert ingestor.ingest(_received(ds, path=spool)).status == 0
             monkeypatch.undo()
             new_segment = 1 if n == 0 else 0  # the journal segment's directory entry
             if mode == "syncfs":
@@ -304,7 +311,6 @@ def test_an_object_received_in_memory_is_journaled_with_its_record(
 
     from pydicom import examples
 
-    from xraygate.core.ingest.header import Received
     from xraygate.core.ingest.ingestor import Ingestor
     from xraygate.core.storage import LocalStore
 
@@ -322,15 +328,7 @@ def test_an_object_received_in_memory_is_journaled_with_its_record(
             ds.save_as(buffer, enforce_file_format=True)
             objects.append(buffer.getvalue())
             counts = _count_flushes(monkeypatch)
-            received = Received(
-                path=None,
-                data=objects[-1],
-                sop_class_uid=str(ds.SOPClassUID),
-                sop_instance_uid=str(ds.SOPInstanceUID),
-                transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
-                calling_aet="MOD",
-            )
-            assert ingestor.ingest(received).status == 0
+            assert ingestor.ingest(_received(ds, data=objects[-1])).status == 0
             monkeypatch.undo()
             new_segment = 1 if n == 0 else 0
             assert counts == {"fsync": new_segment, "fdatasync": 1, "syncfs": 0}, counts
