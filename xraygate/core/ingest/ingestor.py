@@ -1,12 +1,15 @@
 """One received object -> object store + journal (+ index rows and an ``infer`` job).
 
-The order makes acknowledgement safe. The header is parsed once from the spool and checked;
-the object is stored (local: fsync and atomic rename; S3: the PUT returned), then its index
-record is appended to the fsynced journal, and only then does the receiver answer success. The
+The order makes acknowledgement safe. The header is parsed once (from the received bytes or
+the spool file) and checked; the object is stored (local: fsync and atomic rename; S3: the PUT
+returned), then its index record is appended to the fsynced journal, and only then does the
+receiver answer success. An object received in memory, for a local store, is instead appended
+to the journal with its record and written into the store by the indexer thread before it is
+indexed (:meth:`Ingestor._publish`). The
 :class:`~xraygate.core.ingest.indexer.IndexerThread` commits the rows and jobs in batches; a
-crash before that leaves a journal record that the next start replays. A crash before the
-journal record leaves at most an unreferenced object and an unacknowledged request, which the
-sender repeats. With ``ingest_journal`` off the rows are committed before answering instead.
+crash before that leaves a journal record (and object) that the next start replays. A crash
+before the journal record leaves at most an unreferenced object and an unacknowledged request,
+which the sender repeats. With ``ingest_journal`` off the rows are committed before answering.
 
 Receivers (the DICOM SCP, DICOMweb STOW-RS) call :meth:`Ingestor.ingest` with a
 :class:`Received`; it never raises and answers a :class:`Status`.
