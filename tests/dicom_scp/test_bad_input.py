@@ -79,6 +79,21 @@ def test_garbage_dataset_cannot_be_understood(scp: RunningScp, tmp_path: Path) -
     scp.assert_stored(good)
 
 
+@pytest.mark.parametrize("cut", [100, 20_000], ids=["in-pixel-data", "in-the-header"])
+def test_truncated_small_dataset_received_in_memory_cannot_be_understood(
+    scp: RunningScp, tmp_path: Path, cut: int
+) -> None:
+    """A data set whose last value ends early (the SCP parses it from memory: every value is
+    read and compared with its declared length) is refused, never stored."""
+    good = accepted_first(scp)
+    src = sample("CT_small.dcm").read_bytes()
+    truncated = tmp_path / "truncated.dcm"
+    truncated.write_bytes(src[:-cut])
+    assert send_raw(scp.port, truncated) == Status.CANNOT_UNDERSTAND
+    assert len(scp.instances()) == 1
+    scp.assert_stored(good)
+
+
 def file_claiming(ds: Dataset, claimed_sop_class: str, path: Path) -> Path:
     """A file whose meta (and so the C-STORE request) names ``claimed_sop_class``."""
     ds.file_meta.MediaStorageSOPClassUID = claimed_sop_class

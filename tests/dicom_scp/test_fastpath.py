@@ -319,6 +319,7 @@ def test_a_deflated_data_set_is_never_parsed_from_memory() -> None:
     ds = dcmread(sample("CT_small.dcm"))
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
     ds.save_as(buffer, enforce_file_format=True)
-    with pytest.raises(IngestError) as refused:
-        read_header_bytes(buffer.getvalue())
-    assert refused.value.status == Status.PROCESSING_FAILURE
+    for announced in ("", "1.2.840.10008.1.2.1.99"):  # read from its File Meta, or as sent
+        with pytest.raises(IngestError) as refused:
+            read_header_bytes(buffer.getvalue(), announced)
+        assert refused.value.status == Status.PROCESSING_FAILURE

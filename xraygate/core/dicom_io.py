@@ -69,9 +69,9 @@ def truncation(
     (right for deflated files too, where positions are those of the inflated stream), and
     elements pydicom holds no value for (empty ones) are converted on the way and take no part
     in the check (the anonymizer)."""
-    if deferred and not partial_header:  # the SCP's check, once per instance: kept lean
+    if not partial_header:  # the SCP's check, once per instance: kept lean
         for raw in ds.values():  # as stored: a deferred value stays unread
-            if isinstance(raw, RawDataElement) and incomplete(raw, size, deferred=True):
+            if isinstance(raw, RawDataElement) and incomplete(raw, size, deferred=deferred):
                 return f"element {raw.tag} is incomplete"
         return None
     end = 0
@@ -144,7 +144,11 @@ def dataset_offset(path: Path) -> int:
     """Where the data set starts in a Part 10 file: after the File Meta group, whose length
     the (0002,0000) element gives (ValueError when the file does not start that way)."""
     with path.open("rb") as fh:
-        head = fh.read(_GROUP_LENGTH_END)
+        return dataset_offset_in(fh.read(_GROUP_LENGTH_END))
+
+
+def dataset_offset_in(head: bytes) -> int:
+    """:func:`dataset_offset` of a Part 10 object whose first bytes are ``head``."""
     if len(head) < _GROUP_LENGTH_END or head[128:132] != b"DICM":
         raise ValueError("not a DICOM Part 10 file")
     if head[132:138] != b"\x02\x00\x00\x00UL" or head[138:140] != b"\x04\x00":

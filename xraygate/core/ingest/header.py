@@ -15,11 +15,12 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
+from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from xraygate.core.dicom_io import (
+    dataset_offset_in,
     delimiter_in_tail,
     delimiter_near_end,
     read_deflated_header,
@@ -106,22 +107,34 @@ def read_header(path: Path, max_image_pixels: int = 0) -> Dataset:
     return ds
 
 
-def read_header_bytes(data: bytes) -> Dataset:
+def read_header_bytes(data: bytes, transfer_syntax: str = "") -> Dataset:
     """:func:`read_header` for an object received in memory (never a deflated one: those are
-    spooled to a file, see ``dicom_scp/fastpath.py``)."""
+    spooled to a file, see ``dicom_scp/fastpath.py``). With the ``transfer_syntax`` its File
+    Meta was written for (the SCP's own), only the data set is parsed, every value read (the
+    object is in memory already, at most ``XRAYGATE_SCP_SPOOL_MEMORY_BYTES``)."""
     with _parse_errors():
-        ds = dcmread(BytesIO(data), defer_size=4096)
-        syntax = ds.file_meta.get("TransferSyntaxUID")
-        if syntax == DeflatedExplicitVRLittleEndian:
-            raise IngestError(Status.PROCESSING_FAILURE, "a deflated data set must be spooled")
+        if transfer_syntax:
+            syntax = UID(transfer_syntax)
+            if syntax == DeflatedExplicitVRLittleEndian:
+                raise IngestError(Status.PROCESSING_FAILURE, "a deflated data set must be spooled")
+            stream = BytesIO(data)
+            stream.seek(dataset_offset_in(data[:256]))
+            ds = read_dataset(stream, syntax.is_implicit_VR, syntax.is_little_endian)
+            deferred = False
+        else:
+            ds = dcmread(BytesIO(data), defer_size=4096)
+            syntax = ds.file_meta.get("TransferSyntaxUID")
+            if syntax == DeflatedExplicitVRLittleEndian:
+                raise IngestError(Status.PROCESSING_FAILURE, "a deflated data set must be spooled")
+            deferred = True
         if syntax is not None and syntax.is_encapsulated and not delimiter_in_tail(data):
             raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
-        _check_whole(ds, len(data))
+        _check_whole(ds, len(data), deferred=deferred)
     return ds
 
 
-def _check_whole(ds: Dataset, size: int) -> None:
-    if truncation(ds, size, partial_header=False, deferred=True):
+def _check_whole(ds: Dataset, size: int, *, deferred: bool = True) -> None:
+    if truncation(ds, size, partial_header=False, deferred=deferred):
         raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
     if len(ds) == 0:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")

@@ -143,7 +143,7 @@ class Ingestor:
         limit = self.settings.max_image_pixels
         data, path = received.data, received.path
         if data is not None:
-            ds = header.read_header_bytes(data)
+            ds = header.read_header_bytes(data, received.transfer_syntax_uid)
             header.validate(ds, received, limit)
             if received.sha256 is not None and received.size == len(data):
                 return ds, received.size, received.sha256
