@@ -125,6 +125,14 @@ class LocalStore:
         finally:
             os.close(fd)
 
+    def _make_parent(self, dest: Path, sync: bool) -> None:
+        """Create the directories ``dest`` goes into; with ``sync``, each new one's own entry
+        is made durable (the fsync of its parent)."""
+        created = _make_dirs(dest.parent)
+        if sync:
+            for parent in {d.parent for d in created}:
+                self._fsync_dir(parent)
+
     def put_file(
         self,
         key: str,
@@ -140,10 +148,7 @@ class LocalStore:
         ``sync=False`` leaves every flush to the caller (the journal's ``syncfs``)."""
         dest = self._path(key)
         try:
-            created = _make_dirs(dest.parent)
-            if sync:
-                for parent in {d.parent for d in created}:
-                    self._fsync_dir(parent)  # a new directory's own entry
+            self._make_parent(dest, sync)
             size, sha = digest or file_digest(path)
             if move and path.stat().st_dev == dest.parent.stat().st_dev:
                 staged = path
@@ -179,10 +184,7 @@ class LocalStore:
         dest = self._path(key)
         staged = dest.with_name(f".incoming-{os.getpid()}-{threading.get_ident()}-{dest.name}")
         try:
-            created = _make_dirs(dest.parent)
-            if sync:
-                for parent in {d.parent for d in created}:
-                    self._fsync_dir(parent)
+            self._make_parent(dest, sync)
             fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 view = memoryview(data)
