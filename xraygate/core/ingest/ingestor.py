@@ -143,17 +143,17 @@ class Ingestor:
         limit = self.settings.max_image_pixels
         data, path = received.data, received.path
         if data is not None:
-            ds = header.read_header_bytes(data, received.transfer_syntax_uid)
-            header.validate(ds, received, limit)
-            if received.sha256 is not None and received.size == len(data):
-                return ds, received.size, received.sha256
-            return ds, len(data), hashlib.sha256(data).hexdigest()
-        if path is None or not path.is_file():
+            ds, size = header.read_header_bytes(data, received.transfer_syntax_uid), len(data)
+        elif path is not None and path.is_file():
+            ds, size = header.read_header(path, limit), path.stat().st_size
+        else:
             raise IngestError(Status.PROCESSING_FAILURE, "no spooled data set")
-        ds = header.read_header(path, limit)
         header.validate(ds, received, limit)
-        if received.sha256 is not None and received.size == path.stat().st_size:
-            return ds, received.size, received.sha256
+        if received.sha256 is not None and received.size == size:
+            return ds, size, received.sha256
+        if data is not None:
+            return ds, size, hashlib.sha256(data).hexdigest()
+        assert path is not None
         return ds, *file_digest(path)
 
     def _journals_objects(self, received: Received) -> bool:
@@ -195,10 +195,8 @@ class Ingestor:
         durable with its record. A local store's rename is made durable by that commit (one
         directory fsync for every object of a series received meanwhile) instead of per object;
         with syncfs the object's bytes too (one flush per group, see core/ingest/journal.py)."""
-        local = isinstance(self.store, LocalStore) and self.journal is not None
         try:
-            if local:
-                assert isinstance(self.store, LocalStore) and self.journal is not None
+            if isinstance(self.store, LocalStore) and self.journal is not None:
                 whole = not self.journal.syncfs
                 if received.data is not None:
                     self.store.put_bytes(
