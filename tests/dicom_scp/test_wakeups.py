@@ -109,3 +109,57 @@ def test_only_an_acceptors_reactor_is_woken() -> None:
     acceptor, requestor = Association(ae, "acceptor"), Association(ae, "requestor")
     assert isinstance(getattr(acceptor, "_xraygate_event", None), threading.Event)
     assert getattr(requestor, "_xraygate_event", None) is None
+
+
+def test_an_acceptors_poll_waits_for_its_event_and_other_sleeps_keep_their_length() -> None:
+    """The reactor's 1 ms poll becomes a wait of up to REACTOR_NAP for its event (the fast
+    path's C-STOREs never reach its queue: polling 1,000 times a second cost CPU)."""
+    event = threading.Event()
+    took: dict[float, float] = {}
+
+    def reactor() -> None:
+        threading.current_thread()._xraygate_event = event  # type: ignore[attr-defined]
+        for delay in (0.001, 0.01):
+            start = time.monotonic()
+            wakeups._association_sleep(delay)
+            took[delay] = time.monotonic() - start
+
+    _in_thread(reactor).join(LONG)
+    assert took[0.001] >= wakeups.REACTOR_NAP * 0.8, took
+    assert took[0.01] < wakeups.REACTOR_NAP * 0.8, took  # kill()'s wait for the DUL: as asked
+
+
+def _napping_reactor(assoc: Any) -> tuple[threading.Thread, list[float]]:
+    """A thread napping as ``assoc``'s reactor would, for LONG (a wake must cut it short)."""
+    took: list[float] = []
+
+    def reactor() -> None:
+        threading.current_thread()._xraygate_event = assoc._xraygate_event  # type: ignore[attr-defined]
+        start = time.monotonic()
+        wakeups._association_sleep(LONG)
+        took.append(time.monotonic() - start)
+
+    thread = _in_thread(reactor)
+    time.sleep(0.05)
+    return thread, took
+
+
+def test_kill_and_the_end_of_the_dul_thread_wake_the_reactor() -> None:
+    """The reactor's loop checks ``_kill`` and ``dul.is_alive()`` after each nap: both are
+    signalled, so a longer nap does not delay the end of an association."""
+    from pynetdicom import AE
+    from pynetdicom.association import Association
+
+    wakeups.install()
+    assoc = Association(AE(), "acceptor")
+    thread, took = _napping_reactor(assoc)
+    assoc.kill()  # the DUL thread never started: kill() returns at once
+    thread.join(LONG * 2)
+    assert took and took[0] < LONG / 2, "kill() did not wake the reactor"
+
+    assoc = Association(AE(), "acceptor")
+    thread, took = _napping_reactor(assoc)
+    assoc.dul._kill_thread = True  # the DUL loop ends on its first pass
+    assoc.dul.run_reactor()
+    thread.join(LONG * 2)
+    assert took and took[0] < LONG / 2, "the end of the DUL thread did not wake the reactor"
