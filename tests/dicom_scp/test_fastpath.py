@@ -323,3 +323,30 @@ def test_a_deflated_data_set_is_never_parsed_from_memory() -> None:
         with pytest.raises(IngestError) as refused:
             read_header_bytes(buffer.getvalue(), announced)
         assert refused.value.status == Status.PROCESSING_FAILURE
+
+
+@pytest.mark.parametrize("memory", [0, 4 * 2**20], ids=["file", "memory"])
+def test_messages_split_over_many_small_pdus(
+    settings: Settings, answered: list[str], tmp_path: Path, memory: int
+) -> None:
+    """Every P-DATA-TF body is read into one buffer that the next PDU overwrites: a command
+    set spread over several PDUs (handed to pynetdicom whole: C-ECHO) and a data set in many
+    fragments still arrive byte for byte."""
+    settings.max_pdu_size = 64  # a C-STORE-RQ command set takes 3 PDUs, a C-ECHO-RQ 2
+    settings.scp_spool_memory_bytes = memory
+    running = start(settings)
+    try:
+        assoc = _associate(running.port)
+        assert int(assoc.send_c_echo().Status) == 0
+        _settle(assoc)
+        ds = new_ct()
+        assert int(assoc.send_c_store(ds).Status) == Status.SUCCESS
+        _settle(assoc)
+        assert int(assoc.send_c_echo().Status) == 0
+        assoc.release()
+        path = tmp_path / "sent.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        assert answered == [ds.SOPInstanceUID]
+        running.assert_stored(path)
+    finally:
+        running.server.shutdown()

@@ -35,7 +35,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pynetdicom.service_class import StorageServiceClass
@@ -72,14 +72,16 @@ class ProtocolViolation(XraygateError):
 class _Spool:
     """Where a data set is received, hashed as it is written: memory while it is at most
     ``memory_limit`` bytes (File Meta included), then a spool file in ``directory`` (a small
-    instance is never written twice: the ingest stores it from memory)."""
+    instance is never written twice: the ingest stores it from memory). The file is written
+    unbuffered: each fragment (up to a PDU) goes to the kernel in one ``write`` made without
+    the GIL, not copied into a Python buffer first."""
 
     def __init__(self, directory: str | None, meta: bytes, memory_limit: int) -> None:
         self.directory = directory
         self.memory_limit = memory_limit
         self.buffer: bytearray | None = bytearray()
         self.path: Path | None = None
-        self.file: BinaryIO | None = None
+        self.fd = -1
         self.sha = hashlib.sha256()
         self.size = 0
         self.write(meta)
@@ -87,8 +89,8 @@ class _Spool:
     def write(self, data: bytes | memoryview) -> None:
         if self.buffer is not None and self.size + len(data) > self.memory_limit:
             self._spill()
-        if self.file is not None:
-            self.file.write(data)
+        if self.fd >= 0:
+            _write_all(self.fd, data)
         else:
             assert self.buffer is not None
             self.buffer += data
@@ -97,19 +99,17 @@ class _Spool:
 
     def _spill(self) -> None:
         """Move what was received so far to a spool file; later fragments go there."""
-        fd, name = tempfile.mkstemp(suffix=".dcm", dir=self.directory)
+        self.fd, name = tempfile.mkstemp(suffix=".dcm", dir=self.directory)
         self.path = Path(name)
-        self.file = os.fdopen(fd, "wb", buffering=1 << 20)
         buffered, self.buffer = self.buffer, None
         try:
-            self.file.write(buffered or b"")
+            _write_all(self.fd, buffered or b"")
         except OSError:
             self.discard()  # created but unusable: not left behind
             raise
 
     def finish(self) -> tuple[int, str]:
-        if self.file is not None:
-            self.file.close()
+        self._close()
         return self.size, self.sha.hexdigest()
 
     @property
@@ -119,11 +119,21 @@ class _Spool:
 
     def discard(self) -> None:
         self.buffer = None
-        if self.file is not None:
-            with contextlib.suppress(OSError):  # buffered bytes that do not fit: dropped anyway
-                self.file.close()
+        with contextlib.suppress(OSError):  # dropped anyway
+            self._close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 _storage_classes: dict[str, bool] = {}
@@ -162,9 +172,10 @@ class FastStore:
         self._slow = False  # a message handed to pynetdicom is still arriving
 
     # -- the DUL's entry point ------------------------------------------------------------
-    def feed(self, body: bytes) -> list[bytes]:
+    def feed(self, body: bytes | memoryview) -> list[bytes]:
         """Take one P-DATA-TF body; the PDUs (if any) to hand to pynetdicom instead.
-        Raises :class:`ProtocolViolation` (abort the association) on a malformed PDV."""
+        Raises :class:`ProtocolViolation` (abort the association) on a malformed PDV.
+        Nothing of ``body`` is kept after the call (the receiver reuses its buffer)."""
         if not self.enabled:
             return [_pdu(body)]
         handed_back: list[tuple[int, int, bytes]] = []
@@ -279,7 +290,7 @@ class FastStore:
             return
         try:
             size, sha = spool.finish()
-        except OSError as exc:  # the last buffered bytes did not fit either
+        except OSError as exc:  # closing the spool file failed (an NFS spool reports here)
             spool.discard()
             self._spool_failed(exc)
             assert self._refusal is not None
@@ -328,5 +339,5 @@ class FastStore:
             self._command = bytearray()
 
 
-def _pdu(body: bytes) -> bytes:
-    return codec.PDU_HEADER.pack(0x04, 0, len(body)) + body
+def _pdu(body: bytes | memoryview) -> bytes:
+    return codec.PDU_HEADER.pack(0x04, 0, len(body)) + bytes(body)

@@ -71,6 +71,7 @@ class GuardedDUL(DULServiceProvider):
 
     _refused_pdu = False
     _fast: FastStore | None = None  # set when the SCP serves C-STOREs on its fast path
+    _pdu_buffer: bytearray | None = None  # the fast path's P-DATA-TF bodies are read into it
 
     def _read_pdu_data(self) -> None:
         sock = cast(Any, self.socket)
@@ -91,20 +92,39 @@ class GuardedDUL(DULServiceProvider):
             if limit and length > limit:
                 self._refuse(pdu_type, length, limit)
                 return
-            body = _recv_exact(sock.socket, length, deadline)
+            fast = self._fast if pdu_type == _P_DATA_TF else None
+            if fast is not None and self.state_machine.current_state != "Sta6":
+                fast = None  # Sta6: established, not releasing
+            if fast is not None:
+                body = self._read_fast_body(sock.socket, length, limit, deadline)
+            else:
+                body = _recv_exact(sock.socket, length, deadline)
         except (OSError, TimeoutError):  # closed, or a PDU not sent in time: close
             self.event_queue.put("Evt17")
             return
         if len(body) != length:
             self.event_queue.put("Evt17")
             return
-        fast = self._fast if pdu_type == _P_DATA_TF else None
-        if fast is not None and self.state_machine.current_state == "Sta6":
-            self._feed_fast(fast, body)  # Sta6: established, not releasing
+        if fast is not None:
+            self._feed_fast(fast, body)
             return
-        self._pass_on(head + body)
+        self._pass_on(head + bytes(body))
 
-    def _feed_fast(self, fast: FastStore, body: bytes) -> None:
+    def _read_fast_body(
+        self, sock: Any, length: int, limit: int, deadline: float
+    ) -> bytes | memoryview:
+        """A P-DATA-TF body for the fast path (shorter than ``length``: the peer closed). Within
+        the negotiated maximum it is read into one buffer kept for the association (the fast
+        path copies what it keeps: no allocation and no joining of pieces per PDU); without a
+        maximum, as any other PDU."""
+        if not limit:
+            return _recv_exact(sock, length, deadline)
+        if self._pdu_buffer is None:
+            self._pdu_buffer = bytearray(limit)
+        body = memoryview(self._pdu_buffer)[:length]
+        return body[: _recv_into(sock, body, deadline)]
+
+    def _feed_fast(self, fast: FastStore, body: bytes | memoryview) -> None:
         """A P-DATA-TF PDU to the C-STORE fast path; what it hands back, to pynetdicom."""
         try:
             handed_back = fast.feed(body)
@@ -144,6 +164,25 @@ class GuardedDUL(DULServiceProvider):
         metrics.ASSOCIATIONS.labels(outcome="pdu_too_long").inc()
         self._refused_pdu = True
         self.event_queue.put("Evt19")  # invalid PDU: the state machine sends A-ABORT
+
+
+def _recv_into(sock: Any, view: memoryview, deadline: float) -> int:
+    """Fill ``view`` from ``sock``: the bytes read (fewer when the peer closes); TimeoutError
+    at ``deadline``."""
+    got, count = 0, len(view)
+    try:
+        while got < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("PDU not received in time")
+            sock.settimeout(remaining)
+            read = sock.recv_into(view[got:])
+            if not read:
+                break
+            got += read
+    finally:
+        sock.settimeout(None)  # pynetdicom sends on this socket expecting it blocking
+    return got
 
 
 def _recv_exact(sock: Any, count: int, deadline: float) -> bytes:
