@@ -237,7 +237,9 @@ def xraygate_server(processes: int | None) -> Server:
             "XRAYGATE_LOG_LEVEL": "WARNING",
             "XRAYGATE_SCP_PROCESSES": str(processes or 0),
         }
-        proc = subprocess.Popen([sys.executable, "-m", "xraygate", "scp"], env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xraygate", "scp"], env=env, stdout=subprocess.DEVNULL
+        )
         wait_port(port, proc)
         if (processes or os.cpu_count() or 1) > 1:  # the spawned receivers share the port
             deadline = time.monotonic() + 60
