@@ -17,6 +17,7 @@ from pydicom import Dataset, dcmread, filereader
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from xraygate.core.dicom_io import (
@@ -30,6 +31,41 @@ from xraygate.core.dicom_limits import check_image_size, check_uid, max_inflated
 from xraygate.core.errors import DicomLimitError, IngestError
 from xraygate.core.ingest.status import Status
 from xraygate.core.models import utcnow
+
+#: The top-level elements the ingest reads (:func:`validate`, :func:`object_key`,
+#: :func:`index_record`); an object received in memory is parsed for these only.
+#: tests/core/test_ingest_header.py checks that nothing else is read.
+HEADER_KEYWORDS = (
+    "SpecificCharacterSet",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "IssuerOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "ReferringPhysicianName",
+    "RequestAttributesSequence",
+    "PlacerOrderNumberImagingServiceRequest",
+    "RequestedProcedureCodeSequence",
+    "Modality",
+    "BodyPartExamined",
+    "SeriesNumber",
+    "SeriesDescription",
+    "InstanceNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+)
+_HEADER_TAG_LIST: list[BaseTag | int] = [Tag(keyword) for keyword in HEADER_KEYWORDS]
 
 #: pydicom decodes each explicit VR with the codec name "iso8859", which CPython looks up in
 #: its codec registry on every call (~300 ns); "latin-1", the same codec, takes CPython's
@@ -124,9 +160,7 @@ def read_header_bytes(data: bytes, transfer_syntax: str = "") -> Dataset:
             syntax = UID(transfer_syntax)
             if syntax == DeflatedExplicitVRLittleEndian:
                 raise IngestError(Status.PROCESSING_FAILURE, "a deflated data set must be spooled")
-            stream = BytesIO(data)
-            stream.seek(dataset_offset_in(data[:256]))
-            ds = read_dataset(stream, syntax.is_implicit_VR, syntax.is_little_endian)
+            ds = _read_header_elements(data, syntax)  # checked for emptiness by its walk
             deferred = False
         else:
             ds = dcmread(BytesIO(data), defer_size=4096)
@@ -136,14 +170,33 @@ def read_header_bytes(data: bytes, transfer_syntax: str = "") -> Dataset:
             deferred = True
         if syntax is not None and syntax.is_encapsulated and not delimiter_in_tail(data):
             raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
-        _check_whole(ds, len(data), deferred=deferred)
+        _check_whole(ds, len(data), deferred=deferred, some_kept=not deferred)
     return ds
 
 
-def _check_whole(ds: Dataset, size: int, *, deferred: bool = True) -> None:
+def _read_header_elements(data: bytes, syntax: UID) -> Dataset:
+    """The :data:`HEADER_TAGS` of the data set in ``data`` (after our own File Meta): every
+    top-level element is walked, only those are kept (the rest of a CT's ~260 are not made
+    into elements). A value that runs past the end leaves the walk beyond it: truncated."""
+    start = dataset_offset_in(data[:256])
+    stream = BytesIO(data)
+    stream.seek(start)
+    ds = read_dataset(
+        stream, syntax.is_implicit_VR, syntax.is_little_endian, specific_tags=_HEADER_TAG_LIST
+    )
+    if stream.tell() > len(data):
+        raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
+    if stream.tell() <= start:
+        raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
+    return ds
+
+
+def _check_whole(ds: Dataset, size: int, *, deferred: bool = True, some_kept: bool = False) -> None:
+    """Refuse a truncated or empty data set (``some_kept``: ``ds`` holds only some of the
+    elements, its emptiness was judged by the parse)."""
     if truncation(ds, size, partial_header=False, deferred=deferred):
         raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
-    if len(ds) == 0:
+    if len(ds) == 0 and not some_kept:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
 
 
