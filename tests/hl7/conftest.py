@@ -52,7 +52,7 @@ def make_env(base: Settings, listener: MllpListener, **extra: object) -> Hl7Env:
         update={
             "hl7_host": "127.0.0.1",
             "hl7_port": listener.port,
-            "hl7_timeout": 2.0,
+            "hl7_timeout": 10.0,  # an ACK after a strict hl7apy parse on a loaded CI machine
             "delivery_max_attempts": 8,
             **extra,
         }
