@@ -17,6 +17,7 @@ from xraygate.core.config import Settings
 from xraygate.core.ingest import Ingestor, Received
 from xraygate.core.queue import JobQueue
 from xraygate.core.storage import store_from_settings
+from xraygate.dicom_scp import netio
 from xraygate.dicom_scp.netio import HashingSpool, hashing_temporary_file, recv_exact
 
 
@@ -112,3 +113,30 @@ def test_scp_hashes_on_receipt_and_indexes_the_right_digest(scp: RunningScp) -> 
         assoc.release()
     assert seen == [True], "the handler got the digest computed on receipt"
     scp.assert_stored(path)
+
+
+def test_set_uid_remembers_what_it_made_and_never_an_invalid_value() -> None:
+    from pydicom.uid import UID
+    from pynetdicom import utils
+
+    netio._uid.cache_clear()
+    for value in ("1.2.840.10008.1.2.1", b"1.2.840.10008.1.2.1\x00", UID("1.2.840.10008.1.2")):
+        ours = netio.set_uid(value, "Transfer Syntax Name")
+        assert ours == utils.set_uid(value, "Transfer Syntax Name")
+        assert isinstance(ours, UID)
+        assert netio.set_uid(value, "Transfer Syntax Name") is ours  # the second time: cached
+    assert netio.set_uid(None, "Abstract Syntax Name") is None  # not cached: as pynetdicom
+    for _ in range(2):  # an invalid UID is refused every time, never remembered
+        with pytest.raises(ValueError):
+            netio.set_uid("1." + "2" * 70, "Abstract Syntax Name")  # over 64 characters
+    with pytest.raises(ValueError):
+        netio.set_uid("", "Abstract Syntax Name", allow_empty=False)
+    assert netio._uid.cache_info().currsize == 3
+
+
+def test_install_makes_pynetdicoms_pdus_use_the_cached_set_uid() -> None:
+    from pynetdicom import dimse_primitives, pdu_items, pdu_primitives, presentation
+
+    netio.install()
+    for module in (pdu_items, pdu_primitives, presentation, dimse_primitives):
+        assert module.set_uid is netio.set_uid  # type: ignore[attr-defined]
