@@ -48,6 +48,22 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make ``directory``'s entries (a rename into it, a new file) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
@@ -118,20 +134,13 @@ class LocalStore:
         """The directory an object's file is renamed into."""
         return self._path(key).parent
 
-    def _fsync_dir(self, directory: Path) -> None:
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def _make_parent(self, dest: Path, sync: bool) -> None:
         """Create the directories ``dest`` goes into; with ``sync``, each new one's own entry
         is made durable (the fsync of its parent)."""
         created = _make_dirs(dest.parent)
         if sync:
             for parent in {d.parent for d in created}:
-                self._fsync_dir(parent)
+                fsync_dir(parent)
 
     def put_file(
         self,
@@ -162,7 +171,7 @@ class LocalStore:
                     os.fsync(fh.fileno())
             staged.replace(dest)
             if sync and sync_dir:
-                self._fsync_dir(dest.parent)
+                fsync_dir(dest.parent)
             if move and path.exists():
                 path.unlink()
         except OSError as exc:
@@ -187,16 +196,14 @@ class LocalStore:
             self._make_parent(dest, sync)
             fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 if sync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
             staged.replace(dest)
             if sync and sync_dir:
-                self._fsync_dir(dest.parent)
+                fsync_dir(dest.parent)
         except OSError as exc:
             staged.unlink(missing_ok=True)
             raise _os_error(exc, key) from exc

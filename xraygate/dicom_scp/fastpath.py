@@ -42,6 +42,7 @@ from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
 from xraygate.core.errors import XraygateError
+from xraygate.core.storage import write_all
 from xraygate.dicom_scp import dimse_codec as codec
 from xraygate.dicom_scp.status import Status
 
@@ -90,7 +91,7 @@ class _Spool:
         if self.buffer is not None and self.size + len(data) > self.memory_limit:
             self._spill()
         if self.fd >= 0:
-            _write_all(self.fd, data)
+            write_all(self.fd, data)
         else:
             assert self.buffer is not None
             self.buffer += data
@@ -103,7 +104,7 @@ class _Spool:
         self.path = Path(name)
         buffered, self.buffer = self.buffer, None
         try:
-            _write_all(self.fd, buffered or b"")
+            write_all(self.fd, buffered or b"")
         except OSError:
             self.discard()  # created but unusable: not left behind
             raise
@@ -128,12 +129,6 @@ class _Spool:
         fd, self.fd = self.fd, -1
         if fd >= 0:
             os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 _storage_classes: dict[str, bool] = {}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xraygate.core.ingest.header import IndexRecord
+from xraygate.core.storage import fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         if self.sync:  # the segment's own entry (a group commit may be one fdatasync only)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         self._active = Segment(path, fd)
         self._segments[path] = self._active
         return self._active
@@ -166,7 +167,7 @@ class Journal:
                 _syncfs(directory)
             return True
         for directory in sorted(directories):
-            _fsync_dir(directory)
+            fsync_dir(directory)
         return False
 
     def _fsync(self, fd: int) -> None:
@@ -187,7 +188,7 @@ class Journal:
                 if not self._drop_if_finished(segment):
                     line = json.dumps({"done": seqs}, separators=(",", ":")) + "\n"
                     try:
-                        _write_all(segment.fd, line.encode())
+                        write_all(segment.fd, line.encode())
                     except OSError:
                         log.warning("journal: cannot note indexed records (replayed on restart)")
 
@@ -299,27 +300,13 @@ def _written_at(path: Path) -> int:
         return 0
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def _writev_all(fd: int, parts: list[bytes]) -> int:
     """Write ``parts`` in order (one ``writev`` unless it comes back short); the byte count."""
     total = sum(len(p) for p in parts)
     written = os.writev(fd, parts)
     if written < total:
-        _write_all(fd, b"".join(parts)[written:])
+        write_all(fd, b"".join(parts)[written:])
     return total
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _libc: ctypes.CDLL | None = None
