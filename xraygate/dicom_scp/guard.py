@@ -94,9 +94,8 @@ class GuardedDUL(DULServiceProvider):
             if limit and length > limit:
                 self._refuse(pdu_type, length, limit)
                 return
-            fast = self._fast if pdu_type == _P_DATA_TF else None
-            if fast is not None and self.state_machine.current_state != "Sta6":
-                fast = None  # Sta6: established, not releasing
+            established = self.state_machine.current_state == "Sta6"  # and not releasing
+            fast = self._fast if pdu_type == _P_DATA_TF and established else None
             if fast is not None:
                 body = self._read_fast_body(sock.socket, length, limit, deadline)
             else:
@@ -189,23 +188,16 @@ def _recv_into(sock: Any, view: memoryview, deadline: float) -> int:
 
 def _recv_exact(sock: Any, count: int, deadline: float) -> bytes:
     """``count`` bytes from ``sock`` (fewer when the peer closes); TimeoutError at ``deadline``
-    (a peer sending a PDU header and stalling holds a thread no longer than that)."""
-    parts: list[bytes] = []
-    left = count
-    try:
-        while left > 0:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("PDU not received in time")
-            sock.settimeout(remaining)
-            data = sock.recv(min(left, 65536))
-            if not data:
-                break
-            parts.append(data)
-            left -= len(data)
-    finally:
-        sock.settimeout(None)  # pynetdicom sends on this socket expecting it blocking
-    return b"".join(parts)
+    (a peer sending a PDU header and stalling holds a thread no longer than that). Read in
+    pieces of at most 64 KiB: memory follows what arrives, not the length a header declares."""
+    data = bytearray()
+    while len(data) < count:
+        piece = memoryview(bytearray(min(count - len(data), 65536)))
+        got = _recv_into(sock, piece, deadline)
+        data += piece[:got]
+        if got < len(piece):  # the peer closed
+            break
+    return bytes(data)
 
 
 def refuse_store(
