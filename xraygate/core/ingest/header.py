@@ -170,12 +170,12 @@ def read_header_bytes(data: bytes, transfer_syntax: str = "") -> Dataset:
             deferred = True
         if syntax is not None and syntax.is_encapsulated and not delimiter_in_tail(data):
             raise IngestError(Status.CANNOT_UNDERSTAND, "encapsulated pixel data is truncated")
-        _check_whole(ds, len(data), deferred=deferred, some_kept=not deferred)
+        _check_whole(ds, len(data), deferred=deferred)
     return ds
 
 
 def _read_header_elements(data: bytes, syntax: UID) -> Dataset:
-    """The :data:`HEADER_TAGS` of the data set in ``data`` (after our own File Meta): every
+    """The :data:`HEADER_KEYWORDS` of the data set in ``data`` (after our own File Meta): every
     top-level element is walked, only those are kept (the rest of a CT's ~260 are not made
     into elements). A value that runs past the end leaves the walk beyond it: truncated."""
     start = dataset_offset_in(data[:256])
@@ -191,12 +191,12 @@ def _read_header_elements(data: bytes, syntax: UID) -> Dataset:
     return ds
 
 
-def _check_whole(ds: Dataset, size: int, *, deferred: bool = True, some_kept: bool = False) -> None:
-    """Refuse a truncated or empty data set (``some_kept``: ``ds`` holds only some of the
-    elements, its emptiness was judged by the parse)."""
+def _check_whole(ds: Dataset, size: int, *, deferred: bool = True) -> None:
+    """Refuse a truncated or empty data set. Not ``deferred``: ``ds`` is the selection
+    :func:`_read_header_elements` kept, whose walk judged the data set's emptiness."""
     if truncation(ds, size, partial_header=False, deferred=deferred):
         raise IngestError(Status.CANNOT_UNDERSTAND, "data set is truncated")
-    if len(ds) == 0 and not some_kept:
+    if deferred and len(ds) == 0:
         raise IngestError(Status.CANNOT_UNDERSTAND, "the data set is empty")
 
 
